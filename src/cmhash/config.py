@@ -1,0 +1,127 @@
+"""Typed run configuration: dataclasses, per method x dataset presets (YAML), overrides.
+
+Precedence: dataclass defaults < ``presets/<method>.yaml`` ``default:`` < its ``<dataset>:``
+section < command-line ``--set section.key=value`` overrides.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .utils import CmhashError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    root: str | None = None
+    protocol: str | None = None  # None: the dataset's default ("djsrh", "dcmh", "fixed")
+    split_seed: int = 0
+    n_query: int | None = None
+    n_train: int | None = None
+    split_file: str | None = None  # reload a saved split instead of drawing one
+    options: dict = field(default_factory=dict)  # passed to the dataset loader
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "efficientnet-lite0"
+    weights: str | None = None
+    image_size: int | None = None  # None: the backbone's default (224)
+    finetune: bool = False  # True: train through the backbone on raw pixels (a GPU job)
+    batch_size: int = 64
+    cache_dir: str = ".cache/cmhash"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 80
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.1
+    eval_every: int = 5
+    select_metric: str = "map@50"  # mean of I->T and T->I on the validation part
+    num_threads: int | None = None
+
+
+@dataclass
+class RunConfig:
+    method: str = "djsrh"
+    bits: int = 64
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method_params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        return cls(method=d.get("method", "djsrh"), bits=int(d.get("bits", 64)),
+                   data=_make(DataConfig, d.get("data", {}), "data"),
+                   backbone=_make(BackboneConfig, d.get("backbone", {}), "backbone"),
+                   train=_make(TrainConfig, d.get("train", {}), "train"),
+                   method_params=dict(d.get("method_params", {})))
+
+
+def _make(cls, d: dict, section: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise CmhashError(f"unknown {section} setting(s) {unknown}; known: {sorted(names)}")
+    return cls(**d)
+
+
+def load_preset(method: str, dataset: str) -> dict:
+    """The preset sections for ``method`` merged for ``dataset`` (empty if no preset file)."""
+    try:
+        text = resources.files("cmhash.presets").joinpath(f"{method}.yaml").read_text()
+    except FileNotFoundError:
+        return {}
+    presets = yaml.safe_load(text) or {}
+    out: dict = {}
+    for key in ("default", dataset):
+        _deep_update(out, presets.get(key) or {})
+    return out
+
+
+def _deep_update(dst: dict, src: dict) -> dict:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['train.epochs=5', 'method.beta=0.6'] -> nested dict (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise CmhashError(f"override {item!r} is not of the form section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or parts[0] not in ("data", "backbone", "train", "method"):
+            raise CmhashError(f"override key {key!r} must be data.X, backbone.X, train.X or method.X")
+        out.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value)
+    return out
+
+
+def build_config(method: str, dataset: str, bits: int, overrides: dict | None = None,
+                 base: dict | None = None) -> RunConfig:
+    """Defaults < preset < ``base`` (e.g. CLI options) < ``overrides``."""
+    merged: dict[str, Any] = {"data": {"dataset": dataset}}
+    preset = load_preset(method, dataset)
+    _deep_update(merged, preset)
+    _deep_update(merged, base or {})
+    _deep_update(merged, overrides or {})
+    method_params = merged.pop("method", {})
+    return RunConfig.from_dict({"method": method, "bits": bits, **merged, "method_params": method_params})

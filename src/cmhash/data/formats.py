@@ -1,0 +1,230 @@
+"""Loaders for the community's file formats, registered by name (``cmhash list``).
+
+MIRFlickr-25K, NUS-WIDE (top-10), MS-COCO and IAPR TC-12 share one layout (DJSRH / DCMH
+processing): ``<prefix>-lall.mat`` (LAll, n x C labels), ``<prefix>-yall.mat`` (YAll, n x d
+bag-of-words), and images either raw (``<prefix>-iall.mat``, IAll, uint8, HDF5, read lazily) or
+as features (``<prefix>-iall-vgg.mat``, XAll, n x 4096). Both MAT v5 and v7.3 files are read.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..registry import register_dataset
+from .base import DataError, PairedData, validate_paired
+from .matio import MatFile
+from .protocol import Split, make_split
+from .text import BowVectorizer
+
+
+@dataclass
+class LoadedDataset:
+    data: PairedData
+    protocol: str = "djsrh"  # default protocol for this dataset
+    protocol_params: dict = field(default_factory=dict)
+    fixed_split: Split | None = None
+    similarity_beta: float | None = None  # dataset-specific DJSRH beta (image share of S~), if any
+
+    def split(self, protocol: str | None = None, seed: int = 0, **params) -> Split:
+        protocol = protocol or self.protocol
+        if protocol == "fixed":
+            if self.fixed_split is None:
+                raise DataError(f"dataset {self.data.name!r} has no fixed split; use 'djsrh' or 'dcmh'")
+            return self.fixed_split
+        kw = dict(self.protocol_params) if protocol == self.protocol else {}
+        kw.update({k: v for k, v in params.items() if v is not None})
+        return make_split(self.data.labels, protocol, seed=seed, **kw)
+
+
+def _root(root, name: str) -> Path:
+    if root is None:
+        raise DataError(f"dataset {name!r} needs a data folder (--data-root)")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    return root
+
+
+def load_lall_yall(root, prefix: str, name: str, images: str = "auto", layout: str = "matlab",
+                   drop_empty_labels: bool = False) -> PairedData:
+    """Load the LAll/YAll(/IAll|XAll) layout; ``images`` is 'auto', 'pixels' or 'features'."""
+    root = _root(root, name)
+    lab_f, txt_f = root / f"{prefix}-lall.mat", root / f"{prefix}-yall.mat"
+    pix_f, feat_f = root / f"{prefix}-iall.mat", root / f"{prefix}-iall-vgg.mat"
+    labels = MatFile(lab_f).matrix("LAll")
+    texts = MatFile(txt_f).matrix("YAll")
+    if images == "auto":
+        images = "pixels" if pix_f.exists() else "features" if feat_f.exists() else "missing"
+    if images == "pixels":
+        imgs, kind, src = MatFile(pix_f).images("IAll", layout), "pixels", pix_f
+    elif images == "features":
+        imgs, kind, src = MatFile(feat_f).matrix("XAll"), "features", feat_f
+    elif images == "missing":
+        raise DataError(f"{root}: no image file: expected {pix_f.name} (IAll) or {feat_f.name} (XAll)")
+    else:
+        raise DataError(f"unknown images option {images!r}; use 'auto', 'pixels' or 'features'")
+    if len(labels) != len(texts) or len(labels) != imgs.shape[0]:
+        raise DataError(f"{root}: row counts differ: {lab_f.name} {len(labels)}, {txt_f.name} {len(texts)}, "
+                        f"{src.name} {imgs.shape[0]}")
+    data = PairedData(imgs, texts, labels, name=name, image_kind=kind,
+                      info={"files": [str(lab_f), str(txt_f), str(src)]})
+    return validate_paired(data, f"{root}/{prefix}-*.mat", drop_empty_labels)
+
+
+def _lall_loader(name: str, prefix: str, first_factor: int, beta: float | None, help: str):
+    @register_dataset(name, help=help)
+    def load(root=None, images: str = "auto", layout: str = "matlab", drop_empty_labels: bool = False,
+             prefix: str = prefix, **_):
+        data = load_lall_yall(root, prefix, name, images, layout, drop_empty_labels)
+        return LoadedDataset(data, "djsrh", {"n_query": 2000, "n_train": 5000, "first_factor": first_factor},
+                             similarity_beta=beta)
+
+    return load
+
+
+_lall_loader("mirflickr", "mirflickr25k", 2, 0.9, "MIRFlickr-25K (mirflickr25k-{lall,yall,iall|iall-vgg}.mat)")
+_lall_loader("nuswide", "nus-wide-tc10", 1, 0.6, "NUS-WIDE top-10 (nus-wide-tc10-{lall,yall,iall|iall-vgg}.mat)")
+_lall_loader("mscoco", "mscoco", 1, None, "MS-COCO in the LAll/YAll/IAll layout (mscoco-*.mat)")
+_lall_loader("iapr", "iapr-tc12", 1, None, "IAPR TC-12 in the LAll/YAll/IAll layout (iapr-tc12-*.mat)")
+
+
+def wiki_labels(raw: np.ndarray, n_classes: int = 10, source: str = "wikiData.mat") -> np.ndarray:
+    """Wiki labels come as a column of class ids 1..C or as one-hot rows; return one-hot uint8."""
+    raw = np.asarray(raw)
+    if raw.shape[1] == 1:
+        ids = raw[:, 0]
+        if ids.dtype.kind == "f" and not np.isfinite(ids).all():
+            raise DataError(f"{source}: labels contain NaN or inf")
+        ids = ids.astype(np.int64)
+        if ids.min() < 1 or ids.max() > n_classes:
+            raise DataError(f"{source}: class ids must be 1..{n_classes}, found {ids.min()}..{ids.max()}")
+        return np.eye(n_classes, dtype=np.uint8)[ids - 1]
+    return raw.astype(np.uint8)
+
+
+@register_dataset("wiki", help="Wikipedia benchmark (wikiData.mat: I_tr, I_te, T_tr, T_te, L_tr, L_te)")
+def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = False, **_):
+    root = _root(root, "wiki") if root is None or Path(root).is_dir() else Path(root)
+    path = root / file if root.is_dir() else root
+    m = MatFile(path)
+    i_tr, i_te, t_tr, t_te = (m.matrix(k) for k in ("I_tr", "I_te", "T_tr", "T_te"))
+    n_classes = max(int(np.max(m.matrix("L_tr"))) if m.matrix("L_tr").shape[1] == 1 else m.matrix("L_tr").shape[1], 10)
+    l_tr, l_te = wiki_labels(m.matrix("L_tr"), n_classes, str(path)), wiki_labels(m.matrix("L_te"), n_classes, str(path))
+    for a, b, what in ((i_tr, t_tr, "I_tr/T_tr"), (i_tr, l_tr, "I_tr/L_tr"), (i_te, t_te, "I_te/T_te"), (i_te, l_te, "I_te/L_te")):
+        if len(a) != len(b):
+            raise DataError(f"{path}: row counts differ: {what} {len(a)} vs {len(b)}")
+    n_tr, n_te = len(i_tr), len(i_te)
+    data = PairedData(np.concatenate([i_tr, i_te]), np.concatenate([t_tr, t_te]), np.concatenate([l_tr, l_te]),
+                      name="wiki", image_kind="features", info={"files": [str(path)]},
+                      label_names=["art", "biology", "geography", "history", "literature", "media", "music",
+                                   "royalty", "sport", "warfare"][:n_classes])
+    data = validate_paired(data, str(path), drop_empty_labels)
+    if "dropped_empty_label_rows" in data.info:
+        raise DataError(f"{path}: Wiki labels are single-class; empty label rows mean a broken file")
+    train = np.arange(n_tr)
+    split = Split(np.arange(n_tr, n_tr + n_te), train, train, "fixed", 0, {"source": "wikiData.mat train/test"})
+    return LoadedDataset(data, "fixed", {}, fixed_split=split, similarity_beta=None)
+
+
+class FolderImages:
+    """Lazy images from files: each read with PIL, shorter side resized to ``size``, centre-cropped."""
+
+    def __init__(self, paths: list[Path], size: int = 224):
+        self.paths, self.size = list(paths), size
+        self.shape = (len(self.paths), 3, size, size)
+        self.dtype = np.dtype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, idx) -> np.ndarray:
+        return np.stack([self.read(self.paths[i]) for i in np.asarray(idx, dtype=np.int64)])
+
+    def read(self, path: Path) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                w, h = im.size
+                s = self.size / min(w, h)
+                im = im.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), Image.BILINEAR)
+                w, h = im.size
+                left, top = (w - self.size) // 2, (h - self.size) // 2
+                im = im.crop((left, top, left + self.size, top + self.size))
+                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise DataError(f"{path}: not a readable image ({e})") from None
+
+
+def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:
+    """``path<TAB>caption[<TAB>label,label,...]`` per line; blank lines are skipped."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    rows = []
+    for ln, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 2:
+            raise DataError(f"{path}:{ln}: expected 'image<TAB>caption[<TAB>labels]'")
+        name, caption = parts[0].strip(), parts[1].strip()
+        if not caption:
+            raise DataError(f"{path}:{ln}: empty caption for {name!r}")
+        labels = [x.strip() for x in parts[2].split(",") if x.strip()] if len(parts) > 2 else None
+        rows.append((name, caption, labels))
+    if not rows:
+        raise DataError(f"{path}: no captions")
+    return rows
+
+
+@register_dataset("folder", help="your own data: a folder with images and captions.tsv (image<TAB>caption[<TAB>labels])")
+def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224, n_query: int | None = None,
+                n_train: int | None = None, seed: int = 0, max_features: int = 2000, min_count: int = 2, **_):
+    root = _root(root, "folder")
+    rows = read_caption_file(root / captions)
+    paths = []
+    for name, _, _ in rows:
+        p = (root / name).resolve()
+        if not p.is_file():
+            raise DataError(f"{root / captions}: image {name!r} not found under {root}")
+        paths.append(p)
+    has_labels = all(r[2] is not None for r in rows)
+    names = sorted({x for r in rows for x in (r[2] or [])})
+    labels = np.zeros((len(rows), max(1, len(names))), np.uint8)
+    for i, r in enumerate(rows):
+        for x in r[2] or []:
+            labels[i, names.index(x)] = 1
+    n = len(rows)
+    n_query = n_query if n_query is not None else max(1, min(2000, n // 10))
+    n_train = n_train if n_train is not None else min(10000, n - n_query)
+    split = make_split(labels, "dcmh", n_query=n_query, n_train=n_train, seed=seed)
+    # the vocabulary sees the training captions only
+    caps = [r[1] for r in rows]
+    vec = BowVectorizer(max_features=max_features, min_count=min_count).fit([caps[i] for i in split.train])
+    texts = vec.transform(caps)
+    data = PairedData(FolderImages(paths, image_size), texts, labels, name=f"folder:{root.name}", image_kind="pixels",
+                      vocab=vec.vocab, label_names=names or None, captions=caps,
+                      info={"files": [str(root / captions)], "has_labels": has_labels})
+    if has_labels:
+        data = validate_paired(data, str(root / captions))
+    split.protocol = "fixed"
+    return LoadedDataset(data, "fixed", {}, fixed_split=split)
+
+
+@register_dataset("synthetic", help="embedded demo set: rendered multi-label images + noisy tag bags (no download)")
+def load_synthetic(root=None, n_items: int = 3000, image_size: int = 96, seed: int = 0, **_):
+    from .synthetic import make_synthetic
+
+    data = make_synthetic(n_items=n_items, image_size=image_size, seed=seed)
+    n_query = max(1, n_items // 10)
+    n_train = min(n_items // 2, n_items - n_query)
+    return LoadedDataset(data, "djsrh", {"n_query": n_query, "n_train": n_train, "first_factor": 1},
+                         similarity_beta=None)

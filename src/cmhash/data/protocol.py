@@ -1,0 +1,121 @@
+"""Evaluation protocols: which items are queries, which train, which form the database.
+
+- ``djsrh``: DJSRH's split (its ``datasets.py``). Queries and training items are drawn class by
+  class from items carrying that label and not yet chosen; the first class gets ``first_factor``
+  times the per-class quota (MIRFlickr: 160 + 80 x 23 queries, 400 + 200 x 23 training items;
+  NUS-WIDE: 200 and 500 per class). Both sets are topped up at random to their sizes; the
+  database is every item except the queries, so the training set lies inside it.
+- ``dcmh``: DCMH / SSAH: 2,000 random queries, database = all other items, 10,000 training items
+  drawn at random from the database.
+- ``fixed``: a dataset's own split (Wiki: 693 test pairs as queries, the 2,173 training pairs as
+  both training set and database, as DJSRH's ``compress_wiki`` does).
+
+Unlike the references (which never seed NumPy), every split here is seeded, and saved next to
+every result as JSON so it can be reloaded.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import write_json_atomic
+from .base import DataError
+
+
+@dataclass
+class Split:
+    query: np.ndarray
+    train: np.ndarray
+    database: np.ndarray
+    protocol: str = "custom"
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+
+    def sizes(self) -> dict:
+        return {"query": len(self.query), "train": len(self.train), "database": len(self.database)}
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, {
+            "protocol": self.protocol, "seed": self.seed, "params": self.params,
+            "query": self.query.tolist(), "train": self.train.tolist(), "database": self.database.tolist(),
+        })
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        try:
+            d = json.loads(Path(path).read_text())
+            return cls(np.asarray(d["query"], np.int64), np.asarray(d["train"], np.int64),
+                       np.asarray(d["database"], np.int64), d.get("protocol", "custom"),
+                       d.get("seed", 0), d.get("params", {}))
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"{path}: not a readable split file ({e})") from None
+
+    def check(self, n: int) -> None:
+        for name in ("query", "train", "database"):
+            idx = getattr(self, name)
+            if len(idx) == 0:
+                raise DataError(f"split has an empty {name} set")
+            if idx.min() < 0 or idx.max() >= n:
+                raise DataError(f"split's {name} indices fall outside 0..{n - 1}")
+
+
+def _stratified(labels: np.ndarray, total: int, first_factor: int, taken: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Pick ``total`` items class by class (DJSRH's loop), then top up at random."""
+    n, c = labels.shape
+    quota = total // (c - 1 + first_factor)
+    chosen: list[np.ndarray] = []
+    for k in range(c):
+        cand = np.flatnonzero((labels[:, k] > 0) & ~taken)
+        cand = cand[rng.permutation(len(cand))][: quota * (first_factor if k == 0 else 1)]
+        taken[cand] = True
+        chosen.append(cand)
+    out = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+    if len(out) < total:
+        rest = np.flatnonzero(~taken)
+        extra = rest[rng.permutation(len(rest))][: total - len(out)]
+        taken[extra] = True
+        out = np.concatenate([out, extra])
+    return out.astype(np.int64)
+
+
+def make_split(labels: np.ndarray, protocol: str = "djsrh", n_query: int = 2000, n_train: int = 5000,
+               seed: int = 0, first_factor: int = 1) -> Split:
+    """Build a seeded split of ``len(labels)`` items (see module docstring for the protocols)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n_query + 1 > n:
+        raise DataError(f"cannot take {n_query} queries from {n} items")
+    rng = np.random.default_rng(seed)
+    params = {"n_query": n_query, "n_train": n_train, "first_factor": first_factor}
+    if protocol == "djsrh":
+        if n_query + n_train > n:
+            raise DataError(f"djsrh protocol needs {n_query} + {n_train} items, dataset has {n}")
+        taken = np.zeros(n, bool)
+        query = _stratified(labels, n_query, first_factor, taken, rng)
+        train = _stratified(labels, n_train, first_factor, taken, rng)
+        database = np.flatnonzero(~np.isin(np.arange(n), query))
+    elif protocol == "dcmh":
+        perm = rng.permutation(n)
+        query, database = np.sort(perm[:n_query]), np.sort(perm[n_query:])
+        if n_train > len(database):
+            raise DataError(f"dcmh protocol needs {n_train} training items, database has {len(database)}")
+        train = np.sort(rng.choice(database, n_train, replace=False))
+    else:
+        raise DataError(f"unknown protocol {protocol!r}; use 'djsrh', 'dcmh' or a dataset's 'fixed' split")
+    split = Split(query, train, database.astype(np.int64), protocol, seed, params)
+    split.check(n)
+    return split
+
+
+def validation_split(train: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the training items for model selection (never the queries)."""
+    if not 0 <= fraction < 1:
+        raise DataError(f"validation fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed + 7919)
+    perm = rng.permutation(len(train))
+    n_val = int(round(len(train) * fraction))
+    return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])

@@ -1,0 +1,175 @@
+"""Retrieval metrics, computed the way the community's code does (DJSRH / DSAH / JDSH / DGCPN).
+
+- Relevant: the query and the item share at least one label.
+- Ranking: by Hamming distance, ties broken by database index (a stable sort). The references
+  use an unstable argsort, so their scores wobble at ties; ours are deterministic.
+- mAP: per query, mean over its relevant items of (relevant items up to that rank) / rank; a
+  query with no relevant item adds 0 and still counts in the mean (``calculate_map``).
+- mAP@k: the same inside the top k only, dividing by the relevant items found in the top k; a
+  query with none there adds 0 and still counts (``calculate_top_map``). This is *not* the
+  "first min(k, R) relevant hits anywhere" number of some toolboxes.
+- Tie-averaged mAP (option ``ties="average"``): the expected AP when the items at equal distance
+  are in random order (McSherry and Najork, ECIR 2008), in closed form per distance group.
+- PR by Hamming radius r = 0..K: per query, precision = relevant within r / retrieved within r,
+  recall = relevant within r / relevant; averaged over queries with at least one relevant item,
+  a query retrieving nothing within r being left out of that radius' precision mean.
+- Precision@K: relevant items among the first K of the tie-ordered ranking, / K.
+
+Everything runs on blocks of queries so memory stays bounded whatever the database size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..utils import CmhashError
+from .hamming import binarize, hamming_pm1
+
+
+def relevance(q_labels, db_labels) -> np.ndarray:
+    """(nq, ndb) bool: shares at least one label."""
+    return (np.asarray(q_labels, np.float32) @ np.asarray(db_labels, np.float32).T) > 0
+
+
+@dataclass
+class _Inputs:
+    q: np.ndarray
+    db: np.ndarray
+    ql: np.ndarray
+    dl: np.ndarray
+    k: int
+
+
+def _check(q_codes, db_codes, q_labels, db_labels) -> _Inputs:
+    q, db = binarize(q_codes), binarize(db_codes)
+    ql, dl = np.asarray(q_labels), np.asarray(db_labels)
+    if q.shape[1] != db.shape[1]:
+        raise CmhashError(f"query codes have {q.shape[1]} bits, database codes {db.shape[1]}")
+    if ql.ndim != 2 or dl.ndim != 2 or ql.shape[1] != dl.shape[1]:
+        raise CmhashError(f"label shapes do not match: {ql.shape} vs {dl.shape}")
+    if len(ql) != len(q) or len(dl) != len(db):
+        raise CmhashError(f"codes and labels differ in length: {len(q)}/{len(ql)} queries, {len(db)}/{len(dl)} items")
+    return _Inputs(q, db, ql, dl, q.shape[1])
+
+
+def _blocks(n_q: int, n_db: int, budget: int = 1 << 22):
+    step = max(1, budget // max(1, n_db))
+    for s in range(0, n_q, step):
+        yield slice(s, min(n_q, s + step))
+
+
+def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None = 50,
+                       precision_ks: tuple[int, ...] = (), full_map: bool = True,
+                       tie_averaged: bool = False) -> dict:
+    """All ranking metrics from one sort per query block.
+
+    Returns ``{"map": .., "map@<topk>": .., "map_tie_avg": .., "p@<K>": ..}`` for what was asked.
+    """
+    x = _check(q_codes, db_codes, q_labels, db_labels)
+    n_q, n_db = len(x.q), len(x.db)
+    ks = sorted({int(k) for k in precision_ks})
+    if topk is not None and topk < 1 or any(k < 1 for k in ks):
+        raise CmhashError("k must be >= 1")
+    sums = {"map": 0.0, "topk": 0.0, "tie": 0.0}
+    prec = np.zeros(len(ks))
+    ranks = np.arange(1, n_db + 1, dtype=np.float64)
+    for sl in _blocks(n_q, n_db):
+        dist = hamming_pm1(x.q[sl], x.db)  # (b, N) small uints
+        rel = relevance(x.ql[sl], x.dl)  # (b, N)
+        # stable: ties by database index; numpy radix-sorts uint8/uint16 keys, faster than a
+        # partial selection of the top k on these sizes
+        order = np.argsort(dist, axis=1, kind="stable")
+        srel = np.take_along_axis(rel, order, axis=1)  # (b, N) relevance in rank order
+        hits = np.cumsum(srel, axis=1, dtype=np.int32)
+        if full_map:
+            r_tot = hits[:, -1]
+            ap = (hits / ranks * srel).sum(1) / np.maximum(r_tot, 1)
+            sums["map"] += ap.sum()
+        if topk:
+            t = min(topk, n_db)
+            tr = srel[:, :t]
+            ap_k = (hits[:, :t] / ranks[:t] * tr).sum(1) / np.maximum(tr.sum(1), 1)
+            sums["topk"] += ap_k.sum()
+        for j, k in enumerate(ks):
+            prec[j] += (hits[:, min(k, n_db) - 1] / k).sum()
+        if tie_averaged:
+            sums["tie"] += _tie_averaged_ap(dist, rel, x.k).sum()
+    out = {}
+    if full_map:
+        out["map"] = sums["map"] / n_q
+    if topk:
+        out[f"map@{topk}"] = sums["topk"] / n_q
+    if tie_averaged:
+        out["map_tie_avg"] = sums["tie"] / n_q
+    for j, k in enumerate(ks):
+        out[f"p@{k}"] = prec[j] / n_q
+    return {k: float(v) for k, v in out.items()}
+
+
+def _histograms(dist: np.ndarray, rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: items and relevant items at each distance 0..K -> two (b, K+1) arrays."""
+    b = len(dist)
+    flat = dist.astype(np.int64) + (np.arange(b) * (k + 1))[:, None]
+    n = np.bincount(flat.ravel(), minlength=b * (k + 1)).reshape(b, k + 1)
+    r = np.bincount(flat.ravel(), weights=rel.ravel(), minlength=b * (k + 1)).reshape(b, k + 1)
+    return n.astype(np.float64), r
+
+
+def _tie_averaged_ap(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
+    """Expected AP over random orders within equal-distance groups (closed form, no sort).
+
+    A group of n items (r relevant) after p items (h relevant) adds, in expectation,
+    sum_{j=1..n} (r/n) (h + 1 + (j-1)(r-1)/(n-1)) / (p + j).
+    """
+    n, r = _histograms(dist, rel, k)
+    p = np.cumsum(n, 1) - n
+    h = np.cumsum(r, 1) - r
+    total_n = int(n.sum(1).max())
+    harm = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, total_n + 1))])
+    a = harm[(p + n).astype(np.int64)] - harm[p.astype(np.int64)]  # sum 1/(p+j)
+    bsum = n - (p + 1) * a  # sum (j-1)/(p+j)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(n > 1, (r - 1) / (n - 1), 0.0)
+        contrib = np.where(r > 0, (r / n) * ((h + 1) * a + slope * bsum), 0.0)
+    r_tot = r.sum(1)
+    return contrib.sum(1) / np.maximum(r_tot, 1)
+
+
+def mean_average_precision(q_codes, db_codes, q_labels, db_labels, ties: str = "index") -> float:
+    """Full-ranking mAP; ``ties`` = 'index' (deterministic) or 'average' (tie-averaged)."""
+    if ties not in ("index", "average"):
+        raise CmhashError(f"ties must be 'index' or 'average', got {ties!r}")
+    if ties == "average":
+        return evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk=None, full_map=False,
+                                  tie_averaged=True)["map_tie_avg"]
+    return evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk=None)["map"]
+
+
+def map_at_k(q_codes, db_codes, q_labels, db_labels, k: int = 50) -> float:
+    """mAP@k in the community's convention (see module docstring)."""
+    return evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk=k, full_map=False)[f"map@{k}"]
+
+
+def precision_at_k(q_codes, db_codes, q_labels, db_labels, ks=(1, 50, 100, 500, 1000)) -> dict[int, float]:
+    ks = [k for k in ks if k <= len(np.asarray(db_codes))]
+    r = evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk=None, precision_ks=tuple(ks), full_map=False)
+    return {k: r[f"p@{k}"] for k in ks}
+
+
+def pr_curve(q_codes, db_codes, q_labels, db_labels) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at Hamming radius 0..K (see module docstring): two (K+1,) arrays."""
+    x = _check(q_codes, db_codes, q_labels, db_labels)
+    p_sum, p_cnt = np.zeros(x.k + 1), np.zeros(x.k + 1)
+    r_sum, r_cnt = np.zeros(x.k + 1), 0
+    for sl in _blocks(len(x.q), len(x.db)):
+        n, r = _histograms(hamming_pm1(x.q[sl], x.db), relevance(x.ql[sl], x.dl), x.k)
+        ret, hit = np.cumsum(n, 1), np.cumsum(r, 1)
+        has_rel = hit[:, -1] > 0
+        ret, hit, tot = ret[has_rel], hit[has_rel], hit[has_rel][:, -1:]
+        ok = ret > 0
+        p_sum += np.where(ok, hit / np.where(ok, ret, 1), 0).sum(0)
+        p_cnt += ok.sum(0)
+        r_sum += (hit / tot).sum(0)
+        r_cnt += int(has_rel.sum())
+    return p_sum / np.maximum(p_cnt, 1), r_sum / max(r_cnt, 1)

