@@ -107,12 +107,14 @@ def wiki_labels(raw: np.ndarray, n_classes: int = 10, source: str = "wikiData.ma
 
 @register_dataset("wiki", help="Wikipedia benchmark (wikiData.mat: I_tr, I_te, T_tr, T_te, L_tr, L_te)")
 def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = False, **_):
-    root = _root(root, "wiki") if root is None or Path(root).is_dir() else Path(root)
-    path = root / file if root.is_dir() else root
+    if root is None:
+        raise DataError("dataset 'wiki' needs --data-root: the folder holding wikiData.mat, or the file itself")
+    path = Path(root) / file if Path(root).is_dir() else Path(root)
     m = MatFile(path)
     i_tr, i_te, t_tr, t_te = (m.matrix(k) for k in ("I_tr", "I_te", "T_tr", "T_te"))
-    n_classes = max(int(np.max(m.matrix("L_tr"))) if m.matrix("L_tr").shape[1] == 1 else m.matrix("L_tr").shape[1], 10)
-    l_tr, l_te = wiki_labels(m.matrix("L_tr"), n_classes, str(path)), wiki_labels(m.matrix("L_te"), n_classes, str(path))
+    raw_tr, raw_te = m.matrix("L_tr"), m.matrix("L_te")
+    l_tr, l_te = wiki_labels(raw_tr, 10, str(path)), wiki_labels(raw_te, 10, str(path))
+    n_classes = l_tr.shape[1]
     for a, b, what in ((i_tr, t_tr, "I_tr/T_tr"), (i_tr, l_tr, "I_tr/L_tr"), (i_te, t_te, "I_te/T_te"), (i_te, l_te, "I_te/L_te")):
         if len(a) != len(b):
             raise DataError(f"{path}: row counts differ: {what} {len(a)} vs {len(b)}")

@@ -54,6 +54,17 @@ def _file_id(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def load_into(module: nn.Module, sd: dict, source, what: str) -> None:
+    """``load_state_dict(strict)`` with a clear error naming the file on missing, extra or mis-shaped keys."""
+    try:
+        missing, unexpected = module.load_state_dict(sd, strict=False)
+    except RuntimeError as e:
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+        raise CmhashError(f"{source}: not {what} weights ({first})") from None
+    if missing or unexpected:
+        raise CmhashError(f"{source}: not {what} weights (missing {missing[:4]}, unexpected {unexpected[:4]})")
+
+
 def load_state_dict_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -95,10 +106,7 @@ class AlexNet(Backbone):
         )
         if weights:
             sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("classifier.6.")}
-            missing, unexpected = self.load_state_dict(sd, strict=False)
-            if missing or unexpected:
-                raise CmhashError(f"{weights}: not torchvision AlexNet weights (missing {missing[:4]}, "
-                                  f"unexpected {unexpected[:4]})")
+            load_into(self, sd, weights, "torchvision AlexNet")
             self.weights_id = f"file-{_file_id(Path(weights))}"
         else:
             warnings.warn("AlexNet has no weight file: random initialisation, so image similarity means little. "
@@ -141,10 +149,7 @@ class EfficientNetLite0(Backbone):
             self.weights_id = "imagenet-lite0-57934424"
         else:
             self.weights_id = f"file-{_file_id(Path(weights))}"
-        sd = load_state_dict_file(weights)
-        missing, unexpected = self.net.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise CmhashError(f"{weights}: not EfficientNet-Lite0 weights (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        load_into(self.net, load_state_dict_file(weights), weights, "EfficientNet-Lite0")
         del self.net._fc  # ImageNet classifier: unused
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:

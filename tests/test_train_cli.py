@@ -1,0 +1,140 @@
+"""End to end: the trainer and the CLI on tiny data (seconds on 2 cores)."""
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from click.testing import CliRunner
+
+from cmhash.cli import main
+from cmhash.config import build_config, parse_overrides
+from cmhash.train.trainer import load_checkpoint, prepare_inputs, run_experiment, train_run
+from cmhash.utils import CmhashError
+
+
+@pytest.fixture
+def wiki_like(tmp_path):
+    """A tiny Wiki-format file whose features carry the class, so training has something to learn."""
+    rng = np.random.default_rng(0)
+    centres_i, centres_t = rng.normal(size=(4, 12)), rng.normal(size=(4, 5))
+
+    def part(n):
+        y = rng.integers(0, 4, n)
+        return (np.abs(centres_i[y] + 0.5 * rng.normal(size=(n, 12))), np.abs(centres_t[y] + 0.5 * rng.normal(size=(n, 5))),
+                (y + 1)[:, None])
+
+    i_tr, t_tr, l_tr = part(160)
+    i_te, t_te, l_te = part(40)
+    path = tmp_path / "wikiData.mat"
+    scipy.io.savemat(path, dict(I_tr=i_tr, I_te=i_te, T_tr=t_tr, T_te=t_te, L_tr=l_tr, L_te=l_te))
+    return path
+
+
+def small_cfg(root, method="djsrh", bits=16, epochs=4, **train):
+    return build_config(method, "wiki", bits, {"train": {"epochs": epochs, "eval_every": 2, **train},
+                                               "method": {"img_hidden": 64, "txt_hidden": 64}},
+                        {"data": {"root": str(root)}})
+
+
+@pytest.mark.parametrize("method", ["djsrh", "dsah"])
+def test_training_beats_random_codes(wiki_like, tmp_path, method):
+    cfg = small_cfg(wiki_like.parent, method, epochs=15)
+    m = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert m["i2t"]["map"] > 0.45 and m["t2i"]["map"] > 0.45  # 4 balanced classes: random ~ 0.25
+    assert m["best_epoch"] >= 1 and (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_resume_continues_to_the_same_result(wiki_like, tmp_path):
+    cfg = small_cfg(wiki_like.parent, epochs=4)
+    full = train_run(cfg, tmp_path / "full", progress=False)
+    short = build_config("djsrh", "wiki", 16, {"train": {"epochs": 2, "eval_every": 2},
+                                                "method": {"img_hidden": 64, "txt_hidden": 64}},
+                         {"data": {"root": str(wiki_like.parent)}})
+    train_run(short, tmp_path / "part", progress=False)
+    ck = load_checkpoint(tmp_path / "part" / "last.pt")
+    ck["config"] = cfg.to_dict()  # pretend the 4-epoch run died after epoch 2
+    torch.save(ck, tmp_path / "part" / "last.pt")
+    resumed = train_run(cfg, tmp_path / "part", resume=True, progress=False)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+def test_checkpoint_errors(wiki_like, tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x02 truncated")
+    with pytest.raises(CmhashError, match="unreadable or truncated"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"x": 1}, tmp_path / "other.pt")
+    with pytest.raises(CmhashError, match="not a cmhash checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    cfg = small_cfg(wiki_like.parent, epochs=1)
+    train_run(cfg, tmp_path / "r", progress=False)
+    other = small_cfg(wiki_like.parent, bits=32, epochs=1)
+    with pytest.raises(CmhashError, match="another configuration"):
+        train_run(other, tmp_path / "r", resume=True, progress=False)
+
+
+def test_overrides_and_config_errors():
+    assert parse_overrides(["method.beta=0.5", "train.epochs=3"]) == {"method": {"beta": 0.5}, "train": {"epochs": 3}}
+    with pytest.raises(CmhashError, match="section.key=value"):
+        parse_overrides(["beta"])
+    with pytest.raises(CmhashError, match="must be data.X"):
+        parse_overrides(["model.beta=1"])
+    with pytest.raises(CmhashError, match="unknown train setting"):
+        build_config("djsrh", "wiki", 16, {"train": {"epoch": 3}})
+    cfg = build_config("djsrh", "wiki", 16)
+    assert cfg.method_params["beta"] == 0.3 and cfg.train.epochs == 200  # authors' Wiki settings
+    assert build_config("djsrh", "nuswide", 16).method_params["beta"] == 0.6
+
+
+def test_cli_train_evaluate_and_errors(wiki_like, tmp_path):
+    r = CliRunner()
+    out = tmp_path / "run"
+    res = r.invoke(main, ["train", "-m", "djsrh", "-d", "wiki", "--data-root", str(wiki_like.parent), "-b", "8,16",
+                          "--epochs", "2", "-o", str(out), "--set", "method.img_hidden=32",
+                          "--set", "method.txt_hidden=32"])
+    assert res.exit_code == 0, res.output
+    assert "| DJSRH |" in res.output and "random codes" in res.output
+    results = json.loads((out / "results.json").read_text())
+    assert {r["bits"] for r in results["rows"]} == {8, 16}
+    assert (out / "split.json").exists() and (out / "curves-16bits.png").stat().st_size > 1000
+    res = r.invoke(main, ["evaluate", str(out), "--tie-averaged"])
+    assert res.exit_code == 0, res.output
+    assert "map_tie_avg" in res.output
+    res = r.invoke(main, ["train", "-m", "nope", "-d", "wiki", "--data-root", str(wiki_like.parent)])
+    assert res.exit_code == 2 and "unknown method 'nope'" in res.output
+    res = r.invoke(main, ["train", "-d", "wiki", "--data-root", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "missing: file not found" in res.output
+    res = r.invoke(main, ["list"])
+    assert "djsrh" in res.output and "efficientnet-lite0" in res.output and "mirflickr" in res.output
+
+
+def test_cli_demo_small(tmp_path):
+    """The demo's whole path (render, pretrained features, train, evaluate, plots) on 200 items."""
+    r = CliRunner()
+    res = r.invoke(main, ["demo", "-o", str(tmp_path / "demo"), "--n-items", "200", "-b", "16", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "label prior" in res.output and (tmp_path / "demo" / "results.md").exists()
+    assert list((tmp_path / "demo" / "cache").glob("efficientnet-lite0-*.npy"))
+    res2 = r.invoke(main, ["demo", "-o", str(tmp_path / "demo"), "--n-items", "200", "-b", "16", "--epochs", "2",
+                           "--resume"])
+    assert res2.exit_code == 0, res2.output
+
+
+def test_finetune_path_through_a_backbone(tmp_path):
+    """Raw pixels through a trainable backbone (the GPU path), on a few tiny images on the CPU."""
+    import warnings
+
+    cfg = build_config("djsrh", "synthetic", 8,
+                       {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
+                        "backbone": {"name": "alexnet", "image_size": 64, "finetune": True,
+                                     "cache_dir": str(tmp_path / "cache")},
+                        "data": {"options": {"n_items": 40, "image_size": 32}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = prepare_inputs(cfg)
+        assert inputs.image_input is None
+        res = train_run(cfg, tmp_path / "ft", inputs, progress=False)
+    assert res.model.img_net.backbone is not None
+    assert res.model.img_net.backbone.features[0].weight.grad is not None
