@@ -2,7 +2,7 @@
 beside a CCA + random-rotation hashing baseline and random codes computed in the same run, and
 the DJSRH paper's Wiki row (which used raw images through AlexNet, not these SIFT features).
 
-    python benchmarks/bench_wiki.py --data ../shared/data/wiki [--epochs N] [--out runs/bench-wiki]
+    python benchmarks/bench_wiki.py --data ../shared/data/wiki [--epochs N] [--out runs/bench-wiki] [--resume]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--methods", default="djsrh,dsah")
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's Wiki preset")
     ap.add_argument("--out", default="runs/bench-wiki")
+    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     out = Path(args.out)
@@ -38,7 +39,8 @@ def main() -> None:
             cfg = build_config(method, "wiki", b, over, {"data": {"root": args.data}})
             inputs = inputs or prepare_inputs(cfg)
             t = time.time()
-            m = run_experiment(cfg, out / f"{method}-{b}", inputs, progress=False, curves=False)
+            m = run_experiment(cfg, out / f"{method}-{b}", inputs, resume=args.resume, progress=False,
+                               curves=False)
             rows.append({"name": method.upper(), "bits": b, **m})
             print(f"{method:>6} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} | T->I mAP@50 {m['t2i']['map@50']:.3f}"
                   f"  ({cfg.train.epochs} epochs, best {m['best_epoch']}, {time.time() - t:.0f}s)", flush=True)
@@ -49,11 +51,9 @@ def main() -> None:
         rows.append({"name": "CCA + random rotation", "bits": b,
                      **evaluate_codes(codes, lab[s.query], lab[s.database], curves=False)})
         rows.append({"name": "random codes", "bits": b, **random_codes_metrics(inputs, b, curves=False)})
-    rows.append({"name": "DJSRH paper (raw images, AlexNet)", "bits": 0, "i2t": {}, "t2i": {}})
-    paper = [{"name": "DJSRH paper (raw images, AlexNet)", "bits": b,
+    rows += [{"name": "DJSRH paper (raw images, AlexNet)", "bits": b,
               "i2t": {"map@50": PAPER_DJSRH_WIKI["i2t"][b]}, "t2i": {"map@50": PAPER_DJSRH_WIKI["t2i"][b]}}
-             for b in bits if b in PAPER_DJSRH_WIKI]
-    rows = [r for r in rows if r["bits"]] + paper
+             for b in bits if b in PAPER_DJSRH_WIKI["i2t"]]
     table = markdown_table(rows)
     prior = label_prior(inputs)
     text = (f"# Wiki (wikiData.mat: 128-d SIFT BoVW images, 10-d LDA texts), query {len(s.query)}, "

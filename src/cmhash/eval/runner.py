@@ -39,11 +39,15 @@ def markdown_table(rows: list[dict], metrics=("map", "map@50")) -> str:
         lines += [head, "|" + "---|" * (1 + 2 * len(bits))]
         for n in names:
             by_bits = {r["bits"]: r for r in rows if r["name"] == n}
-            cells = [f"{by_bits[b]['i2t'].get(metric, float('nan')):.3f}" if b in by_bits else "" for b in bits]
-            cells += [f"{by_bits[b]['t2i'].get(metric, float('nan')):.3f}" if b in by_bits else "" for b in bits]
+            cells = [_cell(by_bits.get(b, {}).get("i2t", {}), metric) for b in bits]
+            cells += [_cell(by_bits.get(b, {}).get("t2i", {}), metric) for b in bits]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _cell(scores: dict, metric: str) -> str:
+    return f"{scores[metric]:.3f}" if metric in scores else "–"
 
 
 def plot_curves(curves: dict[str, dict], path: str | Path, title: str = "") -> Path:
