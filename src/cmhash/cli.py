@@ -138,9 +138,6 @@ def train(method, dataset, data_root, bits, out, epochs, device, backbone, backb
 @click.option("--tie-averaged", is_flag=True, help="also report the tie-averaged mAP")
 def evaluate(run_dir: Path, tie_averaged: bool):
     """Re-encode and re-evaluate a trained run folder (its best checkpoints, its saved split)."""
-    import numpy as np
-
-    from .data import Split
     from .eval.runner import evaluate_codes, markdown_table
     from .train.trainer import encode_split, load_checkpoint, model_from_checkpoint, prepare_inputs
 
@@ -163,7 +160,6 @@ def evaluate(run_dir: Path, tie_averaged: bool):
         rows.append({"name": cfg.method.upper(), "bits": cfg.bits, **m})
     metrics = ("map", "map@50") + (("map_tie_avg",) if tie_averaged else ())
     click.echo(markdown_table(rows, metrics))
-    _ = np  # keep import local for speed
 
 
 @main.command()
