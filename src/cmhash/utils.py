@@ -65,17 +65,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """Python, NumPy and torch RNG states, for exact resume."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present, else CPU; anything else is passed to torch.device."""
     if name == "auto":

@@ -26,7 +26,6 @@ class LoadedDataset:
     protocol: str = "djsrh"  # default protocol for this dataset
     protocol_params: dict = field(default_factory=dict)
     fixed_split: Split | None = None
-    similarity_beta: float | None = None  # dataset-specific DJSRH beta (image share of S~), if any
 
     def split(self, protocol: str | None = None, seed: int = 0, **params) -> Split:
         protocol = protocol or self.protocol
@@ -74,21 +73,20 @@ def load_lall_yall(root, prefix: str, name: str, images: str = "auto", layout: s
     return validate_paired(data, f"{root}/{prefix}-*.mat", drop_empty_labels)
 
 
-def _lall_loader(name: str, prefix: str, first_factor: int, beta: float | None, help: str):
+def _lall_loader(name: str, prefix: str, first_factor: int, help: str):
     @register_dataset(name, help=help)
     def load(root=None, images: str = "auto", layout: str = "matlab", drop_empty_labels: bool = False,
              prefix: str = prefix, **_):
         data = load_lall_yall(root, prefix, name, images, layout, drop_empty_labels)
-        return LoadedDataset(data, "djsrh", {"n_query": 2000, "n_train": 5000, "first_factor": first_factor},
-                             similarity_beta=beta)
+        return LoadedDataset(data, "djsrh", {"n_query": 2000, "n_train": 5000, "first_factor": first_factor})
 
     return load
 
 
-_lall_loader("mirflickr", "mirflickr25k", 2, 0.9, "MIRFlickr-25K (mirflickr25k-{lall,yall,iall|iall-vgg}.mat)")
-_lall_loader("nuswide", "nus-wide-tc10", 1, 0.6, "NUS-WIDE top-10 (nus-wide-tc10-{lall,yall,iall|iall-vgg}.mat)")
-_lall_loader("mscoco", "mscoco", 1, None, "MS-COCO in the LAll/YAll/IAll layout (mscoco-*.mat)")
-_lall_loader("iapr", "iapr-tc12", 1, None, "IAPR TC-12 in the LAll/YAll/IAll layout (iapr-tc12-*.mat)")
+_lall_loader("mirflickr", "mirflickr25k", 2, "MIRFlickr-25K (mirflickr25k-{lall,yall,iall|iall-vgg}.mat)")
+_lall_loader("nuswide", "nus-wide-tc10", 1, "NUS-WIDE top-10 (nus-wide-tc10-{lall,yall,iall|iall-vgg}.mat)")
+_lall_loader("mscoco", "mscoco", 1, "MS-COCO in the LAll/YAll/IAll layout (mscoco-*.mat)")
+_lall_loader("iapr", "iapr-tc12", 1, "IAPR TC-12 in the LAll/YAll/IAll layout (iapr-tc12-*.mat)")
 
 
 def wiki_labels(raw: np.ndarray, n_classes: int = 10, source: str = "wikiData.mat") -> np.ndarray:
@@ -128,7 +126,7 @@ def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = F
         raise DataError(f"{path}: Wiki labels are single-class; empty label rows mean a broken file")
     train = np.arange(n_tr)
     split = Split(np.arange(n_tr, n_tr + n_te), train, train, "fixed", 0, {"source": "wikiData.mat train/test"})
-    return LoadedDataset(data, "fixed", {}, fixed_split=split, similarity_beta=None)
+    return LoadedDataset(data, "fixed", {}, fixed_split=split)
 
 
 class FolderImages:
@@ -228,5 +226,4 @@ def load_synthetic(root=None, n_items: int = 3000, image_size: int = 96, seed: i
     data = make_synthetic(n_items=n_items, image_size=image_size, seed=seed)
     n_query = max(1, n_items // 10)
     n_train = min(n_items // 2, n_items - n_query)
-    return LoadedDataset(data, "djsrh", {"n_query": n_query, "n_train": n_train, "first_factor": 1},
-                         similarity_beta=None)
+    return LoadedDataset(data, "djsrh", {"n_query": n_query, "n_train": n_train, "first_factor": 1})
