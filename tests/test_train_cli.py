@@ -1,9 +1,7 @@
 """End to end: the trainer and the CLI on tiny data (seconds on 2 cores)."""
 import json
 
-import numpy as np
 import pytest
-import scipy.io
 import torch
 from click.testing import CliRunner
 
@@ -11,24 +9,6 @@ from cmhash.cli import main
 from cmhash.config import build_config, parse_overrides
 from cmhash.train.trainer import load_checkpoint, prepare_inputs, run_experiment, train_run
 from cmhash.utils import CmhashError
-
-
-@pytest.fixture
-def wiki_like(tmp_path):
-    """A tiny Wiki-format file whose features carry the class, so training has something to learn."""
-    rng = np.random.default_rng(0)
-    centres_i, centres_t = rng.normal(size=(4, 12)), rng.normal(size=(4, 5))
-
-    def part(n):
-        y = rng.integers(0, 4, n)
-        return (np.abs(centres_i[y] + 0.5 * rng.normal(size=(n, 12))), np.abs(centres_t[y] + 0.5 * rng.normal(size=(n, 5))),
-                (y + 1)[:, None])
-
-    i_tr, t_tr, l_tr = part(160)
-    i_te, t_te, l_te = part(40)
-    path = tmp_path / "wikiData.mat"
-    scipy.io.savemat(path, dict(I_tr=i_tr, I_te=i_te, T_tr=t_tr, T_te=t_te, L_tr=l_tr, L_te=l_te))
-    return path
 
 
 def small_cfg(root, method="djsrh", bits=16, epochs=4, **train):

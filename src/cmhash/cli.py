@@ -1,7 +1,6 @@
-"""The ``cmhash`` command line: train, evaluate, demo, list."""
+"""The ``cmhash`` command line: train, evaluate, sweep, demo, list."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -160,6 +159,44 @@ def evaluate(run_dir: Path, tie_averaged: bool):
         rows.append({"name": cfg.method.upper(), "bits": cfg.bits, **m})
     metrics = ("map", "map@50") + (("map_tie_avg",) if tie_averaged else ())
     click.echo(markdown_table(rows, metrics))
+
+
+@main.command()
+@click.argument("spec", required=False)
+@click.option("--list", "list_specs", is_flag=True, help="show the built-in sweeps")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="sweep folder [runs/sweep-SPEC]")
+@click.option("--dataset", "-d", default=None, help="override the spec's dataset")
+@click.option("--data-root", type=click.Path(), default=None, help="folder holding the dataset's files")
+@click.option("--bits", "-b", default=None, help="override the spec's code lengths, e.g. 16,64")
+@click.option("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
+@click.option("--set", "sets", multiple=True, help="override applied to every run, e.g. --set train.seed=1")
+@click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out")
+def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume):
+    """Run a sweep SPEC (a YAML file or a built-in name): every point at every code length, then a
+    table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity, comparisons."""
+    from .config import parse_overrides
+    from .sweep import builtin_specs, load_spec, run_sweep, slug
+
+    if list_specs or not spec:
+        for name, title in builtin_specs().items():
+            click.echo(f"  {name:<24} {title}")
+        if not spec:
+            click.echo("\nrun one with `cmhash sweep NAME` or give your own YAML file (see cmhash/sweep.py)")
+        return
+    sp = load_spec(spec)
+    if dataset:
+        sp.dataset = dataset
+    if data_root:
+        sp.data_root = str(data_root)
+    if bits:
+        sp.bits = _bits(bits)
+    extra = {f"{sec}.{k}": v for sec, d in parse_overrides(list(sets)).items() for k, v in d.items()}
+    if epochs is not None:
+        extra["train.epochs"] = epochs
+    out = out or Path("runs") / f"sweep-{slug(Path(spec).stem)}-{sp.dataset}"
+    click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths on {sp.dataset}", bold=True)
+    run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra)
+    click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")
 
 
 @main.command()

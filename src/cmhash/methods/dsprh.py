@@ -1,0 +1,154 @@
+"""DSPRH: Deep Semantic-Preserving Reconstruction Hashing (Cheng, Wang, Du, Entropy 2020),
+unsupervised. Our reconstruction of the paper (its equations did not survive in the text):
+
+- Image feature space (section 3.2): ``models.fusion.FusionImageFeatures``,
+  F_I = w1 f1 + w2 f2 + w3 f3 from strip pooling + iSQRT-COV, iSQRT-COV, and fc7.
+- Text feature space: DJSRH's TxtNet first layer, F_T = ReLU(Linear(d, 4096)).
+- Feature reconstruction layers (section 3.3): one ``models.twin_bottleneck.TwinBottleneck`` per
+  modality; the image branch's code and decoder rebuild the text feature space (the text vector),
+  the text branch's rebuild the image feature space (the frozen image features used for the
+  similarities, as DSAH's decoders do; rebuilding the learned F_I would let both shrink to 0).
+- Loss (section 3.4, Eq. 22): L = alpha L_align + beta L_ct + gamma L_p, alpha = 1, beta = 0.03,
+  gamma = 1, with L_align in ``losses.dsprh_alignment`` (lambda = 0.9, nu = 0.001, u = 1),
+  L_ct in ``losses.cosine_triplet`` and L_p in ``losses.pairwise``. Every term and sub-term has
+  its own weight; 0 switches it off (the loss ablation of Table 4).
+
+Settings the paper does not give (our choices, documented in the README): the optimiser (SGD,
+momentum 0.9, weight decay 5e-4, lr 0.01 for the heads and 0.001 for a fine-tuned backbone, as
+DJSRH), the triplet margin (0.5 in cosine distance) and negatives (hardest among the least
+similar half of the batch), and the pairwise targets (soft: lambda cos_I + (1 - lambda) cos_T).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..losses import (alignment_loss, bidirectional_cosine_triplet, dsah_similarity, pairwise_likelihood_loss,
+                      pairwise_targets)
+from ..models import FusionImageFeatures, TwinBottleneck
+from ..registry import register_method
+from ..utils import CmhashError
+from .base import HashMethod
+
+
+@dataclass
+class DSPRHConfig:
+    # image feature space (section 3.2)
+    w1: float = 0.25  # strip pooling + iSQRT-COV branch
+    w2: float = 0.25  # iSQRT-COV branch
+    w3: float = 0.5  # fc7 branch
+    feat_dim: int = 4096
+    map_dim: int = 256
+    cov_dim: int = 128
+    cov_iters: int = 5
+    strip: bool = True
+    img_dropout: float = 0.0
+    txt_hidden: int = 4096
+    # feature reconstruction layers (section 3.3)
+    enc_dim: int = 1024
+    cont_dim: int = 512
+    dec_dim: int = 1024
+    graph: bool = True
+    adj_power: float = 1.4
+    # semantic-preserving reconstruction loss (section 3.4)
+    alpha: float = 1.0
+    beta: float = 0.03
+    gamma: float = 1.0
+    lam: float = 0.9  # lambda of Eq. 12
+    mu: float = 1.5
+    w_rec: float = 1.0
+    w_intra: float = 1.0
+    w_inter: float = 1.0
+    w_rank: float = 1.0
+    nu: float = 0.001
+    u: float = 1.0
+    margin: float = 0.5
+    negatives: str = "hard"  # hard | random | least
+    neg_quantile: float = 0.5
+    pair_target: str = "soft"  # soft | binary
+    pair_quantile: float = 0.5
+    # optimisation (not in the paper: DJSRH's)
+    lr: float = 0.01
+    lr_backbone: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+
+@register_method("dsprh", help="DSPRH (Entropy 2020): fusion image net, twin-bottleneck reconstruction, "
+                               "alignment + cosine triplet + pairwise")
+class DSPRH(HashMethod):
+    """DSPRH (Cheng et al., Entropy 2020)."""
+
+    name = "dsprh"
+    Config = DSPRHConfig
+
+    @classmethod
+    def uses_feature_map(cls, params: dict) -> bool:
+        return float(params.get("w1", 0.25)) > 0 or float(params.get("w2", 0.25)) > 0
+
+    def __init__(self, cfg: DSPRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels)
+        if cfg.w1 < 0 or cfg.w2 < 0 or cfg.w3 < 0 or cfg.w1 + cfg.w2 + cfg.w3 <= 0:
+            raise CmhashError(f"dsprh fusion weights must be >= 0 and not all 0, got {cfg.w1}/{cfg.w2}/{cfg.w3}")
+        if cfg.negatives not in ("hard", "random", "least"):
+            raise CmhashError(f"dsprh negatives must be hard, random or least, got {cfg.negatives!r}")
+        if cfg.pair_target not in ("soft", "binary"):
+            raise CmhashError(f"dsprh pair_target must be soft or binary, got {cfg.pair_target!r}")
+        self.img_feat = FusionImageFeatures(img_dim, map_channels, cfg.feat_dim, (cfg.w1, cfg.w2, cfg.w3),
+                                            cfg.map_dim, cfg.cov_dim, cfg.cov_iters, cfg.strip, cfg.img_dropout,
+                                            backbone)
+        self.txt_feat = nn.Sequential(nn.Linear(txt_dim, cfg.txt_hidden), nn.ReLU(inplace=True))
+        # the frozen image features the text branch rebuilds: the backbone's pooled features
+        target_img = backbone.out_dim if backbone is not None else (img_dim or map_channels)
+        tb = dict(enc_dim=cfg.enc_dim, cont_dim=cfg.cont_dim, dec_dim=cfg.dec_dim, graph=cfg.graph,
+                  power=cfg.adj_power)
+        self.img_tb = TwinBottleneck(self.img_feat.out_dim, bits, txt_dim, **tb)  # image -> text space
+        self.txt_tb = TwinBottleneck(cfg.txt_hidden, bits, target_img, **tb)  # text -> image space
+        self._gen = torch.Generator().manual_seed(0)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:  # (B, K)
+        return self.img_tb.code(self.img_feat(x))
+
+    def encode_text(self, t: torch.Tensor) -> torch.Tensor:  # (B, K)
+        return self.txt_tb.code(self.txt_feat(t))
+
+    def loss(self, batch):
+        c = self.cfg
+        need_rec = c.alpha > 0 and c.w_rec > 0
+        f_i, f_t = self.img_feat(batch["image"]), self.txt_feat(batch["text"])  # (B, D_I), (B, 4096)
+        if need_rec:
+            code_i, rec_i = self.img_tb(f_i)  # (B, K), (B, d)
+            code_t, rec_t = self.txt_tb(f_t)  # (B, K), (B, D)
+        else:
+            code_i, code_t, rec_i, rec_t = self.img_tb.code(f_i), self.txt_tb.code(f_t), None, None
+        with torch.no_grad():
+            s, s_i, s_t = dsah_similarity(batch["feat"], batch["text"], c.mu, c.lam)  # (B, B) each
+            s_fused = s / c.mu  # lambda S_I + (1 - lambda) S_T, in [-1, 1]
+        parts = {}
+        total = code_i.new_zeros(())
+        if c.alpha > 0:
+            l_align, p = alignment_loss(code_i, code_t, s, s_i, s_t, rec_i, batch["text"], rec_t, batch["feat"], c.mu,
+                                        c.w_rec if need_rec else 0.0, c.w_intra, c.w_inter, c.w_rank, c.nu, c.u)
+            total = total + c.alpha * l_align
+            parts.update(p, align=l_align.item())
+        if c.beta > 0:
+            l_ct, p = bidirectional_cosine_triplet(code_i, code_t, s_fused, c.margin, c.negatives, c.neg_quantile,
+                                                   self._gen)
+            total = total + c.beta * l_ct
+            parts.update(p, triplet=l_ct.item())
+        if c.gamma > 0:
+            l_p = pairwise_likelihood_loss(code_i, code_t, pairwise_targets(s_fused, c.pair_target, c.pair_quantile))
+            total = total + c.gamma * l_p
+            parts["pairwise"] = l_p.item()
+        return total, parts
+
+    def make_optimizer(self):
+        c = self.cfg
+        bb = self.img_feat.backbone
+        bb_params = {id(p) for p in bb.parameters()} if bb is not None else set()
+        groups = [{"params": [p for p in self.parameters() if id(p) not in bb_params], "lr": c.lr}]
+        if bb is not None:
+            groups.append({"params": list(bb.parameters()), "lr": c.lr_backbone})
+        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, foreach=True)

@@ -1,0 +1,255 @@
+"""Sweeps: one small spec (method, dataset, code lengths, a grid) -> every run, a table, a plot.
+
+A spec is YAML (a file, or a built-in name from ``presets/sweeps``)::
+
+    title: DSPRH loss ablation (Table 4)
+    method: dsprh
+    dataset: synthetic
+    bits: [16, 32, 64, 128]
+    set: {train.epochs: 20}              # applied to every run
+    variants:                            # named points ...
+      full loss: {}
+      w/o alignment: {method.alpha: 0}
+    grid: {method.alpha: [0.1, 1]}       # ... or the cartesian product of values ...
+    one_at_a_time:                       # ... or each key varied alone, the rest at the preset
+      method.beta: [0.003, 0.03, 0.3]
+    curves: true                         # PR / precision@top-K of every point at the largest length
+
+A point may also set ``method`` (compare methods under one protocol). Runs land in
+``OUT/<point>/bits-<K>/``; an interrupted sweep continues with ``resume`` (finished runs are read
+back from their ``metrics.json``). Writes ``results.md``, ``results.json`` and ``sweep.png``.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .utils import CmhashError, write_json_atomic, write_text_atomic
+
+SPEC_KEYS = {"title", "method", "dataset", "bits", "set", "variants", "grid", "one_at_a_time", "curves", "data_root"}
+
+
+@dataclass
+class Point:
+    name: str
+    method: str
+    overrides: dict  # {"method.alpha": 0, ...}
+    param: str | None = None  # for one_at_a_time / 1-d grids: the varied key and its value
+    value: object = None
+
+
+@dataclass
+class Spec:
+    title: str
+    method: str
+    dataset: str
+    bits: list[int]
+    common: dict
+    points: list[Point]
+    curves: bool = False
+    data_root: str | None = None
+    source: dict = field(default_factory=dict)
+
+
+def builtin_specs() -> dict[str, str]:
+    """name -> title of the sweeps shipped in ``cmhash/presets/sweeps``."""
+    out = {}
+    for f in sorted(resources.files("cmhash.presets").joinpath("sweeps").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".yaml"):
+            out[f.name[:-5]] = (yaml.safe_load(f.read_text()) or {}).get("title", "")
+    return out
+
+
+def load_spec(spec: str | Path | dict) -> Spec:
+    if isinstance(spec, dict):
+        raw = spec
+    else:
+        path = Path(spec)
+        if path.is_file():
+            text = path.read_text()
+        else:
+            f = resources.files("cmhash.presets").joinpath("sweeps", f"{spec}.yaml")
+            if not f.is_file():
+                raise CmhashError(f"{spec}: no such sweep file or built-in sweep; built-in: {', '.join(builtin_specs())}")
+            text = f.read_text()
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise CmhashError(f"{spec}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise CmhashError("a sweep spec must be a mapping with method, dataset, bits and variants/grid")
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise CmhashError(f"unknown sweep key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
+    method = raw.get("method", "dsprh")
+    bits = raw.get("bits", [64])
+    bits = [bits] if isinstance(bits, int) else list(bits)
+    if not bits or not all(isinstance(b, int) and b > 0 for b in bits):
+        raise CmhashError(f"sweep bits must be positive integers, got {raw.get('bits')!r}")
+    common = _flat(raw.get("set") or {}, "set")
+    kinds = [k for k in ("variants", "grid", "one_at_a_time") if raw.get(k)]
+    if len(kinds) != 1:
+        raise CmhashError("a sweep spec needs exactly one of variants, grid or one_at_a_time")
+    points = []
+    if kinds[0] == "variants":
+        for name, ov in raw["variants"].items():
+            ov = dict(ov or {})
+            points.append(Point(str(name), ov.pop("method", method), _flat(ov, f"variant {name!r}")))
+    elif kinds[0] == "grid":
+        grid = _flat(raw["grid"], "grid")
+        keys = list(grid)
+        for values in itertools.product(*(_values(grid[k], k) for k in keys)):
+            ov = dict(zip(keys, values))
+            name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in ov.items())
+            one = len(keys) == 1
+            points.append(Point(name, method, ov, keys[0] if one else None, values[0] if one else None))
+    else:
+        for k, vals in _flat(raw["one_at_a_time"], "one_at_a_time").items():
+            for v in _values(vals, k):
+                points.append(Point(f"{k.split('.')[-1]}={v}", method, {k: v}, k, v))
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise CmhashError(f"sweep points must have distinct names, got {names}")
+    return Spec(str(raw.get("title") or f"{method} sweep"), method, raw.get("dataset", "synthetic"), bits, common,
+                points, bool(raw.get("curves", False)), raw.get("data_root"), raw)
+
+
+def _flat(d, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise CmhashError(f"{where}: expected a mapping of section.key: value")
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):  # nested form {method: {alpha: 1}}
+            for k2, v2 in v.items():
+                out[f"{k}.{k2}"] = v2
+        else:
+            out[str(k)] = v
+    for k in out:
+        if len(k.split(".")) != 2 or k.split(".")[0] not in ("data", "backbone", "train", "method"):
+            raise CmhashError(f"{where}: key {k!r} must be data.X, backbone.X, train.X or method.X")
+    return out
+
+
+def _values(v, key: str) -> list:
+    if not isinstance(v, list) or not v:
+        raise CmhashError(f"{key}: give a non-empty list of values")
+    return v
+
+
+def _nest(flat: dict) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        sec, key = k.split(".")
+        out.setdefault(sec, {})[key] = v
+    return out
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", name).strip("-") or "point"
+
+
+def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
+              echo: Callable[[str], None] = print, extra: dict | None = None) -> list[dict]:
+    """Run every point at every code length; ``extra``: flat overrides applied last (CLI --set)."""
+    from .config import build_config
+    from .eval.runner import markdown_table, plot_curves
+    from .train.trainer import label_prior, prepare_inputs, run_experiment, wants_maps
+    from .utils import resolve_device
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
+    base = {"data": {"root": spec.data_root}} if spec.data_root else {}
+    cfgs = {}
+    for p in spec.points:
+        for b in spec.bits:
+            flat = {**spec.common, **p.overrides, **(extra or {})}
+            cfgs[p.name, b] = build_config(p.method, spec.dataset, b, _nest(flat), base)
+    # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
+    groups: dict[str, list] = {}
+    for c in cfgs.values():
+        groups.setdefault(json.dumps([c.data.__dict__, c.backbone.__dict__], sort_keys=True, default=str), []).append(c)
+    prepared = {}
+    for key, cs in groups.items():
+        device = resolve_device(cs[0].train.device)
+        prepared[key] = prepare_inputs(cs[0], device, with_maps=any(wants_maps(c) for c in cs))
+    if len(prepared) > 1:
+        echo(f"  note: the points use {len(prepared)} different data/backbone settings (e.g. image sizes); "
+             "their inputs differ")
+    inputs = next(iter(prepared.values()))
+    inputs.split.save(out / "split.json")
+    rows, curves = [], {}
+    for (name, b), cfg in cfgs.items():
+        key = json.dumps([cfg.data.__dict__, cfg.backbone.__dict__], sort_keys=True, default=str)
+        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[key], resume=resume, progress=progress,
+                           curves=spec.curves)
+        point = next(p for p in spec.points if p.name == name)
+        rows.append({"name": name, "bits": b, "param": point.param, "value": point.value, **m})
+        if spec.curves and b == max(spec.bits):
+            curves[name] = m.get("curves", {})
+        echo(f"  {name:<28} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
+             f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  ({m.get('train_seconds', 0):.0f}s)")
+    prior = label_prior(inputs)
+    table = markdown_table(rows)
+    write_text_atomic(out / "results.md", f"# {spec.title}\n\n{spec.method} on {spec.dataset}; label prior "
+                      f"{prior:.3f}\n\n{table}\n")
+    write_json_atomic(out / "results.json", {"title": spec.title, "dataset": spec.dataset, "label_prior": prior,
+                                             "split": inputs.split.sizes(),
+                                             "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
+    plot_sweep(rows, spec, out / "sweep.png")
+    if curves:
+        plot_curves(curves, out / f"curves-{max(spec.bits)}bits.png", f"{spec.title}, {max(spec.bits)} bits")
+    echo("")
+    echo(table)
+    return rows
+
+
+def plot_sweep(rows: list[dict], spec: Spec, path: Path) -> Path:
+    """Varied parameters: mAP@50 / mAP against the value (one panel per parameter and code length);
+    named variants: against the code length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .utils import atomic_path
+
+    metrics = [("i2t", "map@50"), ("t2i", "map@50"), ("i2t", "map"), ("t2i", "map")]
+    params = list(dict.fromkeys(r["param"] for r in rows if r["param"] is not None))
+    if params and all(r["param"] is not None for r in rows):
+        panels = [(p, b) for p in params for b in spec.bits]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+        for ax, (p, b) in zip(axes[0], panels):
+            sub = [r for r in rows if r["param"] == p and r["bits"] == b]
+            xs = [r["value"] for r in sub]
+            numeric = all(isinstance(x, (int, float)) for x in xs)
+            pos = list(range(len(xs)))
+            for task, metric in metrics:
+                ax.plot(pos, [r[task][metric] for r in sub], marker="o",
+                        label=f"{'I→T' if task == 'i2t' else 'T→I'} {metric}")
+            ax.set_xticks(pos, [f"{x:g}" if numeric else str(x) for x in xs])
+            ax.set(title=f"{p.split('.')[-1]}, {b} bits", xlabel=p, ylim=(0, 1))
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=7)
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+        for ax, task in zip(axes[0], ("i2t", "t2i")):
+            for name in dict.fromkeys(r["name"] for r in rows):
+                sub = sorted((r for r in rows if r["name"] == name), key=lambda r: r["bits"])
+                ax.plot([str(r["bits"]) for r in sub], [r[task]["map@50"] for r in sub], marker="o", label=name)
+            ax.set(title=f"{'Image→Text' if task == 'i2t' else 'Text→Image'} mAP@50", xlabel="bits", ylim=(0, 1))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(spec.title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
