@@ -409,3 +409,30 @@ def test_cli_sweep_runs_writes_table_and_plot_and_resumes(wiki_like, tmp_path):
     assert "dsprh-loss-ablation" in res.output
     res = r.invoke(main, ["sweep", "nope"])
     assert res.exit_code == 2 and "no such sweep" in res.output
+
+
+@pytest.mark.parametrize("backbone", ["alexnet", "resnet34"])
+def test_dsprh_finetunes_through_a_backbone(tmp_path, backbone):
+    """Raw pixels -> backbone conv map (conv5 / layer4) + its pooled features (fc7 / GAP) -> fusion."""
+    import warnings
+
+    from cmhash.config import build_config
+    from cmhash.train.trainer import prepare_inputs, train_run
+
+    cfg = build_config("dsprh", "synthetic", 8,
+                       {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
+                        "backbone": {"name": backbone, "image_size": 64, "finetune": True,
+                                     "cache_dir": str(tmp_path / "cache")},
+                        "method": {"map_dim": 16, "cov_dim": 4, "txt_hidden": 16, "enc_dim": 16},
+                        "data": {"options": {"n_items": 24, "image_size": 32}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = prepare_inputs(cfg)
+        assert inputs.image_input is None and inputs.maps is None
+        res = train_run(cfg, tmp_path / "ft", inputs, progress=False)
+    net = res.model.img_feat
+    assert net.backbone is not None and net.out_dim == net.backbone.out_dim
+    first = net.backbone.features[0] if backbone == "alexnet" else net.backbone.conv1
+    assert first.weight.grad is not None
+    lrs = sorted(g["lr"] for g in res.model.make_optimizer().param_groups)
+    assert lrs == [0.001, 0.01]  # backbone at DJSRH's image rate, heads at 0.01

@@ -1,0 +1,91 @@
+"""DSPRH against the baselines it builds on, in one run: DJSRH, DSAH and DSPRH at 16/32/64/128
+bits on Wiki (wikiData.mat features) and on the embedded dataset (rendered images through the
+pretrained EfficientNet-Lite0, conv maps cached), mAP and mAP@50 for I->T and T->I, with random
+codes as the floor and DSPRH's loss ablation (each term removed) beside them.
+
+    python benchmarks/bench_dsprh.py [--datasets wiki,synthetic] [--wiki ../shared/data/wiki]
+                                     [--ablation-bits 64] [--out runs/bench-dsprh] [--resume]
+
+Every method uses its preset for the dataset (``cmhash/presets/*.yaml``); model selection is on
+a validation part of the training set. Wiki is skipped (with a note) when its file is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from cmhash.config import build_config
+from cmhash.eval.runner import markdown_table, plot_curves
+from cmhash.train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
+from cmhash.utils import write_json_atomic, write_text_atomic
+
+ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
+            "DSPRH w/o pairwise": {"gamma": 0.0}}
+
+
+def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list[str], ablation_bits: list[int],
+                  out: Path, resume: bool) -> str:
+    base = {"data": {"root": root}} if root else {}
+    cfgs = [(m.upper(), m, b, {}) for m in methods for b in bits]
+    cfgs += [(name, "dsprh", b, ov) for name, ov in ABLATION.items() for b in ablation_bits]
+    built = [(name, b, build_config(m, dataset, b, {"method": ov} if ov else {}, base)) for name, m, b, ov in cfgs]
+    t0 = time.time()
+    # one input for all: pooled features for every method, conv maps too (DSPRH reads them)
+    inputs = prepare_inputs(next(c for _, _, c in built if c.method == "dsprh") if "dsprh" in methods
+                            else built[0][2])
+    print(f"[{dataset}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
+    rows, curves = [], {}
+    for name, b, cfg in built:
+        t = time.time()
+        with_curves = b == max(bits) and name in [m.upper() for m in methods]
+        m = run_experiment(cfg, out / dataset / f"{name.lower().replace(' ', '-').replace('/', '')}-{b}", inputs,
+                           resume=resume, progress=False, curves=with_curves)
+        rows.append({"name": name, "bits": b, **m})
+        if with_curves and m.get("curves"):
+            curves[name] = m["curves"]
+        print(f"[{dataset}] {name:<26} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
+              f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  ({cfg.train.epochs} epochs, best "
+              f"{m['best_epoch']}, {m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)", flush=True)
+    rows += [{"name": "random codes", "bits": b, **random_codes_metrics(inputs, b, curves=False)} for b in bits]
+    if curves:  # the paper's Figure 6: PR and precision@top-K at the largest code length
+        plot_curves(curves, out / dataset / f"curves-{max(bits)}bits.png", f"{dataset}, {max(bits)} bits")
+    s = inputs.split
+    text = (f"## {dataset}: query {len(s.query)}, training {len(s.train)}, database {len(s.database)}, "
+            f"label prior {label_prior(inputs):.3f}\n\n{markdown_table(rows)}")
+    write_json_atomic(out / dataset / "results.json",
+                      {"dataset": dataset, "info": inputs.info, "split": s.sizes(),
+                       "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="wiki,synthetic")
+    ap.add_argument("--wiki", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"))
+    ap.add_argument("--bits", default="16,32,64,128")
+    ap.add_argument("--methods", default="djsrh,dsah,dsprh")
+    ap.add_argument("--ablation-bits", default="64", help="code lengths of the loss ablation ('' for none)")
+    ap.add_argument("--out", default="runs/bench-dsprh")
+    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
+    args = ap.parse_args()
+    bits = [int(b) for b in args.bits.split(",")]
+    abl = [int(b) for b in args.ablation_bits.split(",") if b.strip()]
+    out = Path(args.out)
+    parts = []
+    for ds in args.datasets.split(","):
+        root = None
+        if ds == "wiki":
+            root = args.wiki
+            if not (Path(root) / "wikiData.mat").exists():
+                parts.append(f"## wiki: skipped ({root}/wikiData.mat not found)")
+                print(parts[-1])
+                continue
+        parts.append(bench_dataset(ds, root, bits, args.methods.split(","), abl, out, args.resume))
+    text = "# DJSRH vs DSAH vs DSPRH\n\n" + "\n\n".join(parts)
+    print("\n" + text)
+    write_text_atomic(out / "results.md", text)
+
+
+if __name__ == "__main__":
+    main()
