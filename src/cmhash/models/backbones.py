@@ -42,6 +42,17 @@ class Backbone(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w)
         raise NotImplementedError
 
+    def load_torchvision(self, weights: str | None, what: str, drop_prefix: str, usual_file: str) -> None:
+        """Load a torchvision weight file (its classifier ``drop_prefix*`` dropped), or warn that the
+        net stays randomly initialised."""
+        if weights:
+            sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith(drop_prefix)}
+            load_into(self, sd, weights, f"torchvision {what}")
+            self.weights_id = f"file-{_file_id(Path(weights))}"
+        else:
+            warnings.warn(f"{what} has no weight file: random initialisation, so image similarity means little. "
+                          f"Pass --backbone-weights {usual_file} (torchvision's file).", stacklevel=3)
+
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         """The pooled features (B, D) from ``feature_map``'s output: ``forward = pool o feature_map``."""
         raise NotImplementedError
@@ -108,13 +119,7 @@ class AlexNet(Backbone):
             nn.Dropout(0.5), nn.Linear(256 * 36, 4096), nn.ReLU(inplace=True),
             nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
         )
-        if weights:
-            sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("classifier.6.")}
-            load_into(self, sd, weights, "torchvision AlexNet")
-            self.weights_id = f"file-{_file_id(Path(weights))}"
-        else:
-            warnings.warn("AlexNet has no weight file: random initialisation, so image similarity means little. "
-                          "Pass --backbone-weights alexnet-owt-7be5be79.pth (torchvision's file).", stacklevel=2)
+        self.load_torchvision(weights, "AlexNet", "classifier.6.", "alexnet-owt-7be5be79.pth")
 
     def conv5(self, x: torch.Tensor) -> torch.Tensor:
         return self.features[:12](x)  # up to conv5's ReLU, before the last max-pool
@@ -200,13 +205,7 @@ class ResNet34(Backbone):
             layers.append(nn.Sequential(*blocks))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        if weights:
-            sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith("fc.")}
-            load_into(self, sd, weights, "torchvision ResNet-34")
-            self.weights_id = f"file-{_file_id(Path(weights))}"
-        else:
-            warnings.warn("ResNet-34 has no weight file: random initialisation, so image similarity means little. "
-                          "Pass --backbone-weights resnet34-b627a593.pth (torchvision's file).", stacklevel=2)
+        self.load_torchvision(weights, "ResNet-34", "fc.", "resnet34-b627a593.pth")
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
