@@ -238,6 +238,17 @@ def plot_sweep(rows: list[dict], spec: Spec, path: Path) -> Path:
             ax.set(title=f"{p.split('.')[-1]}, {b} bits", xlabel=p, ylim=(0, 1))
             ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7)
+    elif len(spec.bits) == 1:  # named variants at one code length: the metrics across variants
+        fig, axes = plt.subplots(1, 1, figsize=(max(8.0, 1.3 * len(rows)), 4.0), squeeze=False)
+        ax = axes[0, 0]
+        pos = list(range(len(rows)))
+        for task, metric in metrics:
+            ax.plot(pos, [r[task][metric] for r in rows], marker="o",
+                    label=f"{'I→T' if task == 'i2t' else 'T→I'} {metric}")
+        ax.set_xticks(pos, [r["name"] for r in rows], rotation=15)
+        ax.set(title=f"{spec.bits[0]} bits", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     else:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
         for ax, task in zip(axes[0], ("i2t", "t2i")):

@@ -65,7 +65,9 @@ def plot_curves(curves: dict[str, dict], path: str | Path, title: str = "") -> P
         for name, c in curves.items():
             if task not in c:
                 continue
-            axes[0, col].plot(c[task]["recall"], c[task]["precision"], marker=".", label=name)
+            # radii at which no query retrieves anything have no precision (stored as 0): not drawn
+            pr = [(r, p) for r, p in zip(c[task]["recall"], c[task]["precision"]) if r > 0 or p > 0]
+            axes[0, col].plot([r for r, _ in pr], [p for _, p in pr], marker=".", label=name)
             axes[1, col].plot(c[task]["topk"], c[task]["p_at_k"], marker="o", label=name)
         axes[0, col].set(title=f"{label}: PR by Hamming radius", xlabel="recall", ylabel="precision",
                          xlim=(0, 1), ylim=(0, 1))
