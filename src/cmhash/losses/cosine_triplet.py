@@ -1,4 +1,4 @@
-"""DSPRH's cosine triplet loss (section 3.4.2, Eqs. 18-20, reconstructed).
+"""DSPRH's cosine triplet loss (section 3.4.2, reconstructed).
 
 With d(x, y) = 1 - cos(x, y) (the cosine distance) and margin m, for an image code b_I^i, its
 paired text code b_T^i (related) and an unrelated text code b_T^{n(i)}:
@@ -59,7 +59,7 @@ def cosine_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
 def bidirectional_cosine_triplet(code_img: torch.Tensor, code_txt: torch.Tensor, sim: torch.Tensor,
                                  margin: float = 0.5, mode: str = "hard", quantile: float = 0.5,
                                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
-    """L_ct = L^{I->T} + L^{T->I} (Eq. 20) with negatives drawn from the batch by ``sim``."""
+    """L_ct = L^{I->T} + L^{T->I} (the entire cosine triplet loss) with negatives drawn from the batch by ``sim``."""
     ni, nt = F.normalize(code_img, dim=1), F.normalize(code_txt, dim=1)
     cos_it = ni @ nt.T  # (B, B): image anchor i vs text j
     neg_t = select_negatives(sim, cos_it, mode, quantile, generator)

@@ -1,5 +1,8 @@
 """DSPRH's entire alignment loss (Cheng, Wang, Du, "Deep Semantic-Preserving Reconstruction
-Hashing for Unsupervised Cross-Modal Retrieval", Entropy 2020, section 3.4.1, Eqs. 10-17).
+Hashing for Unsupervised Cross-Modal Retrieval", Entropy 2020, section 3.4.1).
+
+The paper's text names only Eq. 12 (lambda), Eqs. 15-16 (nu) and Eq. 19 (the total); the other
+equations are cited here by what they are, not by a number we cannot check.
 
 The equations did not survive in the text we have; this is our reconstruction from the sentences
 around them and from DSAH (Yang et al., ICMR 2020), from which the paper says its alignment loss
@@ -9,18 +12,18 @@ the batch feature similarities (frozen image features, text vectors).
 
     S = mu (lambda S_I + (1 - lambda) S_T),  lambda = 0.9, mu = 1.5       fused matrix   (Eq. 12)
 
-    L_rec   = ||Dec_I(b_I) - T^||^2 + ||Dec_T(b_T) - F_I^||^2              reconstruction (Eq. 10)
+    L_rec   = ||Dec_I(b_I) - T^||^2 + ||Dec_T(b_T) - F_I^||^2              reconstruction
               (the twin-bottleneck decoders: the image branch rebuilds the text feature space,
               the text branch the image feature space; ^ = row-L2-normalised targets)
-    L_intra = ||B_I B_I^T - S||^2 + ||B_T B_T^T - S||^2                    within a modality (Eq. 11)
-    L_inter = ||B_I B_T^T - S||^2                                          between modalities (Eq. 11)
-    L_rank  = ||diag(B_I B_T^T) - mu||^2                                   diagonal ranking (Eq. 13):
+    L_intra = ||B_I B_I^T - S||^2 + ||B_T B_T^T - S||^2                    within a modality
+    L_inter = ||B_I B_T^T - S||^2                                          between modalities
+    L_rank  = ||diag(B_I B_T^T) - mu||^2                                   diagonal ranking:
               a pair's codes should be the most similar entries of its row, as the
               "diagonalisation trend" sentence says; target mu = S_ii, as in DSAH
     L_I^fh  = ||B_I B_I^T - mu S_I||^2,  L_T^fh = ||B_T B_T^T - mu S_T||^2  feature vs hash space (Eqs. 15-16)
 
     L_align = w_rec L_rec + w_intra L_intra + w_inter L_inter + w_rank L_rank
-              + nu (L_I^fh + u L_T^fh),   nu = 0.001, u = 1                                 (Eq. 17)
+              + nu (L_I^fh + u L_T^fh),   nu = 0.001, u = 1                                 (entire alignment)
 
 Every weight is a switch: 0 removes the term.
 """

@@ -1,4 +1,4 @@
-"""DSPRH's cross-modal pairwise likelihood loss (section 3.4.3, Eq. 21, reconstructed), the
+"""DSPRH's cross-modal pairwise likelihood loss (section 3.4.3, reconstructed), the
 negative log-likelihood of DCMH (Jiang and Li, CVPR 2017, Eq. 2):
 
     theta_ij = 1/2 h_I^i . h_T^j                      (relaxed codes, (B, K))

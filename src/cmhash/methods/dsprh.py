@@ -8,7 +8,7 @@ unsupervised. Our reconstruction of the paper (its equations did not survive in 
   modality; the image branch's code and decoder rebuild the text feature space (the text vector),
   the text branch's rebuild the image feature space (the frozen image features used for the
   similarities, as DSAH's decoders do; rebuilding the learned F_I would let both shrink to 0).
-- Loss (section 3.4, Eq. 22): L = alpha L_align + beta L_ct + gamma L_p, alpha = 1, beta = 0.03,
+- Loss (section 3.4, Eq. 19): L = alpha L_align + beta L_ct + gamma L_p, alpha = 1, beta = 0.03,
   gamma = 1, with L_align in ``losses.dsprh_alignment`` (lambda = 0.9, nu = 0.001, u = 1),
   L_ct in ``losses.cosine_triplet`` and L_p in ``losses.pairwise``. Every term and sub-term has
   its own weight; 0 switches it off (the loss ablation of Table 4).

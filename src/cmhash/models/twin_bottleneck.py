@@ -1,5 +1,5 @@
 """Twin-bottleneck reconstruction layer (Shen et al., "Auto-Encoding Twin-Bottleneck Hashing",
-CVPR 2020, section 3), DSPRH's "feature reconstruction layer" (section 3.3, Eqs. 6-9):
+CVPR 2020, section 3), DSPRH's "feature reconstruction layer" (section 3.3):
 
     h = Enc(F)                      = ReLU(W_e F)                          (B, enc_dim)
     b = Cod(h)                      = tanh(alpha W_b h)   the hash code    (B, K)
