@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cmhash.config import build_config
 from cmhash.eval.runner import markdown_table, plot_curves
+from cmhash.sweep import slug
 from cmhash.train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
 from cmhash.utils import write_json_atomic, write_text_atomic
 
@@ -39,7 +40,7 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     for name, b, cfg in built:
         t = time.time()
         with_curves = b == max(bits) and name in [m.upper() for m in methods]
-        m = run_experiment(cfg, out / dataset / f"{name.lower().replace(' ', '-').replace('/', '')}-{b}", inputs,
+        m = run_experiment(cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs,
                            resume=resume, progress=False, curves=with_curves)
         rows.append({"name": name, "bits": b, **m})
         if with_curves and m.get("curves"):

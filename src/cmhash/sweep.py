@@ -175,7 +175,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
     groups: dict[str, list] = {}
     for c in cfgs.values():
-        groups.setdefault(json.dumps([c.data.__dict__, c.backbone.__dict__], sort_keys=True, default=str), []).append(c)
+        groups.setdefault(_input_key(c), []).append(c)
     prepared = {}
     for key, cs in groups.items():
         device = resolve_device(cs[0].train.device)
@@ -187,8 +187,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     inputs.split.save(out / "split.json")
     rows, curves = [], {}
     for (name, b), cfg in cfgs.items():
-        key = json.dumps([cfg.data.__dict__, cfg.backbone.__dict__], sort_keys=True, default=str)
-        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[key], resume=resume, progress=progress,
+        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[_input_key(cfg)], resume=resume, progress=progress,
                            curves=spec.curves)
         point = next(p for p in spec.points if p.name == name)
         rows.append({"name": name, "bits": b, "param": point.param, "value": point.value, **m})
@@ -209,6 +208,11 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     echo("")
     echo(table)
     return rows
+
+
+def _input_key(cfg) -> str:
+    """Runs with equal data and backbone settings share one prepared input."""
+    return json.dumps([cfg.data.__dict__, cfg.backbone.__dict__], sort_keys=True, default=str)
 
 
 def plot_sweep(rows: list[dict], spec: Spec, path: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .metrics import evaluate_retrieval, pr_curve
 
 TOPK_POINTS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)

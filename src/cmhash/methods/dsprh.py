@@ -86,7 +86,8 @@ class DSPRH(HashMethod):
 
     @classmethod
     def uses_feature_map(cls, params: dict) -> bool:
-        return float(params.get("w1", 0.25)) > 0 or float(params.get("w2", 0.25)) > 0
+        c = cls.make_config(params)
+        return c.w1 > 0 or c.w2 > 0
 
     def __init__(self, cfg: DSPRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
         super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels)

@@ -30,19 +30,26 @@ def data_fingerprint(data: PairedData) -> str:
 
 @torch.inference_mode()
 def compute_features(backbone: Backbone, data: PairedData, batch_size: int = 64, device="cpu",
-                     desc: str = "features", maps_out: np.ndarray | None = None) -> np.ndarray:
-    """(N, D) pooled features; with ``maps_out`` (an (N, C, h, w) array, e.g. a memmap) the conv
-    maps are written there in the same pass, batch by batch (memory stays bounded)."""
+                     desc: str = "features", maps_file: Path | None = None) -> np.ndarray:
+    """(N, D) pooled features; with ``maps_file`` the conv maps (N, C, h, w) are also written
+    there as a float16 ``.npy`` memmap in the same pass, batch by batch (memory stays bounded)."""
     backbone.eval().to(device)
     n = len(data)
     out = np.empty((n, backbone.out_dim), np.float32)
+    maps_out = None
     for s in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False,
                   mininterval=0.2 if sys.stderr.isatty() else 30.0):
         x = torch.from_numpy(data.image_rows(np.arange(s, min(n, s + batch_size)))).to(device)
         fmap = backbone.feature_map(backbone.preprocess(x))  # (b, C, h, w)
         out[s:s + len(x)] = backbone.pool(fmap).float().cpu().numpy()
-        if maps_out is not None:
-            maps_out[s:s + len(x)] = fmap.cpu().numpy().astype(maps_out.dtype)
+        if maps_file is not None:
+            if maps_out is None:  # the map's shape is known from the first batch
+                maps_out = np.lib.format.open_memmap(maps_file, mode="w+", dtype=np.float16,
+                                                     shape=(n, *fmap.shape[1:]))
+            maps_out[s:s + len(x)] = fmap.cpu().numpy().astype(np.float16)
+    if maps_out is not None:
+        maps_out.flush()
+        del maps_out
     return out
 
 
@@ -76,14 +83,9 @@ def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: 
         return (feats, maps) if with_maps else feats
     path.parent.mkdir(parents=True, exist_ok=True)
     if with_maps:
-        with torch.inference_mode():
-            probe = backbone.eval().to(device).feature_map(backbone.preprocess(
-                torch.from_numpy(data.image_rows(np.arange(1))).to(device)))
         with atomic_path(map_path) as tmp:
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, *probe.shape[1:]))
-            feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features + maps", maps_out=mm)
-            mm.flush()
-            del mm
+            feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features + maps",
+                                     maps_file=tmp)
     else:
         feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features")
     with atomic_path(path) as tmp:

@@ -249,8 +249,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append(record)
         if out:
-            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim,
-                  map_channels)
+            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state)
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -259,10 +258,10 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     return TrainResult(model, best_epoch, best_val or {}, history, time.time() - t0, out)
 
 
-def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, img_dim,
-          map_channels=0) -> None:
+def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state) -> None:
     ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
-            "img_dim": img_dim, "map_channels": map_channels, "txt_dim": model.txt_dim, "epoch": epoch, "model": model.state_dict(),
+            "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim, "epoch": epoch,
+            "model": model.state_dict(),
             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
             "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
     with atomic_path(path) as tmp:
