@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmhash.eval import (evaluate_retrieval, hamming_packed, hamming_pm1, map_at_k, mean_average_precision,
-                         pack_codes, pr_curve, precision_at_k, unpack_codes)
+from cmhash.eval import (evaluate_retrieval, graded_relevance, hamming_packed, hamming_pm1, map_at_k,
+                         mean_average_precision, ndcg_at_k, pack_codes, pr_curve, precision_at_k, unpack_codes)
 from cmhash.eval.runner import evaluate_codes, markdown_table
 from cmhash.utils import CmhashError
 
@@ -189,3 +189,60 @@ def test_runner_both_directions_and_table():
     assert len(m["curves"]["i2t"]["precision"]) == 17
     table = markdown_table([{"name": "X", "bits": 16, **m}])
     assert "| X |" in table and "I→T 16" in table
+
+
+def brute_grade(a, b, kind):
+    inter = sum(int(x) * int(y) for x, y in zip(a, b))
+    if kind == "shared":
+        return float(inter)
+    if kind == "binary":
+        return float(inter > 0)
+    if kind == "jaccard":
+        union = sum(1 for x, y in zip(a, b) if x or y)
+        return inter / union if union else 0.0
+    na, nb = np.sqrt(sum(int(x) ** 2 for x in a)), np.sqrt(sum(int(y) ** 2 for y in b))
+    return inter / (na * nb) if na and nb else 0.0
+
+
+def brute_ndcg(q, db, ql, dl, k, kind):
+    order, _ = brute_ranking(q, db)
+    gains = [2.0 ** brute_grade(ql, dl[i], kind) - 1 for i in range(len(db))]
+    dcg = sum(gains[i] / np.log2(r + 1) for r, i in enumerate(order[:k], 1))
+    ideal = sorted(gains, reverse=True)[:k]
+    idcg = sum(g / np.log2(r + 1) for r, g in enumerate(ideal, 1))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(codes_strategy, st.integers(1, 40), st.sampled_from(["shared", "jaccard", "cosine", "binary"]))
+def test_ndcg_matches_brute_force(case, k, kind):
+    q, db, ql, dl = _random_case(*case)
+    want = np.mean([brute_ndcg(q[i], db, ql[i], dl, k, kind) for i in range(len(q))])
+    assert ndcg_at_k(q, db, ql, dl, k, kind) == pytest.approx(want, abs=1e-9)
+    g = graded_relevance(ql, dl, kind)
+    assert g[0, 0] == pytest.approx(brute_grade(ql[0], dl[0], kind))
+
+
+def test_ndcg_hand_checked():
+    # query labels {a, b}; database: {a, b} (2 shared), {a} (1), {c} (0); codes rank them 2, 0, 1
+    q = np.array([[1, 1, 1, 1]])
+    db = np.array([[1, 1, -1, -1], [1, 1, 1, 1], [1, 1, 1, -1]])  # distances 2, 0, 1
+    ql = np.array([[1, 1, 0]])
+    dl = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    # ranking: item 1 (gain 1), item 2 (gain 0), item 0 (gain 3); ideal: 3, 1, 0
+    dcg = 1 / np.log2(2) + 0 + 3 / np.log2(4)
+    idcg = 3 / np.log2(2) + 1 / np.log2(3)
+    assert ndcg_at_k(q, db, ql, dl, 3) == pytest.approx(dcg / idcg)
+    assert ndcg_at_k(q, db, ql, dl, 1) == pytest.approx(1 / 3)
+    # a perfect ranking scores 1; a query with no related item scores 0 and still counts
+    assert ndcg_at_k(np.array([[1, 1, -1, -1]]), db, ql, dl, 3) == pytest.approx(
+        (3 + 0 / np.log2(3) + 1 / np.log2(4)) / idcg)
+    assert ndcg_at_k(q, db, np.array([[0, 0, 0]]), dl, 3) == 0.0
+    with pytest.raises(CmhashError, match="grade"):
+        ndcg_at_k(q, db, ql, dl, 3, "overlapish")
+
+
+def test_runner_reports_ndcg():
+    q, db, ql, dl = _random_case(4, 20, 8, 3, 1)
+    out = evaluate_codes({"q_img": q, "q_txt": q, "db_img": db, "db_txt": db}, ql, dl, curves=False)
+    assert out["i2t"]["ndcg@50"] == pytest.approx(ndcg_at_k(q, db, ql, dl, 50))

@@ -135,7 +135,9 @@ def train(method, dataset, data_root, bits, out, epochs, device, backbone, backb
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--tie-averaged", is_flag=True, help="also report the tie-averaged mAP")
-def evaluate(run_dir: Path, tie_averaged: bool):
+@click.option("--grade", type=click.Choice(["shared", "jaccard", "cosine", "binary"]), default="shared",
+              show_default=True, help="graded relevance for NDCG@50 (label overlap)")
+def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
     """Re-encode and re-evaluate a trained run folder (its best checkpoints, its saved split)."""
     from .eval.runner import evaluate_codes, markdown_table
     from .train.trainer import encode_split, load_checkpoint, model_from_checkpoint, prepare_inputs
@@ -155,9 +157,9 @@ def evaluate(run_dir: Path, tie_averaged: bool):
         codes = encode_split(model, inputs, inputs.split.query, inputs.split.database, "cpu")
         lab = inputs.data.labels
         m = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=False,
-                           tie_averaged=tie_averaged)
+                           tie_averaged=tie_averaged, grade=grade)
         rows.append({"name": cfg.method.upper(), "bits": cfg.bits, **m})
-    metrics = ("map", "map@50") + (("map_tie_avg",) if tie_averaged else ())
+    metrics = ("map", "map@50", "ndcg@50") + (("map_tie_avg",) if tie_averaged else ())
     click.echo(markdown_table(rows, metrics))
 
 

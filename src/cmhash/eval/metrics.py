@@ -14,6 +14,13 @@
   recall = relevant within r / relevant; averaged over queries with at least one relevant item,
   a query retrieving nothing within r being left out of that radius' precision mean.
 - Precision@K: relevant items among the first K of the tie-ordered ranking, / K.
+- Graded relevance (``graded_relevance``): beside the binary "shares a label", multi-label items
+  are related by degree: ``shared`` = number of shared labels (DSRH, Zhao et al., CVPR 2015),
+  ``jaccard`` = |l_q & l_d| / |l_q | l_d|, ``cosine`` = l_q . l_d / (|l_q| |l_d|).
+- NDCG@k (Jarvelin and Kekalainen, TOIS 2002, with DSRH's gain): DCG@k = sum_{r<=k} (2^g_r - 1)
+  / log2(r + 1) over the tie-ordered ranking, divided by the DCG@k of the ideal order (grades
+  sorted high to low over the whole database). A query whose database holds no item of grade > 0
+  has no ideal DCG; it adds 0 and still counts, as in mAP.
 
 Everything runs on blocks of queries so memory stays bounded whatever the database size.
 """
@@ -27,9 +34,34 @@ from ..utils import CmhashError
 from .hamming import binarize, hamming_pm1
 
 
+GRADES = ("shared", "jaccard", "cosine", "binary")
+
+
 def relevance(q_labels, db_labels) -> np.ndarray:
     """(nq, ndb) bool: shares at least one label."""
     return (np.asarray(q_labels, np.float32) @ np.asarray(db_labels, np.float32).T) > 0
+
+
+def graded_relevance(q_labels, db_labels, kind: str = "shared") -> np.ndarray:
+    """(nq, ndb) float64 grades of relevance from label overlap (see module docstring)."""
+    ql, dl = np.asarray(q_labels, np.float32), np.asarray(db_labels, np.float32)
+    return _grades(ql @ dl.T, ql, dl, kind)
+
+
+def _grades(inter: np.ndarray, ql: np.ndarray, dl: np.ndarray, kind: str) -> np.ndarray:
+    inter, ql, dl = (np.asarray(a, np.float64) for a in (inter, ql, dl))
+    if kind == "shared":
+        return inter
+    if kind == "binary":
+        return (inter > 0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == "jaccard":
+            union = ql.sum(1)[:, None] + dl.sum(1)[None, :] - inter
+            return np.where(union > 0, inter / union, 0.0)
+        if kind == "cosine":
+            norm = np.sqrt((ql * ql).sum(1))[:, None] * np.sqrt((dl * dl).sum(1))[None, :]
+            return np.where(norm > 0, inter / norm, 0.0)
+    raise CmhashError(f"unknown relevance grade {kind!r}; use one of {', '.join(GRADES)}")
 
 
 @dataclass
@@ -61,22 +93,27 @@ def _blocks(n_q: int, n_db: int, budget: int = 1 << 22):
 
 def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None = 50,
                        precision_ks: tuple[int, ...] = (), full_map: bool = True,
-                       tie_averaged: bool = False) -> dict:
+                       tie_averaged: bool = False, ndcg_k: int | None = None, grade: str = "shared") -> dict:
     """All ranking metrics from one sort per query block.
 
-    Returns ``{"map": .., "map@<topk>": .., "map_tie_avg": .., "p@<K>": ..}`` for what was asked.
+    Returns ``{"map": .., "map@<topk>": .., "map_tie_avg": .., "p@<K>": .., "ndcg@<k>": ..}`` for
+    what was asked (NDCG with relevance grades of kind ``grade``).
     """
     x = _check(q_codes, db_codes, q_labels, db_labels)
     n_q, n_db = len(x.q), len(x.db)
     ks = sorted({int(k) for k in precision_ks})
-    if topk is not None and topk < 1 or any(k < 1 for k in ks):
+    if topk is not None and topk < 1 or any(k < 1 for k in ks) or ndcg_k is not None and ndcg_k < 1:
         raise CmhashError("k must be >= 1")
-    sums = {"map": 0.0, "topk": 0.0, "tie": 0.0}
+    if grade not in GRADES:
+        raise CmhashError(f"unknown relevance grade {grade!r}; use one of {', '.join(GRADES)}")
+    sums = {"map": 0.0, "topk": 0.0, "tie": 0.0, "ndcg": 0.0}
     prec = np.zeros(len(ks))
     ranks = np.arange(1, n_db + 1, dtype=np.float64)
     for sl in _blocks(n_q, n_db):
         dist = hamming_pm1(x.q[sl], x.db)  # (b, N) small uints
-        rel = relevance(x.ql[sl], x.dl)  # (b, N)
+        ql = np.asarray(x.ql[sl], np.float32)
+        inter = ql @ np.asarray(x.dl, np.float32).T  # (b, N) label overlap
+        rel = inter > 0  # (b, N)
         # stable: ties by database index; numpy radix-sorts uint8/uint16 keys, faster than a
         # partial selection of the top k on these sizes
         order = np.argsort(dist, axis=1, kind="stable")
@@ -95,6 +132,9 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
             prec[j] += (hits[:, min(k, n_db) - 1] / k).sum()
         if tie_averaged:
             sums["tie"] += _tie_averaged_ap(dist, rel, x.k).sum()
+        if ndcg_k:
+            gain = np.exp2(_grades(inter, ql, np.asarray(x.dl, np.float32), grade)) - 1.0  # (b, N)
+            sums["ndcg"] += _ndcg(gain, order, min(ndcg_k, n_db)).sum()
     out = {}
     if full_map:
         out["map"] = sums["map"] / n_q
@@ -102,9 +142,27 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
         out[f"map@{topk}"] = sums["topk"] / n_q
     if tie_averaged:
         out["map_tie_avg"] = sums["tie"] / n_q
+    if ndcg_k:
+        out[f"ndcg@{ndcg_k}"] = sums["ndcg"] / n_q
     for j, k in enumerate(ks):
         out[f"p@{k}"] = prec[j] / n_q
     return {k: float(v) for k, v in out.items()}
+
+
+def _ndcg(gain: np.ndarray, order: np.ndarray, t: int) -> np.ndarray:
+    """Per query NDCG@t from gains (b, N) and the ranking ``order`` (b, N)."""
+    disc = 1.0 / np.log2(np.arange(2, t + 2, dtype=np.float64))  # (t,)
+    dcg = (np.take_along_axis(gain, order[:, :t], axis=1) * disc).sum(1)
+    top = -np.partition(-gain, t - 1, axis=1)[:, :t]  # (b, t) the t largest gains
+    best = -np.sort(-top, axis=1)  # high to low
+    idcg = (best * disc).sum(1)
+    return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
+
+
+def ndcg_at_k(q_codes, db_codes, q_labels, db_labels, k: int = 50, grade: str = "shared") -> float:
+    """NDCG@k of Hamming ranking with graded relevance (see module docstring)."""
+    return evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk=None, full_map=False, ndcg_k=k,
+                              grade=grade)[f"ndcg@{k}"]
 
 
 def _histograms(dist: np.ndarray, rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

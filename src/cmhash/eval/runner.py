@@ -10,14 +10,16 @@ TOPK_POINTS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: bool = True,
-                   tie_averaged: bool = False) -> dict:
+                   tie_averaged: bool = False, ndcg_k: int | None = 50, grade: str = "shared") -> dict:
     """``codes`` holds q_img, q_txt, db_img, db_txt ({-1,+1} or real). Returns
-    ``{"i2t": {"map", "map@50", ...}, "t2i": {...}, "curves": {...}}``."""
+    ``{"i2t": {"map", "map@50", "ndcg@50", ...}, "t2i": {...}, "curves": {...}}`` (NDCG with graded
+    relevance of kind ``grade``: shared-label count by default)."""
     n_db = len(db_labels)
     ks = tuple(k for k in TOPK_POINTS if k <= n_db) if curves else ()
     out: dict = {"curves": {}}
     for task, q, db in (("i2t", codes["q_img"], codes["db_txt"]), ("t2i", codes["q_txt"], codes["db_img"])):
-        r = evaluate_retrieval(q, db, q_labels, db_labels, topk=topk, precision_ks=ks, tie_averaged=tie_averaged)
+        r = evaluate_retrieval(q, db, q_labels, db_labels, topk=topk, precision_ks=ks, tie_averaged=tie_averaged,
+                               ndcg_k=ndcg_k, grade=grade)
         out[task] = {k: v for k, v in r.items() if not k.startswith("p@")}
         if curves:
             p, rc = pr_curve(q, db, q_labels, db_labels)
@@ -26,7 +28,7 @@ def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: boo
     return out
 
 
-def markdown_table(rows: list[dict], metrics=("map", "map@50")) -> str:
+def markdown_table(rows: list[dict], metrics=("map", "map@50", "ndcg@50")) -> str:
     """rows: {"name", "bits", "i2t": {...}, "t2i": {...}} -> one line per name, columns per bits."""
     names = list(dict.fromkeys(r["name"] for r in rows))
     bits = sorted({r["bits"] for r in rows})

@@ -7,7 +7,8 @@ negative log-likelihood of DCMH (Jiang and Li, CVPR 2017, Eq. 2):
 i.e. p(s_ij | h) = sigmoid(theta_ij)^s_ij (1 - sigmoid(theta_ij))^(1 - s_ij). The paper averages
 nothing explicitly; we take the mean over the B x B pairs so the term's scale does not grow with
 the batch. Without labels s_ij comes from the fused feature similarity (see
-``pairwise_targets``).
+``pairwise_targets``); the supervised methods take it from the labels (``label_similarity``) and
+compare a batch with every training item, (B, K) x (N, K), which the same function computes.
 """
 from __future__ import annotations
 
@@ -32,6 +33,18 @@ def pairwise_targets(s_fused: torch.Tensor, mode: str = "soft", quantile: float 
     return t.masked_fill(eye, 1.0)
 
 
+def label_similarity(la: torch.Tensor, lb: torch.Tensor, kind: str = "binary") -> torch.Tensor:
+    """(Ba, C) x (Bb, C) multi-hot labels -> (Ba, Bb) targets: "binary" s_ij = 1 when l_i . l_j > 0
+    (DCMH, SSAH), "cosine" s_ij = l_i . l_j / (|l_i| |l_j|) in [0, 1] (graded; SDEH)."""
+    inter = la @ lb.T
+    if kind == "binary":
+        return (inter > 0).to(la.dtype)
+    if kind == "cosine":
+        return inter / (la.norm(dim=1, keepdim=True) * lb.norm(dim=1)[None, :]).clamp_min(1e-12)
+    raise ValueError(f"unknown label similarity {kind!r}; use binary or cosine")
+
+
 def pairwise_likelihood_loss(code_img: torch.Tensor, code_txt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    theta = 0.5 * code_img @ code_txt.T  # (B, B)
+    """mean_ij softplus(theta_ij) - s_ij theta_ij, theta = 1/2 a b^T: (Ba, K), (Bb, K), (Ba, Bb) -> ()."""
+    theta = 0.5 * code_img @ code_txt.T  # (Ba, Bb)
     return (F.softplus(theta) - target * theta).mean()

@@ -3,8 +3,20 @@
 A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``. The trainer feeds it
 batches ``{"image": (B, ...) image-net input (pooled features (B, D), conv maps (B, C, h, w)
 when the method ``uses_feature_map``, or uint8 pixels when fine-tuning), "feat": (B, D) frozen image features F_I,
-"text": (B, d)}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
-takes signs.
+"text": (B, d), "label": (B, C) multi-hot labels, "index": (B,) item indices, "row": (B,) positions in
+the training set}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
+takes signs. Unsupervised methods never read "label".
+
+Hooks for methods that train in alternation or keep per-item state (DCMH, SSAH, UDSPH):
+
+- ``phases``: the trainer makes one pass over the epoch's batches per phase, calling
+  ``loss(batch, phase)`` and stepping ``make_optimizer()[phase]`` (a dict of optimisers);
+  the default ``(None,)`` is one joint pass with ``loss(batch)``.
+- ``attach_training_set(labels)``: called once with the (N, C) training labels before training;
+  methods allocate their memories of the training set here (``models.Memory``).
+- ``training_state()`` / ``load_training_state()``: what a checkpoint must hold beyond the
+  weights for a killed run to resume exactly (the memories); not needed to encode.
+- ``lr_factor(epoch, epochs)``: a multiplier of every parameter group's initial learning rate.
 """
 from __future__ import annotations
 
@@ -19,13 +31,19 @@ from ..utils import CmhashError
 class HashMethod(nn.Module):
     name: str = ""
     Config: type = None  # a dataclass
+    supervised: bool = False  # reads batch["label"]
+    phases: tuple = (None,)
 
-    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None, map_channels: int = 0):
+    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None, map_channels: int = 0,
+                 n_labels: int = 0):
         super().__init__()
         if bits < 1:
             raise CmhashError(f"code length must be positive, got {bits}")
+        if self.supervised and n_labels < 1:
+            raise CmhashError(f"{self.name} is supervised and needs labelled training data")
         self.cfg, self.bits, self.img_dim, self.txt_dim = cfg, bits, img_dim, txt_dim
         self.map_channels = map_channels  # > 0: the image net takes cached conv maps (B, C, h, w)
+        self.n_labels = n_labels
 
     @classmethod
     def uses_feature_map(cls, params: dict) -> bool:
@@ -45,6 +63,18 @@ class HashMethod(nn.Module):
         for m in self.modules():
             if m is not self and hasattr(m, "set_epoch"):
                 m.set_epoch(epoch)
+
+    def attach_training_set(self, labels: torch.Tensor) -> None:
+        """(N, C) labels of the training items, in the order of batch["row"]."""
+
+    def training_state(self) -> dict:
+        return {}
+
+    def load_training_state(self, state: dict) -> None:
+        pass
+
+    def lr_factor(self, epoch: int, epochs: int) -> float:
+        return 1.0
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.img_net(x)

@@ -44,8 +44,8 @@ class DJSRH(HashMethod):
     name = "djsrh"
     Config = DJSRHConfig
 
-    def __init__(self, cfg: DJSRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim)
+    def __init__(self, cfg: DJSRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, n_labels=n_labels)
         self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)
         self.txt_net = TxtNet(txt_dim, bits, cfg.txt_hidden)
 

@@ -51,8 +51,8 @@ class DSAH(HashMethod):
     name = "dsah"
     Config = DSAHConfig
 
-    def __init__(self, cfg: DSAHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim)
+    def __init__(self, cfg: DSAHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, n_labels=n_labels)
         if cfg.recon_grad not in ("none", "ste"):
             raise CmhashError(f"dsah recon_grad must be 'none' or 'ste', got {cfg.recon_grad!r}")
         self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)

@@ -89,8 +89,8 @@ class DSPRH(HashMethod):
         c = cls.make_config(params)
         return c.w1 > 0 or c.w2 > 0
 
-    def __init__(self, cfg: DSPRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels)
+    def __init__(self, cfg: DSPRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
         if cfg.w1 < 0 or cfg.w2 < 0 or cfg.w3 < 0 or cfg.w1 + cfg.w2 + cfg.w3 <= 0:
             raise CmhashError(f"dsprh fusion weights must be >= 0 and not all 0, got {cfg.w1}/{cfg.w2}/{cfg.w3}")
         if cfg.negatives not in ("hard", "random", "least"):

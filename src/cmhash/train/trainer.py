@@ -1,7 +1,10 @@
 """One trainer for every registered method.
 
 Per epoch: a seeded shuffle of the training items (drop_last batches, as the references do),
-``method.loss`` on each batch, an SGD/Adam step from ``method.make_optimizer``. Every
+``method.loss`` on each batch, an SGD/Adam step from ``method.make_optimizer``. Methods that
+alternate (DCMH: image net, then text net; SSAH: label net, discriminators, image net, text net)
+name their ``phases``; each phase is one pass over freshly shuffled batches with its own
+optimiser. Every
 ``eval_every`` epochs the model is scored on a validation part of the training set (mAP@50 of
 I->T and T->I, validation items as queries against the rest of the training set; never the
 test queries) and the best state is kept. After each epoch a checkpoint (model, optimiser,
@@ -88,7 +91,39 @@ def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu", with_maps
     return Inputs(data, split, feat, None if bc.finetune else feat, bc.name, info, maps)
 
 
-def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t, img_src) -> dict:
+class OptimizerSet:
+    """One optimiser, or one per training phase, saved and restored together; ``set_lr_factor``
+    scales every group's initial learning rate (``method.lr_factor``)."""
+
+    def __init__(self, opt):
+        self.by_phase = opt if isinstance(opt, dict) else {None: opt}
+        self.unique = list(dict.fromkeys(self.by_phase.values()))
+        for o in self.unique:
+            for g in o.param_groups:
+                g.setdefault("initial_lr", g["lr"])
+
+    def __getitem__(self, phase):
+        if phase not in self.by_phase:
+            raise CmhashError(f"no optimiser for training phase {phase!r}")
+        return self.by_phase[phase]
+
+    def set_lr_factor(self, factor: float) -> None:
+        for o in self.unique:
+            for g in o.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+
+    def state_dict(self) -> list:
+        return [o.state_dict() for o in self.unique]
+
+    def load_state_dict(self, states) -> None:
+        states = [states] if isinstance(states, dict) else states
+        if len(states) != len(self.unique):
+            raise CmhashError("checkpoint holds a different number of optimisers than this method uses")
+        for o, st in zip(self.unique, states):
+            o.load_state_dict(st)
+
+
+def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t, img_src, lab_t, train_idx) -> dict:
     it = torch.from_numpy(idx)
     if img_t is not None:
         image = img_t[it].float()
@@ -96,7 +131,8 @@ def _batch(inputs: Inputs, idx: np.ndarray, device, feat_t, text_t, img_t, img_s
         image = torch.from_numpy(np.asarray(img_src[np.sort(idx)][np.argsort(np.argsort(idx))], np.float32)).to(device)
     else:
         image = torch.from_numpy(inputs.data.image_rows(idx)).to(device)
-    return {"image": image, "feat": feat_t[it], "text": text_t[it], "index": it}
+    row = torch.from_numpy(np.searchsorted(train_idx, idx)).to(device)  # positions in the (sorted) training set
+    return {"image": image, "feat": feat_t[it], "text": text_t[it], "label": lab_t[it], "index": it, "row": row}
 
 
 def _image_tensor(src: np.ndarray | None, device, limit: int = 2 << 30) -> torch.Tensor | None:
@@ -170,7 +206,7 @@ def model_from_checkpoint(ckpt: dict, inputs: Inputs | None = None, state: str =
     if cfg.backbone.finetune:
         backbone = build_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.image_size)
     model = build_method(cfg.method, cfg.bits, ckpt["img_dim"], ckpt["txt_dim"], cfg.method_params, backbone,
-                         map_channels=ckpt.get("map_channels", 0))
+                         map_channels=ckpt.get("map_channels", 0), n_labels=ckpt.get("n_labels", 0))
     model.load_state_dict(ckpt[state] if ckpt.get(state) is not None else ckpt["model"])
     return model, cfg
 
@@ -195,8 +231,10 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     if inputs.image_input is not None and inputs.maps is not None and wants_maps(cfg):
         map_channels = int(inputs.maps.shape[1])
     model = build_method(cfg.method, cfg.bits, img_dim, data.texts.shape[1], cfg.method_params, backbone,
-                         map_channels=map_channels).to(device)
-    opt = model.make_optimizer()
+                         map_channels=map_channels, n_labels=data.labels.shape[1]).to(device)
+    lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
+    model.attach_training_set(lab_t[torch.from_numpy(train_idx).to(device)])
+    opt = OptimizerSet(model.make_optimizer())
     out = Path(out_dir) if out_dir else None
     start, history, best_val, best_epoch, best_state = 0, [], None, -1, None
     if resume and out and (out / "last.pt").exists():
@@ -206,6 +244,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["torch_rng"])
+        model.load_training_state(ck.get("training_state") or {})
         start, history, best_val, best_epoch = ck["epoch"] + 1, ck["history"], ck["best_val"], ck["best_epoch"]
         best_state = ck.get("best_model")
     feat_t = torch.from_numpy(inputs.feat).to(device)
@@ -214,29 +253,37 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     img_t = feat_t if img_src is inputs.image_input and img_src is not None else _image_tensor(img_src, device)
     n_batches = len(train_idx) // tc.batch_size
     t0 = time.time()
-    bar = tqdm(total=(tc.epochs - start) * n_batches, disable=not progress, unit="step",
+    phases = tuple(model.phases)
+    bar = tqdm(total=(tc.epochs - start) * n_batches * len(phases), disable=not progress, unit="step",
                desc=f"{cfg.method} {cfg.bits} bits", leave=False, dynamic_ncols=True,
                mininterval=0.2 if sys.stderr.isatty() else 30.0)
     for epoch in range(start, tc.epochs):
         model.train()
         model.set_epoch(epoch)
-        g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
-        perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
-        running = 0.0
-        for b in range(n_batches):
-            batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t, img_t,
-                           img_src)
-            loss, parts = model.loss(batch)
-            if not torch.isfinite(loss):
-                raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; lower the learning "
-                                  "rate (the last checkpoint is intact)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{running / (b + 1):.4f}", refresh=False)
-        record = {"epoch": epoch + 1, "loss": running / n_batches}
+        opt.set_lr_factor(model.lr_factor(epoch, tc.epochs))
+        phase_loss = {}
+        for pi, phase in enumerate(phases):
+            g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch + 7919 * pi)
+            perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
+            step_opt, running = opt[phase], 0.0
+            for b in range(n_batches):
+                batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t,
+                               img_t, img_src, lab_t, train_idx)
+                loss, parts = model.loss(batch) if phase is None else model.loss(batch, phase)
+                if not torch.isfinite(loss):
+                    raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}"
+                                      f"{f' ({phase} phase)' if phase else ''}; lower the learning rate (the last "
+                                      "checkpoint is intact)")
+                step_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                step_opt.step()
+                running += loss.item()
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running / (b + 1):.4f}", refresh=False)
+            phase_loss[phase or "loss"] = running / n_batches
+        record = {"epoch": epoch + 1, "loss": sum(phase_loss.values())}
+        if len(phases) > 1:
+            record["phase_loss"] = phase_loss
         last = epoch == tc.epochs - 1
         if len(val_idx) and ((epoch + 1) % tc.eval_every == 0 or last):
             val = validate(model, inputs, val_idx, train_idx, device)
@@ -260,8 +307,9 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
 
 def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state) -> None:
     ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
-            "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim, "epoch": epoch,
-            "model": model.state_dict(),
+            "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim,
+            "n_labels": model.n_labels, "epoch": epoch, "model": model.state_dict(),
+            "training_state": model.training_state(),
             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
             "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
     with atomic_path(path) as tmp:

@@ -1,0 +1,101 @@
+"""DCMH: Deep Cross-Modal Hashing (Jiang and Li, CVPR 2017), the supervised pairwise baseline.
+
+As the authors' PyTorch code (``DCMH_pytorch``) trains it, per epoch:
+
+1. image phase: for each batch, F[batch] <- the image net's outputs; a step on ``dcmh_loss``
+   (likelihood against the text memory G, quantisation to B, bit balance of F);
+2. text phase: the same for the text net against F;
+3. B = sign(gamma (F + G)) (here at the start of the next epoch, which is the same point).
+
+F, G start from N(0, 1) and B = sign(F + G), as in the code. SGD without momentum, one optimiser
+per net, the learning rate falling linearly from 10^-1.5 towards 10^-6 over the run
+(``np.linspace(lr, 1e-6, epochs + 1)[epoch + 1]``), batch 128, gamma = eta = 1. Nets: see
+``models.supervised_nets`` (CNN-F -> K outputs on pixels; on fixed features an MLP head stands in
+for the fc6/fc7 layers it fine-tunes). Relevance: items sharing a label.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import dcmh_loss, label_similarity
+from ..models import ImageEncoder, Memory, MLPHash
+from ..models.supervised_nets import input_norm
+from ..registry import register_method
+from .base import HashMethod
+
+
+@dataclass
+class DCMHConfig:
+    gamma: float = 1.0  # quantisation
+    eta: float = 1.0  # bit balance
+    lr: float = 10 ** -1.5
+    lr_end: float = 1e-6  # linear decay towards this over the run
+    weight_decay: float = 0.0
+    img_hidden: int = 4096  # fixed-feature mode: stand-in for CNN-F's fc6/fc7 (0: one linear layer)
+    txt_hidden: int = 8192
+    input_norm: bool = True  # standardise fixed input vectors (models.InputNorm); not DCMH's, see there
+
+
+@register_method("dcmh", help="DCMH (CVPR 2017): supervised, pairwise likelihood + quantisation + balance")
+class DCMH(HashMethod):
+    """DCMH (Jiang and Li, CVPR 2017)."""
+
+    name = "dcmh"
+    Config = DCMHConfig
+    supervised = True
+    phases = ("image", "text")
+
+    def __init__(self, cfg: DCMHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
+        enc = ImageEncoder(img_dim, map_channels, backbone, hidden=0, norm=cfg.input_norm)
+        self.img_net = MLPHash(enc.out_dim, bits, 0 if backbone is not None else cfg.img_hidden, enc)
+        self.txt_net = MLPHash(txt_dim, bits, cfg.txt_hidden, input_norm(txt_dim, cfg.input_norm))
+        self.memory = Memory(F=bits, G=bits)
+        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
+        self.register_buffer("B", torch.empty(0, bits), persistent=False)
+
+    def attach_training_set(self, labels: torch.Tensor) -> None:
+        self.train_labels = labels.float()
+        self.memory.attach(len(labels))
+        self._update_codes()
+
+    def _update_codes(self) -> None:
+        total = self.cfg.gamma * (self.memory.F + self.memory.G)
+        self.B = torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if len(self.memory):
+            self._update_codes()
+
+    def training_state(self) -> dict:
+        return self.memory.state()
+
+    def load_training_state(self, state: dict) -> None:
+        self.memory.load_state(state)
+        self._update_codes()
+
+    def lr_factor(self, epoch: int, epochs: int) -> float:
+        c = self.cfg
+        return (c.lr + (c.lr_end - c.lr) * (epoch + 1) / epochs) / c.lr
+
+    def loss(self, batch, phase="image"):
+        c, mem, rows = self.cfg, self.memory, batch["row"]
+        s = label_similarity(batch["label"], self.train_labels)  # (B, N)
+        if phase == "image":
+            cur, mine, other = self.img_net(batch["image"]), "F", mem.G  # (B, K)
+        elif phase == "text":
+            cur, mine, other = self.txt_net(batch["text"]), "G", mem.F
+        else:
+            raise ValueError(f"unknown DCMH phase {phase!r}")
+        mem.write(mine, rows, cur)
+        own = getattr(mem, mine)
+        rest_sum = own.sum(0) - own[rows].sum(0)  # (K,) the rows not in this batch
+        return dcmh_loss(cur, other, s, self.B[rows], rest_sum, c.gamma, c.eta)
+
+    def make_optimizer(self):
+        c = self.cfg
+        return {"image": torch.optim.SGD(self.img_net.parameters(), lr=c.lr, weight_decay=c.weight_decay),
+                "text": torch.optim.SGD(self.txt_net.parameters(), lr=c.lr, weight_decay=c.weight_decay)}

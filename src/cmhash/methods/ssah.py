@@ -1,0 +1,122 @@
+"""SSAH: Self-Supervised Adversarial Hashing (Li et al., CVPR 2018), the supervised, adversarial
+basis of UDSPH.
+
+A label net (LabNet) learns semantic features and codes from the multi-label vectors; the image
+and text nets learn to match them (pairwise likelihood against the LabNet's memorised features
+and codes, quantisation, label prediction: ``losses.ssah``) while two discriminators tell the
+LabNet's features from each modality's and the modality nets learn to fool them
+(``losses.adversarial``). As the authors' ``SSAH.py`` trains, each epoch runs four phases in order:
+label net, discriminators, image net, text net; each phase here is one pass over the batches
+(the code repeats the label net up to 10 passes, the modality nets up to 15, stopping when the
+loss rises). Adam, batch 128; initial learning rates are the code's (label net 10^-2, image net
+10^-4.5, text net 10^-3.5, discriminators 10^-3); the code divides them by sqrt(10) per pass, we
+decay them exponentially to ``lr_decay_to`` of their start over the run. Memories H (codes) and
+F_L (features) of the LabNet over the training set start from N(0, 1), as in the code.
+Encoding uses the image and text nets' hash outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..losses import discriminator_loss, generator_loss, label_similarity, ssah_net_loss
+from ..models import Discriminator, ImageEncoder, Memory, SemanticHashNet, lab_net, ssah_txt_net
+from ..registry import register_method
+from .base import HashMethod
+
+
+@dataclass
+class SSAHConfig:
+    alpha: float = 1.0  # feature-level pairwise likelihood
+    gamma: float = 1.0  # hash-level pairwise likelihood
+    beta: float = 1.0  # quantisation
+    eta: float = 1.0  # label prediction
+    delta: float = 1.0  # adversarial
+    feat_dim: int = 512  # SEMANTIC_EMBED
+    hidden: int = 4096
+    lr_lab: float = 1e-2
+    lr_img: float = 10 ** -4.5
+    lr_txt: float = 10 ** -3.5
+    lr_dis: float = 1e-3
+    lr_decay_to: float = 0.1  # learning-rate factor reached at the last epoch (exponential decay)
+    input_norm: bool = True  # standardise fixed input vectors (models.InputNorm); not SSAH's, see there
+
+
+@register_method("ssah", help="SSAH (CVPR 2018): supervised, label net + adversarial discriminators")
+class SSAH(HashMethod):
+    """SSAH (Li et al., CVPR 2018)."""
+
+    name = "ssah"
+    Config = SSAHConfig
+    supervised = True
+    phases = ("label", "disc", "image", "text")
+
+    def __init__(self, cfg, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
+        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
+        enc = ImageEncoder(img_dim, map_channels, backbone, hidden=cfg.hidden, norm=cfg.input_norm)
+        self.img_net = SemanticHashNet(enc, enc.out_dim, bits, n_labels, cfg.feat_dim)
+        self.txt_net = ssah_txt_net(txt_dim, bits, n_labels, cfg.hidden, cfg.feat_dim, cfg.input_norm)
+        self.lab_net = lab_net(n_labels, bits, cfg.hidden, cfg.feat_dim)
+        self.dis_img, self.dis_txt = Discriminator(cfg.feat_dim), Discriminator(cfg.feat_dim)
+        self.memory = Memory(H=bits, FL=cfg.feat_dim)
+        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
+
+    def attach_training_set(self, labels: torch.Tensor) -> None:
+        self.train_labels = labels.float()
+        self.memory.attach(len(labels))
+
+    def training_state(self) -> dict:
+        return self.memory.state()
+
+    def load_training_state(self, state: dict) -> None:
+        self.memory.load_state(state)
+
+    def lr_factor(self, epoch: int, epochs: int) -> float:
+        return self.cfg.lr_decay_to ** (epoch / max(1, epochs - 1))
+
+    def encode_image(self, x):
+        return self.img_net(x)[0]
+
+    def encode_text(self, t):
+        return self.txt_net(t)[0]
+
+    def _net_loss(self, out, batch, s) -> tuple[torch.Tensor, dict]:
+        c, mem = self.cfg, self.memory
+        h, f, lab = out
+        return ssah_net_loss(h, f, lab, batch["label"], mem.H, mem.FL, s, c.alpha, c.gamma, c.beta, c.eta)
+
+    def modality_loss(self, phase: str, batch: dict, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """SSAH's image or text net objective: the shared terms plus fooling its discriminator."""
+        net, dis, x = ((self.img_net, self.dis_img, batch["image"]) if phase == "image"
+                       else (self.txt_net, self.dis_txt, batch["text"]))
+        out = net(x)
+        loss, parts = self._net_loss(out, batch, s)
+        adv = generator_loss(dis(out[1]))
+        parts["adv"] = adv.item()
+        return loss + self.cfg.delta * adv, parts
+
+    def loss(self, batch, phase="label"):
+        s = label_similarity(batch["label"], self.train_labels)  # (B, N)
+        if phase == "label":
+            out = self.lab_net(batch["label"])
+            self.memory.write("H", batch["row"], out[0])  # the code writes the batch's rows first
+            self.memory.write("FL", batch["row"], out[1])
+            return self._net_loss(out, batch, s)
+        if phase == "disc":
+            with torch.no_grad():
+                f_i, f_t, f_l = (self.img_net(batch["image"])[1], self.txt_net(batch["text"])[1],
+                                 self.lab_net(batch["label"])[1])
+            loss = discriminator_loss([self.dis_img(f_l), self.dis_txt(f_l)], [self.dis_img(f_i), self.dis_txt(f_t)])
+            return loss, {"disc": loss.item()}
+        if phase in ("image", "text"):
+            return self.modality_loss(phase, batch, s)
+        raise ValueError(f"unknown SSAH phase {phase!r}")
+
+    def make_optimizer(self):
+        c = self.cfg
+        dis = list(self.dis_img.parameters()) + list(self.dis_txt.parameters())
+        return {"label": torch.optim.Adam(self.lab_net.parameters(), lr=c.lr_lab),
+                "disc": torch.optim.Adam(dis, lr=c.lr_dis),
+                "image": torch.optim.Adam(self.img_net.parameters(), lr=c.lr_img),
+                "text": torch.optim.Adam(self.txt_net.parameters(), lr=c.lr_txt)}
