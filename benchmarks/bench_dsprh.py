@@ -19,7 +19,8 @@ from cmhash.config import build_config
 from cmhash.eval.runner import markdown_table, plot_curves
 from cmhash.sweep import slug
 from cmhash.train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
-from cmhash.utils import write_json_atomic, write_text_atomic
+from cmhash.utils import write_json_atomic
+from common import DEFAULT_WIKI, run_datasets
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
             "DSPRH w/o pairwise": {"gamma": 0.0}}
@@ -63,7 +64,7 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="wiki,synthetic")
-    ap.add_argument("--wiki", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki"))
+    ap.add_argument("--wiki", default=DEFAULT_WIKI)
     ap.add_argument("--bits", default="16,32,64,128")
     ap.add_argument("--methods", default="djsrh,dsah,dsprh")
     ap.add_argument("--ablation-bits", default="64", help="code lengths of the loss ablation ('' for none)")
@@ -72,21 +73,9 @@ def main() -> None:
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     abl = [int(b) for b in args.ablation_bits.split(",") if b.strip()]
-    out = Path(args.out)
-    parts = []
-    for ds in args.datasets.split(","):
-        root = None
-        if ds == "wiki":
-            root = args.wiki
-            if not (Path(root) / "wikiData.mat").exists():
-                parts.append(f"## wiki: skipped ({root}/wikiData.mat not found)")
-                print(parts[-1])
-                continue
-        parts.append(bench_dataset(ds, root, bits, args.methods.split(","), abl, out, args.resume))
-    text = "# DJSRH vs DSAH vs DSPRH\n\n" + "\n\n".join(parts)
-    print("\n" + text)
-    write_text_atomic(out / "results.md", text)
-
+    run_datasets(args.datasets, args.wiki, "DJSRH vs DSAH vs DSPRH", Path(args.out),
+                 lambda ds, root: bench_dataset(ds, root, bits, args.methods.split(","), abl, Path(args.out),
+                                                args.resume))
 
 if __name__ == "__main__":
     main()

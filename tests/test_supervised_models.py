@@ -169,3 +169,26 @@ def test_dcmh_codes_and_learning_rate_schedule():
 def test_supervised_methods_need_labels():
     with pytest.raises(CmhashError, match="supervised"):
         build_method("ssah", 8, 12, 7, SMALL["ssah"], n_labels=0)
+
+
+def test_ssah_label_passes_repeat_the_label_phase():
+    m = build_method("ssah", 8, 12, 7, {**SMALL["ssah"], "label_passes": 3}, n_labels=4)
+    assert m.phases == ("label", "label", "label", "disc", "image", "text")
+    assert build_method("udsph", 8, 12, 7, SMALL["udsph"], n_labels=4).phases[0] == "label"
+
+
+def test_sdeh_ablation_spec_names_real_settings():
+    from cmhash.methods.sdeh import SDEHConfig
+    from cmhash.sweep import load_spec
+
+    spec = load_spec("sdeh-loss-ablation")
+    fields = set(SDEHConfig.__dataclass_fields__)
+    assert len(spec.points) == 7 and len(load_spec("udsph-attention").points) == 4
+    for p in spec.points:
+        assert all(k.split(".", 1)[1] in fields for k in p.overrides)
+    batch, train_labels = _batch()
+    graded = build_method("sdeh", 8, 12, 7, SMALL["sdeh"], n_labels=4)
+    binary = build_method("sdeh", 8, 12, 7, {**SMALL["sdeh"], "graded": False}, n_labels=4)
+    binary.load_state_dict(graded.state_dict())
+    # partly overlapping labels in the batch: graded and binary targets differ, so do the losses
+    assert graded.loss(batch)[1]["ms"] != pytest.approx(binary.loss(batch)[1]["ms"])

@@ -72,3 +72,10 @@ def test_cli_trains_a_supervised_method(wiki_like, tmp_path):
     metrics = json.loads((tmp_path / "run" / "bits-16" / "metrics.json").read_text())
     assert "ndcg@50" in metrics["i2t"]
     assert "ndcg@50" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_zero_epochs_is_a_clear_error(wiki_like, tmp_path):
+    from cmhash.utils import CmhashError
+
+    with pytest.raises(CmhashError, match="at least 1"):
+        train_run(small_cfg(wiki_like.parent, "dcmh", epochs=0), tmp_path / "r", progress=False)

@@ -50,6 +50,7 @@ from .base import HashMethod
 @dataclass
 class SDEHConfig:
     w_ms: float = 1.0  # multi-level semantic similarity
+    graded: bool = True  # False: fit the codes to binary "shares a label" instead (the ablation of SDEH's claim)
     w_info: float = 1.0  # hash-code informativeness
     w_balance: float = 0.1  # bit balance inside informativeness
     w_cons: float = 1.0  # cross-modal consistency
@@ -138,7 +139,7 @@ class SDEH(HashMethod):
         bi, bt = self.image_branch(batch["image"]), self.text_branch(batch["text"])
         s_l = self.lab(lab)  # (B, sem_dim)
         codes = [torch.tanh(self.hash(s)) for s in (bi["s"], bt["s"], s_l)]  # 3 x (B, K)
-        l_ms = multilevel_similarity_loss(codes, label_similarity(lab, lab, "cosine"))
+        l_ms = multilevel_similarity_loss(codes, label_similarity(lab, lab, "cosine" if c.graded else "binary"))
         l_info = informativeness_loss(codes, [self.classifier(h) for h in codes], lab, c.w_balance)
         l_cons = consistency_loss(codes)
         l_fd = distribution_consistency_loss(bi["s"], bt["s"], s_l)

@@ -13,6 +13,10 @@ loss rises). Adam, batch 128; initial learning rates are the code's (label net 1
 decay them exponentially to ``lr_decay_to`` of their start over the run. Memories H (codes) and
 F_L (features) of the LabNet over the training set start from N(0, 1), as in the code.
 Encoding uses the image and text nets' hash outputs.
+
+Presets depart from the code's rates and weights where it collapses on fixed features (lr 10^-3
+for the three nets, beta = delta = 0.01; measured in ``presets/ssah.yaml`` and docs/supervised.md);
+fixed input vectors are standardised (``models.InputNorm``).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class SSAHConfig:
     lr_dis: float = 1e-3
     lr_decay_to: float = 0.1  # learning-rate factor reached at the last epoch (exponential decay)
     input_norm: bool = True  # standardise fixed input vectors (models.InputNorm); not SSAH's, see there
+    label_passes: int = 1  # passes of the label phase per epoch (the code: up to 10, stopping when the loss rises)
 
 
 @register_method("ssah", help="SSAH (CVPR 2018): supervised, label net + adversarial discriminators")
@@ -50,7 +55,10 @@ class SSAH(HashMethod):
     name = "ssah"
     Config = SSAHConfig
     supervised = True
-    phases = ("label", "disc", "image", "text")
+
+    @property
+    def phases(self) -> tuple:
+        return ("label",) * max(1, self.cfg.label_passes) + ("disc", "image", "text")
 
     def __init__(self, cfg, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
         super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)

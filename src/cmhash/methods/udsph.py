@@ -27,9 +27,11 @@ What the abstract says, and how each part is built:
 Training follows SSAH's phases (label net, discriminators, image net, text net); the attention
 terms join the image phase (text side held fixed) and the text phase (image side held fixed),
 so each net is still updated alone, as in SSAH. The attention parts use Adam at the modality
-net's rate x ``att_lr_mult`` (the calibration kappa, b moves in both phases). The attention terms use the batch's first ``att_pairs`` items (the
-batch is a random draw): all n^2 image-text pairs cost n^2 x regions x words x width, 32 keeps it
-cheap on a CPU, 0 takes the whole batch (SCAN's usual 128 on a GPU).
+net's rate x ``att_lr_mult`` (the calibration kappa, b moves in both phases). The attention
+terms use the batch's first ``att_pairs`` items (the batch is a random draw): all n^2
+image-text pairs cost n^2 x regions x words x width; 32 keeps it cheap on a CPU, 0 takes the
+whole batch (SCAN's usual 128 on a GPU). Presets, input standardisation and the departures from
+SSAH's code are SSAH's (see ``methods/ssah.py`` and docs/supervised.md).
 """
 from __future__ import annotations
 

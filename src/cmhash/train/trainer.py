@@ -221,6 +221,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     inputs = inputs or prepare_inputs(cfg, device)
     data = inputs.data
     train_idx, val_idx = validation_split(inputs.split.train, tc.val_fraction, tc.seed)
+    if tc.epochs < 1 or tc.batch_size < 1:
+        raise CmhashError(f"epochs and batch size must be at least 1, got {tc.epochs} and {tc.batch_size}")
     if len(train_idx) < tc.batch_size:
         raise CmhashError(f"training set ({len(train_idx)} items) is smaller than one batch ({tc.batch_size})")
     img_dim = inputs.feat.shape[1] if inputs.image_input is not None else 0
@@ -280,7 +282,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                 running += loss.item()
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running / (b + 1):.4f}", refresh=False)
-            phase_loss[phase or "loss"] = running / n_batches
+            key = phase or "loss"
+            phase_loss[key] = phase_loss.get(key, 0.0) + running / n_batches
         record = {"epoch": epoch + 1, "loss": sum(phase_loss.values())}
         if len(phases) > 1:
             record["phase_loss"] = phase_loss
