@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 
 from cmhash.config import build_config
-from cmhash.eval.runner import markdown_table, plot_curves
 from cmhash.sweep import slug
-from cmhash.train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
-from cmhash.utils import write_json_atomic
-from common import DEFAULT_WIKI, run_datasets
+from cmhash.train.trainer import prepare_inputs, run_experiment
+from common import DEFAULT_WIKI, finish_dataset, run_datasets
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
             "DSPRH w/o pairwise": {"gamma": 0.0}}
@@ -49,16 +47,8 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
         print(f"[{dataset}] {name:<26} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
               f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  ({cfg.train.epochs} epochs, best "
               f"{m['best_epoch']}, {m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)", flush=True)
-    rows += [{"name": "random codes", "bits": b, **random_codes_metrics(inputs, b, curves=False)} for b in bits]
-    if curves:  # the paper's Figure 6: PR and precision@top-K at the largest code length
-        plot_curves(curves, out / dataset / f"curves-{max(bits)}bits.png", f"{dataset}, {max(bits)} bits")
-    s = inputs.split
-    text = (f"## {dataset}: query {len(s.query)}, training {len(s.train)}, database {len(s.database)}, "
-            f"label prior {label_prior(inputs):.3f}\n\n{markdown_table(rows)}")
-    write_json_atomic(out / dataset / "results.json",
-                      {"dataset": dataset, "info": inputs.info, "split": s.sizes(),
-                       "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
-    return text
+    # the paper's Figure 6: PR and precision@top-K at the largest code length
+    return finish_dataset(dataset, inputs, rows, curves, bits, out)
 
 
 def main() -> None:

@@ -24,10 +24,8 @@ import time
 from pathlib import Path
 
 from cmhash.config import build_config, load_preset
-from cmhash.eval.runner import markdown_table, plot_curves
-from cmhash.train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment, wants_maps
-from cmhash.utils import write_json_atomic
-from common import DEFAULT_WIKI, run_datasets
+from cmhash.train.trainer import prepare_inputs, run_experiment, wants_maps
+from common import DEFAULT_WIKI, finish_dataset, run_datasets
 
 METHODS = ("dcmh", "ssah", "udsph", "sdeh", "dsprh")
 METRICS = ("map", "map@50", "ndcg@50")
@@ -64,16 +62,7 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
               f"NDCG@50 {i2t['ndcg@50']:.3f} | T->I mAP {t2i['map']:.3f} @50 {t2i['map@50']:.3f} "
               f"NDCG@50 {t2i['ndcg@50']:.3f}  ({cfg.train.epochs} epochs, best {res['best_epoch']}, "
               f"{time.time() - t:.0f}s)", flush=True)
-    rows += [{"name": "random codes", "bits": b, **random_codes_metrics(inputs, b, curves=False)} for b in bits]
-    if curves:
-        plot_curves(curves, out / dataset / f"curves-{max(bits)}bits.png", f"{dataset}, {max(bits)} bits")
-    s = inputs.split
-    text = (f"## {dataset}: query {len(s.query)}, training {len(s.train)}, database {len(s.database)}, "
-            f"label prior {label_prior(inputs):.3f}\n\n{markdown_table(rows, METRICS)}")
-    write_json_atomic(out / dataset / "results.json",
-                      {"dataset": dataset, "info": inputs.info, "split": s.sizes(),
-                       "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
-    return text
+    return finish_dataset(dataset, inputs, rows, curves, bits, out, METRICS)
 
 
 def main() -> None:
