@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .eval.metrics import GRADES
 from .utils import CmhashError
 
 
@@ -135,7 +136,7 @@ def train(method, dataset, data_root, bits, out, epochs, device, backbone, backb
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--tie-averaged", is_flag=True, help="also report the tie-averaged mAP")
-@click.option("--grade", type=click.Choice(["shared", "jaccard", "cosine", "binary"]), default="shared",
+@click.option("--grade", type=click.Choice(GRADES), default="shared",
               show_default=True, help="graded relevance for NDCG@50 (label overlap)")
 def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
     """Re-encode and re-evaluate a trained run folder (its best checkpoints, its saved split)."""

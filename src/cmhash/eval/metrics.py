@@ -49,17 +49,20 @@ def graded_relevance(q_labels, db_labels, kind: str = "shared") -> np.ndarray:
 
 
 def _grades(inter: np.ndarray, ql: np.ndarray, dl: np.ndarray, kind: str) -> np.ndarray:
-    inter, ql, dl = (np.asarray(a, np.float64) for a in (inter, ql, dl))
+    """Grades (b, N) float64 from the label overlap ``inter`` = ql @ dl.T (labels only read for
+    the normalised kinds)."""
+    inter = np.asarray(inter, np.float64)
     if kind == "shared":
         return inter
     if kind == "binary":
         return (inter > 0).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "jaccard":
-            union = ql.sum(1)[:, None] + dl.sum(1)[None, :] - inter
+            union = ql.sum(1, dtype=np.float64)[:, None] + dl.sum(1, dtype=np.float64)[None, :] - inter
             return np.where(union > 0, inter / union, 0.0)
         if kind == "cosine":
-            norm = np.sqrt((ql * ql).sum(1))[:, None] * np.sqrt((dl * dl).sum(1))[None, :]
+            norm = (np.sqrt(np.square(ql, dtype=np.float64).sum(1))[:, None]
+                    * np.sqrt(np.square(dl, dtype=np.float64).sum(1))[None, :])
             return np.where(norm > 0, inter / norm, 0.0)
     raise CmhashError(f"unknown relevance grade {kind!r}; use one of {', '.join(GRADES)}")
 
@@ -109,10 +112,11 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
     sums = {"map": 0.0, "topk": 0.0, "tie": 0.0, "ndcg": 0.0}
     prec = np.zeros(len(ks))
     ranks = np.arange(1, n_db + 1, dtype=np.float64)
+    dl = np.asarray(x.dl, np.float32)  # converted once, not per query block
     for sl in _blocks(n_q, n_db):
         dist = hamming_pm1(x.q[sl], x.db)  # (b, N) small uints
         ql = np.asarray(x.ql[sl], np.float32)
-        inter = ql @ np.asarray(x.dl, np.float32).T  # (b, N) label overlap
+        inter = ql @ dl.T  # (b, N) label overlap
         rel = inter > 0  # (b, N)
         # stable: ties by database index; numpy radix-sorts uint8/uint16 keys, faster than a
         # partial selection of the top k on these sizes
@@ -133,7 +137,7 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
         if tie_averaged:
             sums["tie"] += _tie_averaged_ap(dist, rel, x.k).sum()
         if ndcg_k:
-            gain = np.exp2(_grades(inter, ql, np.asarray(x.dl, np.float32), grade)) - 1.0  # (b, N)
+            gain = np.exp2(_grades(inter, ql, dl, grade)) - 1.0  # (b, N)
             sums["ndcg"] += _ndcg(gain, order, min(ndcg_k, n_db)).sum()
     out = {}
     if full_map:

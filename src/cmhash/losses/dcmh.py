@@ -14,17 +14,17 @@ memory's other rows, as the code does.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .pairwise import pairwise_likelihood_loss
 
 
 def dcmh_loss(cur: torch.Tensor, other: torch.Tensor, s: torch.Tensor, b_batch: torch.Tensor,
               rest_sum: torch.Tensor, gamma: float = 1.0, eta: float = 1.0) -> tuple[torch.Tensor, dict]:
     """cur (B, K) fresh outputs; other (N, K) the other modality's memory; s (B, N); b_batch (B, K);
     rest_sum (K,) the sum of this modality's memory over the training items not in the batch."""
-    theta = 0.5 * cur @ other.T  # (B, N)
-    nll = (F.softplus(theta) - s * theta).sum()
+    norm = cur.shape[0] * other.shape[0]
+    nll = pairwise_likelihood_loss(cur, other, s) * norm  # the sum over the B x N pairs
     quant = ((b_batch - cur) ** 2).sum()
     balance = ((cur.sum(0) + rest_sum) ** 2).sum()
-    norm = cur.shape[0] * other.shape[0]
     loss = (nll + gamma * quant + eta * balance) / norm
     return loss, {"nll": (nll / norm).item(), "quant": (quant / norm).item(), "balance": (balance / norm).item()}

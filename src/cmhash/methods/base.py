@@ -13,9 +13,10 @@ Hooks for methods that train in alternation or keep per-item state (DCMH, SSAH, 
   ``loss(batch, phase)`` and stepping ``make_optimizer()[phase]`` (a dict of optimisers);
   the default ``(None,)`` is one joint pass with ``loss(batch)``.
 - ``attach_training_set(labels)``: called once with the (N, C) training labels before training;
-  methods allocate their memories of the training set here (``models.Memory``).
+  they are kept as ``train_labels`` and a method's ``memory`` (a ``models.Memory`` of the
+  training set, if it has one) gets its N rows.
 - ``training_state()`` / ``load_training_state()``: what a checkpoint must hold beyond the
-  weights for a killed run to resume exactly (the memories); not needed to encode.
+  weights for a killed run to resume exactly (the memory); not needed to encode.
 - ``lr_factor(epoch, epochs)``: a multiplier of every parameter group's initial learning rate.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ class HashMethod(nn.Module):
         self.cfg, self.bits, self.img_dim, self.txt_dim = cfg, bits, img_dim, txt_dim
         self.map_channels = map_channels  # > 0: the image net takes cached conv maps (B, C, h, w)
         self.n_labels = n_labels
+        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
 
     @classmethod
     def uses_feature_map(cls, params: dict) -> bool:
@@ -66,12 +68,19 @@ class HashMethod(nn.Module):
 
     def attach_training_set(self, labels: torch.Tensor) -> None:
         """(N, C) labels of the training items, in the order of batch["row"]."""
+        self.train_labels = labels.float()
+        memory = getattr(self, "memory", None)
+        if memory is not None:
+            memory.attach(len(labels))
 
     def training_state(self) -> dict:
-        return {}
+        memory = getattr(self, "memory", None)
+        return memory.state() if memory is not None else {}
 
     def load_training_state(self, state: dict) -> None:
-        pass
+        memory = getattr(self, "memory", None)
+        if memory is not None:
+            memory.load_state(state)
 
     def lr_factor(self, epoch: int, epochs: int) -> float:
         return 1.0

@@ -53,12 +53,10 @@ class DCMH(HashMethod):
         self.img_net = MLPHash(enc.out_dim, bits, 0 if backbone is not None else cfg.img_hidden, enc)
         self.txt_net = MLPHash(txt_dim, bits, cfg.txt_hidden, input_norm(txt_dim, cfg.input_norm))
         self.memory = Memory(F=bits, G=bits)
-        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
         self.register_buffer("B", torch.empty(0, bits), persistent=False)
 
     def attach_training_set(self, labels: torch.Tensor) -> None:
-        self.train_labels = labels.float()
-        self.memory.attach(len(labels))
+        super().attach_training_set(labels)
         self._update_codes()
 
     def _update_codes(self) -> None:
@@ -70,11 +68,8 @@ class DCMH(HashMethod):
         if len(self.memory):
             self._update_codes()
 
-    def training_state(self) -> dict:
-        return self.memory.state()
-
     def load_training_state(self, state: dict) -> None:
-        self.memory.load_state(state)
+        super().load_training_state(state)
         self._update_codes()
 
     def lr_factor(self, epoch: int, epochs: int) -> float:

@@ -68,17 +68,6 @@ class SSAH(HashMethod):
         self.lab_net = lab_net(n_labels, bits, cfg.hidden, cfg.feat_dim)
         self.dis_img, self.dis_txt = Discriminator(cfg.feat_dim), Discriminator(cfg.feat_dim)
         self.memory = Memory(H=bits, FL=cfg.feat_dim)
-        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
-
-    def attach_training_set(self, labels: torch.Tensor) -> None:
-        self.train_labels = labels.float()
-        self.memory.attach(len(labels))
-
-    def training_state(self) -> dict:
-        return self.memory.state()
-
-    def load_training_state(self, state: dict) -> None:
-        self.memory.load_state(state)
 
     def lr_factor(self, epoch: int, epochs: int) -> float:
         return self.cfg.lr_decay_to ** (epoch / max(1, epochs - 1))
@@ -94,15 +83,17 @@ class SSAH(HashMethod):
         h, f, lab = out
         return ssah_net_loss(h, f, lab, batch["label"], mem.H, mem.FL, s, c.alpha, c.gamma, c.beta, c.eta)
 
-    def modality_loss(self, phase: str, batch: dict, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """SSAH's image or text net objective: the shared terms plus fooling its discriminator."""
-        net, dis, x = ((self.img_net, self.dis_img, batch["image"]) if phase == "image"
-                       else (self.txt_net, self.dis_txt, batch["text"]))
-        out = net(x)
+    def modality_terms(self, phase: str, out, batch: dict, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """SSAH's image or text net objective on that net's ``out`` = (hash, feature, label): the
+        shared terms plus fooling its discriminator."""
         loss, parts = self._net_loss(out, batch, s)
-        adv = generator_loss(dis(out[1]))
+        adv = generator_loss((self.dis_img if phase == "image" else self.dis_txt)(out[1]))
         parts["adv"] = adv.item()
         return loss + self.cfg.delta * adv, parts
+
+    def modality_loss(self, phase: str, batch: dict, s: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        net = self.img_net if phase == "image" else self.txt_net
+        return self.modality_terms(phase, net(batch[phase]), batch, s)
 
     def loss(self, batch, phase="label"):
         s = label_similarity(batch["label"], self.train_labels)  # (B, N)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..losses import attention_calibration_loss, attention_preservation_loss, generator_loss, label_similarity
+from ..losses import attention_calibration_loss, attention_preservation_loss, label_similarity
 from ..models import BagTokens, cross_attention_similarity
 from ..registry import register_method
 from .ssah import SSAH, SSAHConfig
@@ -99,39 +99,44 @@ class UDSPH(SSAH):
         self.att_scale = nn.Parameter(torch.tensor(10.0))
         self.att_bias = nn.Parameter(torch.tensor(-5.0))
 
-    def tokens(self, modality: str, batch: dict, feature: torch.Tensor):
+    def run_net(self, modality: str, x: torch.Tensor):
+        """A modality net's (hash, feature, label) and its local input: the image's conv-map cells
+        (B, R, C) from the same pass (None for text or feature vectors)."""
         if modality == "image":
-            x = batch["image"]
-            regions = self.img_net.encoder.split(x)[1]
-            return self.img_tokens(feature, x, regions)
-        return self.txt_tokens(feature, batch["text"], None)
+            enc = self.img_net.encoder
+            g, regions = enc.split(x)
+            return self.img_net.heads(enc.body(g)), regions
+        return self.txt_net(x), None
+
+    def tokens(self, modality: str, x: torch.Tensor, feature: torch.Tensor, regions: torch.Tensor | None):
+        net = self.img_tokens if modality == "image" else self.txt_tokens
+        return net(feature, x, regions)
 
     def modality_loss(self, phase: str, batch: dict, s: torch.Tensor):
         c = self.cfg
         img_side = phase == "image"
-        net, other_net = (self.img_net, self.txt_net) if img_side else (self.txt_net, self.img_net)
-        out = net(batch["image"] if img_side else batch["text"])  # (h, f, label)
-        loss, parts = self._net_loss(out, batch, s)
-        adv = generator_loss((self.dis_img if img_side else self.dis_txt)(out[1]))
+        out, regions = self.run_net(phase, batch[phase])  # (h, f, label)
+        loss, parts = self.modality_terms(phase, out, batch, s)
         # the attention terms on the batch's first att_pairs items (its pairs cost n^2 R W d)
         n = min(c.att_pairs or len(out[0]), len(out[0]))
-        sub = {k: v[:n] for k, v in batch.items()}
         other = "text" if img_side else "image"
+        x_other = batch[other][:n]
         with torch.no_grad():  # the other modality is held fixed in this phase
-            o_h, o_f, _ = other_net(sub[other])
-            o_tok, o_mask = self.tokens(other, sub, o_f)
-        tok, mask = self.tokens(phase, sub, out[1][:n])
+            (o_h, o_f, _), o_regions = self.run_net(other, x_other)
+            o_tok, o_mask = self.tokens(other, x_other, o_f, o_regions)
+        tok, mask = self.tokens(phase, batch[phase][:n], out[1][:n], None if regions is None else regions[:n])
         if img_side:
             s_att = cross_attention_similarity(tok, o_tok, mask, o_mask, c.smooth)  # (n images, n texts)
             h_i, h_t = out[0][:n], o_h
         else:
             s_att = cross_attention_similarity(o_tok, tok, o_mask, mask, c.smooth)
             h_i, h_t = o_h, out[0][:n]
-        s_pair = label_similarity(sub["label"], sub["label"])  # (n, n)
+        lab = batch["label"][:n]
+        s_pair = label_similarity(lab, lab)  # (n, n)
         l_att = attention_calibration_loss(s_att, s_pair, self.att_scale, self.att_bias)
         l_pres = attention_preservation_loss(h_i, h_t, s_att, self.att_scale, self.att_bias)
-        parts.update(adv=adv.item(), att=l_att.item(), pres=l_pres.item())
-        return loss + c.delta * adv + c.w_att * l_att + c.w_pres * l_pres, parts
+        parts.update(att=l_att.item(), pres=l_pres.item())
+        return loss + c.w_att * l_att + c.w_pres * l_pres, parts
 
     def make_optimizer(self):
         c = self.cfg

@@ -126,7 +126,11 @@ class SemanticHashNet(nn.Module):
         self.label = nn.Linear(feat_dim, n_labels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        f = self.feature(self.encoder(x))  # (B, F)
+        return self.heads(self.encoder(x))
+
+    def heads(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's output (B, enc_dim) -> (hash, feature, label)."""
+        f = self.feature(z)  # (B, F)
         n = self.norm(f)
         return torch.tanh(self.hash(n)), f, torch.sigmoid(self.label(n))
 
