@@ -31,3 +31,16 @@ def wiki_like(tmp_path):
     path = tmp_path / "wikiData.mat"
     scipy.io.savemat(path, dict(I_tr=i_tr, I_te=i_te, T_tr=t_tr, T_te=t_te, L_tr=l_tr, L_te=l_te))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """`cmhash demo` on 200 items, 16 bits, 2 epochs: a trained model, its codes and an index."""
+    from click.testing import CliRunner
+
+    from cmhash.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    res = CliRunner().invoke(main, ["demo", "-o", str(out), "--n-items", "200", "-b", "16", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    return out, res.output

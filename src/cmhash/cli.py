@@ -50,7 +50,7 @@ def list_cmd():
 
 
 def _train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets: list[str], base: dict,
-                resume: bool, progress: bool = True, with_random: bool = True) -> list[dict]:
+                resume: bool, progress: bool = True, with_random: bool = True, return_inputs: bool = False):
     from .config import build_config, parse_overrides
     from .eval.runner import markdown_table, plot_curves
     from .train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
@@ -92,7 +92,7 @@ def _train_many(method: str, dataset: str, bits: list[int], root, out: Path, set
     click.echo("")
     click.echo(table)
     click.echo(f"label prior: {prior:.3f}")
-    return rows
+    return (rows, inputs) if return_inputs else rows
 
 
 @main.command()
@@ -215,14 +215,23 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, resume: bool):
     click.secho("cmhash demo: DJSRH on the embedded synthetic dataset (rendered images + noisy tags)", bold=True)
     base = {"data": {"options": {"n_items": n_items}}, "backbone": {"cache_dir": str(out / "cache")},
             "train": {"epochs": epochs} if epochs else {}}
-    _train_many("djsrh", "synthetic", _bits(bits), None, out, [], base, resume)
+    bit_list = _bits(bits)
+    _, inputs = _train_many("djsrh", "synthetic", bit_list, None, out, [], base, resume, return_inputs=True)
+    from .cli_search import demo_index
+
+    index_dir = demo_index(out, max(bit_list), inputs.data)
     click.echo(f"\ndone in {time.time() - t0:.0f}s. Everything is in {out}/:")
     for name in ("results.md", "results.json", "split.json"):
         click.echo(f"  {out / name}")
     for p in sorted(out.glob("curves-*.png")):
         click.echo(f"  {p}  (PR and precision@top-K curves)")
     click.echo(f"  {out}/bits-*/last.pt  (checkpoints: `cmhash evaluate {out}` re-scores them)")
+    click.echo(f"  {index_dir}/  (the {max(bit_list)}-bit codes of all {len(inputs.data)} items, indexed)")
+    click.secho(f"\nSearch it in a browser: cmhash serve {index_dir}   then open http://127.0.0.1:8000/", bold=True)
+    click.echo(f"or from here: cmhash search {index_dir} --text \"dog puppy pet\"")
 
+
+from . import cli_search  # noqa: E402,F401  (registers encode, index, search, serve)
 
 if __name__ == "__main__":
     main()

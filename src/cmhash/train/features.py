@@ -65,6 +65,12 @@ def _load_cached(path: Path, shape: tuple, mmap: bool = False) -> np.ndarray | N
     return arr
 
 
+def feature_cache_paths(backbone: Backbone, name: str, data: PairedData, cache_dir: str | Path) -> tuple[Path, Path]:
+    """Where ``cached_features`` keeps the pooled features and the conv maps of ``data``."""
+    key = f"{name}-{backbone.weights_id}-{backbone.input_size}px-{data_fingerprint(data)}"
+    return Path(cache_dir) / f"{key}.npy", Path(cache_dir) / f"{key}-maps.npy"
+
+
 def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: str | Path,
                     batch_size: int = 64, device="cpu", with_maps: bool = False):
     """(N, D) float32 features of every image in ``data``, from ``cache_dir`` when present.
@@ -73,9 +79,7 @@ def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: 
     (N, C, h, w), stored as float16 and opened memory-mapped (a 20k-image MIRFlickr at 224 px
     with EfficientNet-Lite0 is about 2.5 GB on disk, not in RAM).
     """
-    key = f"{name}-{backbone.weights_id}-{backbone.input_size}px-{data_fingerprint(data)}"
-    path = Path(cache_dir) / f"{key}.npy"
-    map_path = Path(cache_dir) / f"{key}-maps.npy"
+    path, map_path = feature_cache_paths(backbone, name, data, cache_dir)
     n = len(data)
     feats = _load_cached(path, (n, backbone.out_dim))
     maps = _load_cached(map_path, (n, backbone.map_channels), mmap=True) if with_maps else None

@@ -1,0 +1,324 @@
+"""A trained model as an encoder of collections and queries: image files, pixels, features, free text.
+
+``Encoder.load(run_or_checkpoint, bits=64)`` rebuilds the model from its checkpoint (the
+best-validation weights) and everything around it that turns raw inputs into the model's inputs:
+the frozen backbone for pixel datasets (pooled features or conv maps, as the model was trained),
+the vocabulary for texts (bag-of-words; given by the dataset, stored in every index). Codes use
+the library's sign convention (value >= 0 -> bit 1) and are returned packed (faiss layout) by the
+``*_packed`` helpers.
+
+``encode_collection`` streams a dataset through the model in batches into ``.npy`` memmaps, so
+memory stays bounded whatever the collection size; it reuses the backbone feature cache written
+by training when one matches the data, and computes features batch by batch otherwise.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.text import tokenize
+from .eval.hamming import pack_codes
+from .utils import CmhashError, resolve_device, write_json_atomic
+
+CODES_FORMAT = "cmhash-codes-v1"
+
+
+def resolve_checkpoint(path, bits: int | None = None) -> Path:
+    """A checkpoint file from a file, a ``bits-K`` folder or a run folder (``bits`` picks the length)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if (p / "last.pt").is_file():
+        return p / "last.pt"
+    if p.is_dir():
+        found = sorted(p.glob("bits-*/last.pt"), key=lambda x: int(x.parent.name.split("-")[1]))
+        if bits is not None:
+            c = p / f"bits-{bits}" / "last.pt"
+            if c.is_file():
+                return c
+            raise CmhashError(f"{p}: no {bits}-bit model (found: {[x.parent.name for x in found] or 'none'})")
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return found[-1]  # the longest code by default
+    raise CmhashError(f"{p}: not a checkpoint, a bits-K folder or a run folder with bits-K/last.pt")
+
+
+def model_fingerprint(model: torch.nn.Module, method: str, bits: int) -> str:
+    """sha256 of the method, code length and every weight (names and bytes), first 16 hex digits."""
+    h = hashlib.sha256(f"{method}:{bits}".encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def read_image(source, size: int) -> np.ndarray:
+    """An image file (path or bytes) -> uint8 (3, size, size): RGB, shorter side resized, centre crop."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            return np.asarray(im.crop((left, top, left + size, top + size)), np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        name = "upload" if isinstance(source, (bytes, bytearray)) else source
+        raise CmhashError(f"{name}: not a readable image ({e})") from None
+
+
+class Encoder:
+    def __init__(self, model, cfg, ckpt_path: Path, ckpt: dict, device="cpu", vocab: list[str] | None = None):
+        self.model, self.cfg, self.checkpoint = model.eval().to(device), cfg, ckpt_path
+        self.device = device
+        self.method, self.bits = cfg.method, cfg.bits
+        self.fingerprint = model_fingerprint(model, cfg.method, cfg.bits)
+        self.vocab = list(vocab) if vocab else None
+        self._vindex = {w: i for i, w in enumerate(self.vocab)} if self.vocab else None
+        self._backbone = None
+        self.image_mode = self._image_mode(ckpt)
+
+    @classmethod
+    def load(cls, path, bits: int | None = None, device: str = "auto", vocab: list[str] | None = None) -> "Encoder":
+        from .train.trainer import load_checkpoint, model_from_checkpoint
+
+        p = resolve_checkpoint(path, bits)
+        ckpt = load_checkpoint(p)
+        model, cfg = model_from_checkpoint(ckpt)
+        return cls(model, cfg, p.resolve(), ckpt, resolve_device(device), vocab)
+
+    def _image_mode(self, ckpt) -> str:
+        if self.cfg.backbone.finetune:
+            return "pixels"  # the backbone is inside the model
+        if getattr(self.model, "map_channels", 0):
+            return "maps"
+        try:
+            out_dim = self.backbone.out_dim
+        except Exception:  # noqa: BLE001 - no usable backbone: the model reads given features
+            return "features"
+        return "pooled" if out_dim == ckpt["img_dim"] else "features"
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from .models import build_backbone
+
+            bc = self.cfg.backbone
+            self._backbone = build_backbone(bc.name, bc.weights, bc.image_size).eval().to(self.device)
+        return self._backbone
+
+    @property
+    def accepts_pixels(self) -> bool:
+        return self.image_mode != "features"
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.input_size if self.accepts_pixels else 0
+
+    def info(self) -> dict:
+        return {"fingerprint": self.fingerprint, "checkpoint": str(self.checkpoint), "method": self.method,
+                "bits": self.bits, "dataset": self.cfg.data.dataset, "image_input": self.image_mode,
+                "backbone": self.cfg.backbone.name if self.accepts_pixels else None}
+
+    # --- images --------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def image_input_from_pixels(self, x: np.ndarray) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> what the model's image net reads."""
+        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+        if self.image_mode == "pixels":
+            return t
+        if self.image_mode == "features":
+            raise CmhashError(f"this {self.method} model reads {self.model.img_dim}-d image features, not pixels; "
+                              "give image features instead")
+        fmap = self.backbone.feature_map(self.backbone.preprocess(t))
+        return fmap.float() if self.image_mode == "maps" else self.backbone.pool(fmap).float()
+
+    @torch.inference_mode()
+    def encode_image_input(self, x) -> np.ndarray:
+        """Model image inputs (features, maps or pixels as a tensor/array) -> int8 {-1,+1} (B, K)."""
+        if not torch.is_tensor(x):
+            x = np.asarray(x)
+            if self.image_mode == "features":
+                x = _check_features(x, self.model.img_dim, "image features")
+            x = torch.from_numpy(x)
+        return _sign(self.model.encode_image(x.to(self.device)))
+
+    def encode_pixels(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] != 3:
+            raise CmhashError(f"pixels must be uint8 (B, 3, H, W), got {x.dtype} {x.shape}")
+        return self.encode_image_input(self.image_input_from_pixels(x))
+
+    def encode_image_files(self, sources) -> np.ndarray:
+        """Image files (paths or bytes) -> int8 (B, K)."""
+        if not self.accepts_pixels:
+            raise CmhashError(f"this {self.method} model was trained on {self.model.img_dim}-d image features "
+                              f"({self.cfg.data.dataset}), not on pixels: it cannot encode an image file")
+        return self.encode_pixels(np.stack([read_image(s, self.image_size) for s in sources]))
+
+    # --- texts ---------------------------------------------------------------------------------
+    def text_vectors(self, texts: list[str]) -> np.ndarray:
+        """Free texts -> binary bag-of-words over the model's vocabulary (B, vocab)."""
+        if not self.vocab:
+            raise CmhashError(f"this {self.method} model reads {self.model.txt_dim}-d text vectors and no vocabulary "
+                              "is known for them (the dataset gives vectors, not words): give text vectors instead")
+        if len(self.vocab) != self.model.txt_dim:
+            raise CmhashError(f"vocabulary has {len(self.vocab)} words, the model reads {self.model.txt_dim}-d texts")
+        out = np.zeros((len(texts), len(self.vocab)), np.float32)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise CmhashError("empty text: give at least one word")
+            toks = tokenize(t)
+            hit = [self._vindex[w] for w in toks if w in self._vindex]
+            if not hit:
+                raise CmhashError(f"none of the words of {t[:80]!r} is in the model's vocabulary "
+                                  f"({len(self.vocab)} words, e.g. {', '.join(self.vocab[:8])})")
+            out[i, hit] = 1.0
+        return out
+
+    def known_words(self, text: str) -> list[str]:
+        return [w for w in tokenize(text) if self._vindex and w in self._vindex]
+
+    @torch.inference_mode()
+    def encode_text_vectors(self, t) -> np.ndarray:
+        t = _check_features(np.asarray(t), self.model.txt_dim, "text vectors")
+        return _sign(self.model.encode_text(torch.from_numpy(t).to(self.device)))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.encode_text_vectors(self.text_vectors(list(texts)))
+
+    # --- collections ---------------------------------------------------------------------------
+    def encode_collection(self, data, out_dir, batch_size: int = 256, ids=None, rows=None,
+                          cache_dir: str | None = None, progress: bool = True) -> Path:
+        """Encode every item (or ``rows``) of ``data`` into ``out_dir``: ``image.npy`` and ``text.npy``
+        (packed uint8 memmaps), ``items.jsonl`` and, last, ``codes.json``. Pixel images held in memory
+        are also written as PNG files under ``images/`` so that results can show them."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "codes.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+        rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
+        ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
+        if len(ids) != len(rows):
+            raise CmhashError(f"{len(ids)} ids for {len(rows)} items")
+        n, nb = len(rows), self.bits // 8
+        img_mm = np.lib.format.open_memmap(out / "image.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
+        txt_mm = np.lib.format.open_memmap(out / "text.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
+        feats = self._cached_features(data, cache_dir) if data.image_kind == "pixels" else None
+        write_images = data.image_kind == "pixels" and not hasattr(data.images, "paths")
+        if write_images:
+            (out / "images").mkdir(exist_ok=True)
+        names = data.label_names
+        with open(out / "items.jsonl.tmp", "w") as meta:
+            for s in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress,
+                          mininterval=0.2 if sys.stderr.isatty() else 30.0):
+                r = rows[s:s + batch_size]
+                if data.image_kind == "features":
+                    ic = self.encode_image_input(np.asarray(data.images[r], np.float32))
+                elif feats is not None:
+                    ic = self.encode_image_input(np.asarray(feats[r], np.float32))
+                else:
+                    ic = self.encode_pixels(data.image_rows(r))
+                img_mm[s:s + len(r)] = pack_codes(ic)
+                txt_mm[s:s + len(r)] = pack_codes(self.encode_text_vectors(np.asarray(data.texts[r], np.float32)))
+                pix = data.image_rows(r) if write_images else None
+                for j, row in enumerate(r):
+                    item = {"id": int(ids[s + j])}
+                    if hasattr(data.images, "paths"):
+                        item["source"] = str(Path(data.images.paths[row]).resolve())
+                    elif pix is not None:
+                        p = out / "images" / f"{int(ids[s + j])}.png"
+                        _write_png(pix[j], p)
+                        item["source"] = str(p.resolve())
+                    if data.captions is not None:
+                        item["caption"] = data.captions[row]
+                    if names is not None:
+                        item["labels"] = [names[c] for c in np.flatnonzero(data.labels[row])]
+                    meta.write(json.dumps(item) + "\n")
+        img_mm.flush()
+        txt_mm.flush()
+        del img_mm, txt_mm
+        (out / "items.jsonl.tmp").replace(out / "items.jsonl")
+        write_json_atomic(out / "codes.json", {
+            "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
+            "vocab": data.vocab if data.vocab and len(data.vocab) == self.model.txt_dim else None,
+            "label_names": names, "dataset": data.name})
+        return out
+
+    def _cached_features(self, data, cache_dir):
+        """The training feature cache for ``data`` when it matches this model's input, else None."""
+        if self.image_mode not in ("pooled", "maps"):
+            return None
+        from .train.features import feature_cache_paths
+
+        feat_p, map_p = feature_cache_paths(self.backbone, self.cfg.backbone.name, data,
+                                            cache_dir or self.cfg.backbone.cache_dir)
+        p = map_p if self.image_mode == "maps" else feat_p
+        if not p.exists():
+            return None
+        try:
+            arr = np.load(p, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        return arr if len(arr) == len(data) else None
+
+
+def _write_png(chw: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0))).save(path, format="PNG")
+
+
+def _sign(code: torch.Tensor) -> np.ndarray:
+    return torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy()
+
+
+def _check_features(x: np.ndarray, dim: int, what: str) -> np.ndarray:
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise CmhashError(f"{what} must be (n, {dim}), got shape {x.shape}")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise CmhashError(f"{what} contain NaN or inf")
+    return x
+
+
+def read_codes(path) -> dict:
+    """A folder written by ``encode_collection``: manifest, packed codes (memory-mapped), items."""
+    p = Path(path)
+    m = p / "codes.json"
+    if not m.is_file():
+        raise CmhashError(f"{p}: no codes.json: not an encoded collection, or its encoding did not finish "
+                          "(run `cmhash encode` again)")
+    try:
+        meta = json.loads(m.read_text())
+    except ValueError:
+        raise CmhashError(f"{m}: damaged (not JSON)") from None
+    if meta.get("format") != CODES_FORMAT:
+        raise CmhashError(f"{m}: unknown format {meta.get('format')!r}")
+    try:
+        img = np.load(p / "image.npy", mmap_mode="r")
+        txt = np.load(p / "text.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise CmhashError(f"{p}: code files unreadable or truncated ({e})") from None
+    want = (meta["n"], meta["bits"] // 8)
+    if img.shape != want or txt.shape != want:
+        raise CmhashError(f"{p}: code files have shapes {img.shape} / {txt.shape}, the manifest says {want}")
+    items = []
+    with open(p / "items.jsonl") as f:
+        for line in f:
+            items.append(json.loads(line))
+    if len(items) != meta["n"]:
+        raise CmhashError(f"{p}: items.jsonl has {len(items)} records, the manifest says {meta['n']}")
+    return {"meta": meta, "image": img, "text": txt, "items": items}

@@ -1,0 +1,337 @@
+/* Hamming-distance kernels for cmhash's exact indexes (faiss layout: n x nbytes uint8 codes).
+ *
+ * knn:      exact top-k by exhaustive scan, ties broken by row (insertion) order. One pass over the
+ *           database per block of QB queries; each query keeps, per distance d, the first k rows
+ *           found at d (rows arrive in ascending order, so the first k are the ones that rank), and
+ *           a bound: a row at distance >= bound can no longer enter the top k and costs one
+ *           compare. Every row is loaded once per query block and compared against QB queries held
+ *           in registers.
+ * dists:    the full (nq, n) uint16 distance matrix (range search, tests).
+ * substr:   substring keys for multi-index hashing.
+ * mih_knn:  exact top-k by multi-index hashing (Norouzi, Punjani & Fleet, "Fast exact search in
+ *           Hamming space with multi-index hashing", TPAMI 2014): the code is cut into m disjoint
+ *           substrings, each indexed by a direct-address table; the search radius r grows one step
+ *           at a time and step r = s*m + a probes substring a at substring distance exactly s (the
+ *           pigeonhole bound of Prop. 1 in its incremental form), verifies every new candidate with
+ *           its full distance, and stops once k candidates lie within r.
+ *
+ * Arrays are passed as addresses (numpy's .ctypes.data) and checked by the Python wrapper; the
+ * GIL is released while a kernel runs, so Python threads split the queries.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_TARGET 1
+#define POPCNT_TARGET __attribute__((target("popcnt")))
+#else
+#define HAVE_TARGET 0
+#define POPCNT_TARGET
+#endif
+#if defined(__GNUC__)
+#define POPC(x) __builtin_popcountll(x)
+#define INLINE static inline __attribute__((always_inline))
+#else
+static inline int POPC(uint64_t x) { x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    return (int)((((x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL) * 0x0101010101010101ULL) >> 56); }
+#define INLINE static inline
+#endif
+
+#define QB 8
+
+INLINE uint64_t ld64(const uint8_t *p) { uint64_t x; memcpy(&x, p, 8); return x; }
+INLINE uint64_t ldtail(const uint8_t *p, int nb) { uint64_t x = 0; memcpy(&x, p, (size_t)nb); return x; }
+
+INLINE int dist_any(const uint8_t *a, const uint8_t *b, int nbytes) {
+    int d = 0, i = 0;
+    for (; i + 8 <= nbytes; i += 8) d += POPC(ld64(a + i) ^ ld64(b + i));
+    if (i < nbytes) d += POPC(ldtail(a + i, nbytes - i) ^ ldtail(b + i, nbytes - i));
+    return d;
+}
+
+/* Per-query top-k state: cnt[d] rows seen at distance d (all of them), bucket[d][0..k) the first k. */
+typedef struct {
+    int k, K;
+    int bound[QB];
+    int64_t total[QB];
+    int64_t *cnt;     /* QB x (K+1) */
+    int64_t *bucket;  /* QB x (K+1) x k */
+} coll_t;
+
+INLINE void push(coll_t *c, int j, int d, int64_t row) {
+    int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
+    int64_t n = cnt[d];
+    if (n < c->k) c->bucket[((size_t)j * (c->K + 1) + d) * c->k + n] = row;
+    cnt[d] = n + 1;
+    c->total[j]++;
+    /* rows at distance bound-1 are useless once k rows lie strictly closer */
+    while (c->bound[j] > 0 && c->total[j] - cnt[c->bound[j] - 1] >= c->k) {
+        c->bound[j]--;
+        c->total[j] -= cnt[c->bound[j]];
+        cnt[c->bound[j]] = 0;
+    }
+}
+
+INLINE void scan_block(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int nq, coll_t *c) {
+    int bnd[QB];
+    for (int j = 0; j < QB; j++) bnd[j] = j < nq ? c->bound[j] : 0;  /* padded queries never push */
+    if (nbytes == 8) {
+        uint64_t qv[QB];
+        for (int j = 0; j < QB; j++) qv[j] = j < nq ? ld64(q + (size_t)j * 8) : 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x = ld64(db + (size_t)i * 8);
+            for (int j = 0; j < QB; j++) {
+                int d = POPC(x ^ qv[j]);
+                if (d < bnd[j]) { push(c, j, d, i); bnd[j] = c->bound[j]; }
+            }
+        }
+    } else if (nbytes == 16) {
+        uint64_t q0[QB], q1[QB];
+        for (int j = 0; j < QB; j++) {
+            q0[j] = j < nq ? ld64(q + (size_t)j * 16) : 0;
+            q1[j] = j < nq ? ld64(q + (size_t)j * 16 + 8) : 0;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x0 = ld64(db + (size_t)i * 16), x1 = ld64(db + (size_t)i * 16 + 8);
+            for (int j = 0; j < QB; j++) {
+                int d = POPC(x0 ^ q0[j]) + POPC(x1 ^ q1[j]);
+                if (d < bnd[j]) { push(c, j, d, i); bnd[j] = c->bound[j]; }
+            }
+        }
+    } else if (nbytes == 4) {
+        uint64_t qv[QB];
+        for (int j = 0; j < QB; j++) qv[j] = j < nq ? ldtail(q + (size_t)j * 4, 4) : 0;
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t x = ldtail(db + (size_t)i * 4, 4);
+            for (int j = 0; j < QB; j++) {
+                int d = POPC(x ^ qv[j]);
+                if (d < bnd[j]) { push(c, j, d, i); bnd[j] = c->bound[j]; }
+            }
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const uint8_t *x = db + (size_t)i * nbytes;
+            for (int j = 0; j < nq; j++) {
+                int d = dist_any(x, q + (size_t)j * nbytes, nbytes);
+                if (d < bnd[j]) { push(c, j, d, i); bnd[j] = c->bound[j]; }
+            }
+        }
+    }
+}
+
+/* Write the k best (distance, row) of query j in (distance, row) order; missing slots: -1. */
+static void emit(const coll_t *c, int j, int32_t *od, int64_t *oi) {
+    const int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
+    int o = 0;
+    for (int d = 0; d <= c->K && o < c->k; d++) {
+        int64_t m = cnt[d] < c->k ? cnt[d] : c->k;
+        const int64_t *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
+        for (int64_t t = 0; t < m && o < c->k; t++, o++) { od[o] = d; oi[o] = b[t]; }
+    }
+    for (; o < c->k; o++) { od[o] = -1; oi[o] = -1; }
+}
+
+#define KNN_BODY                                                                                  \
+    coll_t c;                                                                                     \
+    c.k = k; c.K = nbytes * 8;                                                                    \
+    c.cnt = (int64_t *)malloc(sizeof(int64_t) * QB * (c.K + 1));                                  \
+    c.bucket = (int64_t *)malloc(sizeof(int64_t) * (size_t)QB * (c.K + 1) * k);                  \
+    if (!c.cnt || !c.bucket) { free(c.cnt); free(c.bucket); return -1; }                          \
+    for (int64_t s = 0; s < nq; s += QB) {                                                        \
+        int nb = (int)(nq - s < QB ? nq - s : QB);                                                \
+        memset(c.cnt, 0, sizeof(int64_t) * QB * (c.K + 1));                                      \
+        for (int j = 0; j < QB; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }                    \
+        scan_block(db, n, nbytes, q + (size_t)s * nbytes, nb, &c);                                \
+        for (int j = 0; j < nb; j++) emit(&c, j, od + (s + j) * k, oi + (s + j) * k);            \
+    }                                                                                             \
+    free(c.cnt); free(c.bucket);                                                                  \
+    return 0;
+
+static int knn_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
+                     int32_t *od, int64_t *oi) { KNN_BODY }
+#if HAVE_TARGET
+POPCNT_TARGET static int knn_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq,
+                                    int k, int32_t *od, int64_t *oi) { KNN_BODY }
+#endif
+
+#define DISTS_BODY                                                                                \
+    for (int64_t j = 0; j < nq; j++) {                                                            \
+        const uint8_t *qq = q + (size_t)j * nbytes;                                               \
+        uint16_t *o = out + (size_t)j * n;                                                        \
+        if (nbytes == 8) { uint64_t qv = ld64(qq);                                                \
+            for (int64_t i = 0; i < n; i++) o[i] = (uint16_t)POPC(ld64(db + (size_t)i * 8) ^ qv); } \
+        else for (int64_t i = 0; i < n; i++) o[i] = (uint16_t)dist_any(db + (size_t)i * nbytes, qq, nbytes); \
+    }
+
+static void dists_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, uint16_t *out) {
+    DISTS_BODY
+}
+#if HAVE_TARGET
+POPCNT_TARGET static void dists_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq,
+                                       uint16_t *out) { DISTS_BODY }
+#endif
+
+/* Bits [off, off+len) of a code, bit j being bit j%8 of byte j/8 (LSB first), len <= 32. */
+INLINE uint32_t substr(const uint8_t *c, int off, int len) {
+    int b0 = off >> 3, sh = off & 7, nb = (sh + len + 7) >> 3;
+    uint64_t x = 0;
+    for (int t = 0; t < nb; t++) x |= (uint64_t)c[b0 + t] << (8 * t);
+    return (uint32_t)((x >> sh) & ((len >= 32) ? 0xffffffffULL : ((1ULL << len) - 1)));
+}
+
+typedef struct { int32_t d; int64_t id; } cand_t;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand_t *x = (const cand_t *)a, *y = (const cand_t *)b;
+    if (x->d != y->d) return x->d < y->d ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+#define MIH_BODY                                                                                  \
+    int K = nbytes * 8;                                                                           \
+    uint32_t *stamp = (uint32_t *)calloc((size_t)(n > 0 ? n : 1), sizeof(uint32_t));             \
+    int64_t *cnt = (int64_t *)malloc(sizeof(int64_t) * (K + 1));                                  \
+    size_t cap = 1024; cand_t *cand = (cand_t *)malloc(sizeof(cand_t) * cap);                     \
+    if (!stamp || !cnt || !cand) { free(stamp); free(cnt); free(cand); return -1; }               \
+    uint32_t cur = 0;                                                                             \
+    for (int64_t qi = 0; qi < nq; qi++) {                                                         \
+        const uint8_t *qq = q + (size_t)qi * nbytes;                                              \
+        if (++cur == 0) { memset(stamp, 0, sizeof(uint32_t) * (size_t)n); cur = 1; }              \
+        memset(cnt, 0, sizeof(int64_t) * (K + 1));                                                \
+        size_t nc = 0; int64_t within = 0, visited = 0;                                           \
+        uint32_t qs[64];                                                                          \
+        for (int t = 0; t < m; t++) qs[t] = substr(qq, offs[t], lens[t]);                         \
+        int r = 0;                                                                                \
+        for (r = 0; r <= K; r++) {                                                                \
+            int s = r / m, a = r % m, L = lens[a];                                                \
+            if (s <= L) {                                                                         \
+                const uint32_t *ptr = ptrs + ptr_base[a], *tid = ids + (size_t)a * n;             \
+                uint64_t lim = 1ULL << L, mask = s ? ((1ULL << s) - 1) : 0;                       \
+                while (mask < lim) {                                                              \
+                    uint32_t key = qs[a] ^ (uint32_t)mask;                                        \
+                    for (uint32_t p = ptr[key]; p < ptr[key + 1]; p++) {                          \
+                        uint32_t id = tid[p];                                                     \
+                        if (stamp[id] == cur) continue;                                           \
+                        stamp[id] = cur; visited++;                                               \
+                        int d = dist_any(db + (size_t)id * nbytes, qq, nbytes);                   \
+                        cnt[d]++;                                                                 \
+                        if (nc == cap) { cap *= 2; cand_t *nw = (cand_t *)realloc(cand, sizeof(cand_t) * cap); \
+                            if (!nw) { free(stamp); free(cnt); free(cand); return -1; } cand = nw; } \
+                        cand[nc].d = d; cand[nc].id = id; nc++;                                   \
+                    }                                                                             \
+                    if (s == 0) break;                                                            \
+                    uint64_t lo = mask & (~mask + 1), rr = mask + lo;                             \
+                    mask = (((rr ^ mask) >> 2) / lo) | rr;   /* Gosper: next mask with s bits */  \
+                }                                                                                 \
+            }                                                                                     \
+            within += cnt[r];                                                                     \
+            if (within >= k) break;                                                               \
+        }                                                                                         \
+        /* every row within r is in cand: keep distances up to the k-th one, sort by (d, row) */ \
+        int64_t acc = 0; int t = 0;                                                               \
+        for (t = 0; t <= K; t++) { acc += cnt[t]; if (acc >= k) break; }                          \
+        size_t w = 0;                                                                             \
+        for (size_t u = 0; u < nc; u++) if (cand[u].d <= t) cand[w++] = cand[u];                  \
+        qsort(cand, w, sizeof(cand_t), cand_cmp);                                                 \
+        int o = 0;                                                                                \
+        for (; o < k && (size_t)o < w; o++) { od[qi * k + o] = cand[o].d; oi[qi * k + o] = cand[o].id; } \
+        for (; o < k; o++) { od[qi * k + o] = -1; oi[qi * k + o] = -1; }                          \
+        if (visits) visits[qi] = visited;                                                         \
+    }                                                                                             \
+    free(stamp); free(cnt); free(cand);                                                           \
+    return 0;
+
+static int mih_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k, int m,
+                     const int32_t *offs, const int32_t *lens, const uint32_t *ptrs, const int64_t *ptr_base,
+                     const uint32_t *ids, int32_t *od, int64_t *oi, int64_t *visits) { MIH_BODY }
+#if HAVE_TARGET
+POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
+                                    int m, const int32_t *offs, const int32_t *lens, const uint32_t *ptrs,
+                                    const int64_t *ptr_base, const uint32_t *ids, int32_t *od, int64_t *oi,
+                                    int64_t *visits) { MIH_BODY }
+#endif
+
+static int use_popcnt(void) {
+#if HAVE_TARGET
+    static int v = -1;
+    if (v < 0) { __builtin_cpu_init(); v = __builtin_cpu_supports("popcnt") ? 1 : 0; }
+    return v;
+#else
+    return 0;
+#endif
+}
+
+#define ADDR(x) ((void *)(uintptr_t)(x))
+
+static PyObject *py_knn(PyObject *self, PyObject *args) {
+    unsigned long long db, q, od, oi; long long n, nq; int nbytes, k, rc;
+    if (!PyArg_ParseTuple(args, "KLiKLiKK", &db, &n, &nbytes, &q, &nq, &k, &od, &oi)) return NULL;
+    int pc = use_popcnt();
+    Py_BEGIN_ALLOW_THREADS
+#if HAVE_TARGET
+    if (pc) rc = knn_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, k, ADDR(od), ADDR(oi)); else
+#endif
+    rc = knn_plain(ADDR(db), n, nbytes, ADDR(q), nq, k, ADDR(od), ADDR(oi));
+    Py_END_ALLOW_THREADS
+    (void)pc;
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dists(PyObject *self, PyObject *args) {
+    unsigned long long db, q, out; long long n, nq; int nbytes;
+    if (!PyArg_ParseTuple(args, "KLiKLK", &db, &n, &nbytes, &q, &nq, &out)) return NULL;
+    int pc = use_popcnt();
+    Py_BEGIN_ALLOW_THREADS
+#if HAVE_TARGET
+    if (pc) dists_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, ADDR(out)); else
+#endif
+    dists_plain(ADDR(db), n, nbytes, ADDR(q), nq, ADDR(out));
+    Py_END_ALLOW_THREADS
+    (void)pc;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_substr(PyObject *self, PyObject *args) {
+    unsigned long long db, out; long long n; int nbytes, off, len;
+    if (!PyArg_ParseTuple(args, "KLiiiK", &db, &n, &nbytes, &off, &len, &out)) return NULL;
+    const uint8_t *c = ADDR(db); uint32_t *o = ADDR(out);
+    Py_BEGIN_ALLOW_THREADS
+    for (long long i = 0; i < n; i++) o[i] = substr(c + (size_t)i * nbytes, off, len);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_mih_knn(PyObject *self, PyObject *args) {
+    unsigned long long db, q, offs, lens, ptrs, base, ids, od, oi, visits; long long n, nq; int nbytes, k, m, rc;
+    if (!PyArg_ParseTuple(args, "KLiKLiiKKKKKKKK", &db, &n, &nbytes, &q, &nq, &k, &m, &offs, &lens, &ptrs, &base,
+                          &ids, &od, &oi, &visits)) return NULL;
+    if (m < 1 || m > 64) { PyErr_SetString(PyExc_ValueError, "m must be 1..64"); return NULL; }
+    int pc = use_popcnt();
+    Py_BEGIN_ALLOW_THREADS
+#if HAVE_TARGET
+    if (pc) rc = mih_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
+                            ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits)); else
+#endif
+    rc = mih_plain(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
+                   ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits));
+    Py_END_ALLOW_THREADS
+    (void)pc;
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"knn", py_knn, METH_VARARGS, "knn(db, n, nbytes, q, nq, k, out_d, out_i): exact top-k, ties by row"},
+    {"dists", py_dists, METH_VARARGS, "dists(db, n, nbytes, q, nq, out): (nq, n) uint16 distances"},
+    {"substr", py_substr, METH_VARARGS, "substr(db, n, nbytes, off, len, out): uint32 substring keys"},
+    {"mih_knn", py_mih_knn, METH_VARARGS, "mih_knn(...): exact top-k by multi-index hashing"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_kernels", "cmhash Hamming kernels", -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&moddef); }

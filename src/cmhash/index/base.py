@@ -1,0 +1,217 @@
+"""The ``HammingIndex`` interface (faiss-like) and its file format.
+
+An index holds packed binary codes (n, K/8) uint8 in faiss's layout (see ``cmhash.eval.hamming``
+for the sign convention: a code value >= 0 is bit 1, bit j in byte j // 8 at position j % 8) and
+one int64 id per code. Every backend returns exact results in the evaluation's order: by Hamming
+distance, then by insertion order. Slots beyond the number of stored codes hold id -1 and
+distance -1 (faiss's convention for ids).
+
+File format (one file, written atomically): ``CMHIDX01`` magic, a little-endian uint32 header
+length, a JSON header (backend, bits, ntotal, parameters, payload size and sha256), then the
+payload (codes, then ids). A truncated or altered file fails its size or checksum check; a file of
+another code length fails ``load(path, bits=...)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from ..utils import CmhashError, atomic_path
+
+MAGIC = b"CMHIDX01"
+BACKENDS: dict[str, type["HammingIndex"]] = {}
+
+
+class HashIndexError(CmhashError):
+    """Bad codes, ids or index files."""
+
+
+def register_backend(name: str):
+    def deco(cls):
+        cls.backend = name
+        BACKENDS[name] = cls
+        return cls
+    return deco
+
+
+def as_packed(codes, bits: int, what: str = "codes") -> np.ndarray:
+    """Packed (n, bits/8) uint8 codes from packed codes, {-1,+1} / {0,1} bit arrays (n, bits) or real
+    values (n, bits; sign convention >= 0 -> 1). One code may be given as a 1-D array."""
+    from ..eval.hamming import pack_codes
+
+    a = np.asarray(codes)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2:
+        raise HashIndexError(f"{what} must be 2-D (n, {bits // 8}) packed uint8 or (n, {bits}) bits, got shape {a.shape}")
+    if a.dtype == np.uint8 and a.shape[1] == bits // 8:
+        return np.ascontiguousarray(a)
+    if a.shape[1] == bits:
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise HashIndexError(f"{what} contain NaN or inf")
+        if a.dtype.kind in "ui" and a.min(initial=0) >= 0 and a.max(initial=0) <= 1:
+            a = a.astype(np.int8) * 2 - 1  # {0,1} bits
+        return np.ascontiguousarray(pack_codes(a))
+    raise HashIndexError(f"{what} have width {a.shape[1]} ({a.dtype}); this index holds {bits}-bit codes: "
+                      f"give (n, {bits // 8}) uint8 packed codes or (n, {bits}) bits")
+
+
+class HammingIndex:
+    """Exact Hamming k-NN over packed codes with int64 ids.
+
+    ``add(codes, ids=None)``, ``search(q, k) -> (D, I)``, ``range_search(q, radius) -> (lims, D, I)``
+    (faiss's layout: the results of query i are D[lims[i]:lims[i+1]], ordered by distance then
+    insertion), ``remove(ids) -> count``, ``ntotal``, ``save(path)`` and ``load_index(path)``.
+    """
+
+    backend: ClassVar[str] = "?"
+
+    def __init__(self, bits: int):
+        if not isinstance(bits, (int, np.integer)) or bits <= 0 or bits % 8:
+            raise HashIndexError(f"code length must be a positive multiple of 8, got {bits!r}")
+        self.bits = int(bits)
+        self.nbytes = self.bits // 8
+        self._ids = np.zeros(0, np.int64)
+
+    # --- ids -----------------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids
+
+    def _new_ids(self, n: int, ids) -> np.ndarray:
+        if ids is None:
+            start = int(self._ids.max()) + 1 if len(self._ids) else 0
+            return np.arange(start, start + n, dtype=np.int64)
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or len(ids) != n:
+            raise HashIndexError(f"ids must be a 1-D array of {n} integers, got shape {ids.shape}")
+        if ids.dtype.kind not in "iu":
+            raise HashIndexError(f"ids must be integers, got {ids.dtype}")
+        ids = ids.astype(np.int64)
+        if (ids < 0).any():
+            raise HashIndexError("ids must be >= 0 (-1 marks an empty result slot)")
+        if len(np.unique(ids)) != n:
+            raise HashIndexError("ids repeat within this add")
+        if len(self._ids) and np.isin(ids, self._ids).any():
+            dup = ids[np.isin(ids, self._ids)][:5].tolist()
+            raise HashIndexError(f"ids already in the index: {dup}")
+        return ids
+
+    def _map(self, rows: np.ndarray) -> np.ndarray:
+        out = np.full(rows.shape, -1, np.int64)
+        ok = rows >= 0
+        out[ok] = self._ids[rows[ok]]
+        return out
+
+    def _queries(self, queries) -> np.ndarray:
+        return as_packed(queries, self.bits, "queries")
+
+    @staticmethod
+    def _check_k(k) -> int:
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise HashIndexError(f"k must be a positive integer, got {k!r}")
+        return int(k)
+
+    def _check_radius(self, radius) -> int:
+        if not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise HashIndexError(f"radius must be a non-negative integer, got {radius!r}")
+        return int(radius)
+
+    # --- interface -----------------------------------------------------------------------------
+    def add(self, codes, ids=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def range_search(self, queries, radius: int):
+        raise NotImplementedError
+
+    def remove(self, ids) -> int:
+        raise NotImplementedError
+
+    def reconstruct(self, ids) -> np.ndarray:
+        """Packed codes of ``ids`` (in the order given)."""
+        raise NotImplementedError
+
+    # --- persistence ---------------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {}
+
+    def _payload(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def save(self, path) -> Path:
+        """Write the index to ``path`` atomically (the previous file stays intact on a crash)."""
+        parts = self._payload()
+        h = hashlib.sha256()
+        for p in parts:
+            h.update(p)
+        header = {"format": "cmhash-index-v1", "backend": self.backend, "bits": self.bits, "ntotal": self.ntotal,
+                  "params": self._params(), "payload_bytes": sum(len(p) for p in parts), "sha256": h.hexdigest()}
+        hb = json.dumps(header).encode()
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(MAGIC + struct.pack("<I", len(hb)) + hb)
+                for p in parts:
+                    f.write(p)
+        return path
+
+    @classmethod
+    def _from_payload(cls, header: dict, payload: memoryview) -> "HammingIndex":
+        raise NotImplementedError
+
+
+def read_header(path) -> tuple[dict, int]:
+    path = Path(path)
+    if not path.is_file():
+        raise HashIndexError(f"{path}: index file not found")
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:8] != MAGIC:
+            raise HashIndexError(f"{path}: not a cmhash index file (bad magic)")
+        (hl,) = struct.unpack("<I", head[8:])
+        raw = f.read(hl)
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HashIndexError(f"{path}: index header is truncated or corrupt") from None
+    return header, 12 + hl
+
+
+def load_index(path, bits: int | None = None, **options) -> HammingIndex:
+    """Read an index written by ``save``; with ``bits`` it must hold codes of that length."""
+    path = Path(path)
+    header, start = read_header(path)
+    size = path.stat().st_size
+    if size != start + header.get("payload_bytes", -1):
+        raise HashIndexError(f"{path}: file is {size} bytes, the header announces {start + header.get('payload_bytes', 0)}"
+                          " (truncated or appended to)")
+    if bits is not None and header["bits"] != bits:
+        raise HashIndexError(f"{path}: holds {header['bits']}-bit codes, {bits}-bit codes expected")
+    cls = BACKENDS.get(header.get("backend"))
+    if cls is None:
+        raise HashIndexError(f"{path}: unknown backend {header.get('backend')!r}; known: {sorted(BACKENDS)}")
+    with open(path, "rb") as f:
+        f.seek(start)
+        payload = f.read()
+    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+        raise HashIndexError(f"{path}: checksum mismatch (the file was altered or damaged)")
+    return cls._from_payload(header, memoryview(payload), **options)
+
+
+def make_index(backend: str, bits: int, **params) -> HammingIndex:
+    """A new, empty index: ``flat`` (cmhash's kernel), ``faiss``, ``mih`` or ``milvus``."""
+    if backend not in BACKENDS:
+        raise HashIndexError(f"unknown index backend {backend!r}; known: {sorted(BACKENDS)}")
+    return BACKENDS[backend](bits, **params)

@@ -1,0 +1,188 @@
+"""Exact exhaustive search: cmhash's own kernel (``flat``) and faiss's ``IndexBinaryFlat`` (``faiss``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .base import HammingIndex, HashIndexError, register_backend
+
+
+class _CodeStore(HammingIndex):
+    """Codes in one growable (capacity-doubling) buffer, rows in insertion order."""
+
+    def __init__(self, bits: int):
+        super().__init__(bits)
+        self._buf = np.zeros((0, self.nbytes), np.uint8)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """(ntotal, bits/8) uint8 view of the stored codes, in insertion order."""
+        return self._buf[: self.ntotal]
+
+    def _append(self, packed: np.ndarray) -> None:
+        n0, n = self.ntotal, len(packed)
+        if n0 + n > len(self._buf):
+            cap = max(n0 + n, 2 * len(self._buf), 1024)
+            buf = np.zeros((cap, self.nbytes), np.uint8)
+            buf[:n0] = self._buf[:n0]
+            self._buf = buf
+        self._buf[n0:n0 + n] = packed
+
+    def add(self, codes, ids=None) -> np.ndarray:
+        packed = self._as_codes(codes)
+        ids = self._new_ids(len(packed), ids)
+        self._append(packed)
+        self._ids = np.concatenate([self._ids, ids])
+        self._added(packed)
+        return ids
+
+    def _as_codes(self, codes) -> np.ndarray:
+        from .base import as_packed
+
+        return as_packed(codes, self.bits)
+
+    def _added(self, packed: np.ndarray) -> None:
+        pass
+
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        self._buf = np.ascontiguousarray(self.codes[keep])
+        self._ids = self._ids[keep]
+
+    def remove(self, ids) -> int:
+        """Drop the codes of ``ids`` (unknown ids are ignored); the others keep their order."""
+        ids = np.asarray(ids, np.int64).ravel()
+        drop = np.isin(self._ids, ids)
+        if drop.any():
+            self._keep_rows(~drop)
+            self._removed()
+        return int(drop.sum())
+
+    def _removed(self) -> None:
+        pass
+
+    def reconstruct(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, np.int64).ravel()
+        order = np.argsort(self._ids, kind="stable")
+        pos = np.searchsorted(self._ids, ids, sorter=order)
+        pos = np.minimum(pos, max(0, self.ntotal - 1))
+        rows = order[pos] if self.ntotal else pos
+        if not self.ntotal or (self._ids[rows] != ids).any():
+            missing = ids[(self._ids[rows] != ids)] if self.ntotal else ids
+            raise HashIndexError(f"ids not in the index: {missing[:5].tolist()}")
+        return self.codes[rows].copy()
+
+    def range_search(self, queries, radius: int, chunk: int = 1 << 17):
+        """All codes within ``radius`` (inclusive) of each query: (lims (nq+1,), D int32, I int64)."""
+        q = self._queries(queries)
+        radius = self._check_radius(radius)
+        ds, rs = [[] for _ in q], [[] for _ in q]
+        db = self.codes
+        for s in range(0, self.ntotal, chunk):
+            d = kernels.dists(db[s:s + chunk], q)  # (nq, c)
+            qi, ri = np.nonzero(d <= radius)
+            for i in np.unique(qi):
+                sel = qi == i
+                ds[i].append(d[i, ri[sel]])
+                rs[i].append(ri[sel] + s)
+        lims, D, rows = [0], [], []
+        for i in range(len(q)):
+            d = np.concatenate(ds[i]) if ds[i] else np.zeros(0, np.uint16)
+            r = np.concatenate(rs[i]) if rs[i] else np.zeros(0, np.int64)
+            o = np.argsort(d, kind="stable")  # rows were found in ascending order
+            D.append(d[o].astype(np.int32))
+            rows.append(r[o].astype(np.int64))
+            lims.append(lims[-1] + len(o))
+        D = np.concatenate(D) if D else np.zeros(0, np.int32)
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        return np.asarray(lims, np.int64), D, self._map(rows)
+
+    def _payload(self) -> list[bytes]:
+        return [self.codes.tobytes(), self._ids.astype("<i8").tobytes()]
+
+    @classmethod
+    def _from_payload(cls, header, payload, **options):
+        idx = cls(header["bits"], **{**header.get("params", {}), **options})
+        n, nb = header["ntotal"], header["bits"] // 8
+        if len(payload) != n * nb + 8 * n:
+            raise HashIndexError(f"index payload has {len(payload)} bytes, {n * nb + 8 * n} expected")
+        codes = np.frombuffer(payload[: n * nb], np.uint8).reshape(n, nb)
+        ids = np.frombuffer(payload[n * nb:], "<i8").astype(np.int64)
+        if n:
+            idx.add(codes, ids)
+        return idx
+
+
+@register_backend("flat")
+class FlatIndex(_CodeStore):
+    """Exhaustive exact search with cmhash's compiled kernel (numpy when it is not built).
+
+    One pass over the database per block of 8 queries; each query keeps a distance bound and the
+    first k rows per distance, so a row that cannot rank costs one popcount and one compare
+    (``_kernels.c``). Measured faster than faiss's ``IndexBinaryFlat`` at every size we tried
+    (``benchmarks/bench_index.py``).
+    """
+
+    def __init__(self, bits: int, threads: int | None = None):
+        super().__init__(bits)
+        self.threads = threads
+
+    def _params(self) -> dict:
+        return {}
+
+    def search(self, queries, k: int):
+        q = self._queries(queries)
+        k = self._check_k(k)
+        d, rows = kernels.knn(self.codes, q, k, self.threads)
+        return d, self._map(rows)
+
+
+@register_backend("faiss")
+class FaissFlatIndex(_CodeStore):
+    """faiss's ``IndexBinaryFlat`` behind the same interface.
+
+    faiss orders equal distances by its heap, not by insertion; to return the evaluation's order
+    exactly, a query whose k-th distance also fills the last slot of the fetched list is searched
+    again with twice the list length until the list ends beyond the k-th distance, and the list is
+    then sorted by (distance, row).
+    """
+
+    def __init__(self, bits: int, threads: int | None = None):
+        super().__init__(bits)
+        try:
+            import faiss
+        except ImportError:
+            raise HashIndexError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from None
+        self._faiss = faiss
+        self._index = faiss.IndexBinaryFlat(self.bits)
+        self.threads = threads
+
+    def _added(self, packed):
+        self._index.add(packed)
+
+    def _removed(self):
+        self._index = self._faiss.IndexBinaryFlat(self.bits)
+        if self.ntotal:
+            self._index.add(self.codes)
+
+    def search(self, queries, k: int):
+        q = self._queries(queries)
+        k = self._check_k(k)
+        od = np.full((len(q), k), -1, np.int32)
+        oi = np.full((len(q), k), -1, np.int64)
+        n = self.ntotal
+        if n == 0 or len(q) == 0:
+            return od, oi
+        if self.threads:
+            self._faiss.omp_set_num_threads(self.threads)
+        kk = min(k, n)
+        todo = np.arange(len(q))
+        fetch = min(n, 2 * kk)  # a margin past the k-th distance settles most queries at once
+        while len(todo):
+            D, I = self._index.search(q[todo], fetch)
+            done = (D[:, -1] > D[:, kk - 1]) | (fetch >= n)
+            for j in np.flatnonzero(done):
+                o = np.lexsort((I[j], D[j]))[:kk]
+                od[todo[j], :kk], oi[todo[j], :kk] = D[j, o], I[j, o]
+            todo = todo[~done]
+            fetch = min(n, 2 * fetch)
+        return od, self._map(oi)

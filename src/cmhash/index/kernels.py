@@ -1,0 +1,131 @@
+"""Hamming kernels: the compiled ``_kernels`` module when it was built, numpy otherwise.
+
+Every function takes packed codes (n, nbytes) uint8 in faiss's layout and returns exact results;
+ties are broken by row order (the evaluation's order). The compiled kernels release the GIL and
+are run on ``threads`` Python threads, each taking a contiguous slice of the queries.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+try:  # built by setup.py when a C compiler is available
+    from . import _kernels as _C
+except ImportError:  # pragma: no cover - depends on the install
+    _C = None
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def kernel_name() -> str:
+    """'c' when the compiled kernels are in use, 'numpy' otherwise."""
+    return "c" if _C is not None else "numpy"
+
+
+def default_threads() -> int:
+    return max(1, int(os.environ.get("CMHASH_THREADS", os.cpu_count() or 1)))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(8, default_threads()), thread_name_prefix="cmhash-kernel")
+    return _POOL
+
+
+def _split(nq: int, threads: int, min_rows: int = 8) -> list[tuple[int, int]]:
+    parts = max(1, min(threads, nq // min_rows if nq >= min_rows else 1))
+    edges = np.linspace(0, nq, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _run(fn, nq: int, threads: int) -> None:
+    parts = _split(nq, threads)
+    if len(parts) == 1:
+        fn(*parts[0])
+        return
+    for f in [_pool().submit(fn, a, b) for a, b in parts]:
+        f.result()
+
+
+def dists(db: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(nq, n) uint16 Hamming distances."""
+    n, nb = db.shape
+    out = np.empty((len(q), n), np.uint16)
+    if _C is None or n == 0 or len(q) == 0:
+        from ..eval.hamming import hamming_packed
+
+        out[:] = hamming_packed(q, db) if n and len(q) else 0
+        return out
+    _C.dists(db.ctypes.data, n, nb, q.ctypes.data, len(q), out.ctypes.data)
+    return out
+
+
+def knn_numpy(db: np.ndarray, q: np.ndarray, k: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """The naive reference: distance matrix by numpy popcount, then a stable sort per query."""
+    from ..eval.hamming import hamming_packed
+
+    n = len(db)
+    od = np.full((len(q), k), -1, np.int32)
+    oi = np.full((len(q), k), -1, np.int64)
+    kk = min(k, n)
+    if kk == 0:
+        return od, oi
+    step = max(1, chunk // max(1, n // 1024 + 1))
+    for s in range(0, len(q), step):
+        d = hamming_packed(q[s:s + step], db).astype(np.int32)  # (b, n)
+        if kk < n:  # candidates: everything up to the k-th distance, then a stable order
+            part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+            kth = np.take_along_axis(d, part, 1).max(1, keepdims=True)
+            key = np.where(d <= kth, d, np.iinfo(np.int32).max)
+        else:
+            key = d
+        order = np.argsort(key, axis=1, kind="stable")[:, :kk]
+        od[s:s + step, :kk] = np.take_along_axis(d, order, 1)
+        oi[s:s + step, :kk] = order
+    return od, oi
+
+
+def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k rows of ``db`` for each query: (distances int32 (nq, k), rows int64 (nq, k)),
+    ordered by (distance, row); -1 where the database has fewer than k rows."""
+    if _C is None:
+        return knn_numpy(db, q, k)
+    n, nb = db.shape
+    od = np.empty((len(q), k), np.int32)
+    oi = np.empty((len(q), k), np.int64)
+
+    def part(a, b):
+        _C.knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, od[a:b].ctypes.data, oi[a:b].ctypes.data)
+
+    _run(part, len(q), threads or default_threads())
+    return od, oi
+
+
+def substr_keys(db: np.ndarray, off: int, length: int) -> np.ndarray:
+    """uint32 value of bits [off, off + length) of every code (bit j = bit j % 8 of byte j // 8)."""
+    n, nb = db.shape
+    if _C is not None:
+        out = np.empty(n, np.uint32)
+        _C.substr(db.ctypes.data, n, nb, off, length, out.ctypes.data)
+        return out
+    bits = np.unpackbits(db, axis=1, bitorder="little")[:, off:off + length].astype(np.uint64)
+    return (bits << np.arange(length, dtype=np.uint64)).sum(1).astype(np.uint32)
+
+
+def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = None, with_visits: bool = False):
+    """Exact top-k by multi-index hashing (compiled kernel only; see _kernels.c)."""
+    n, nb = db.shape
+    od = np.empty((len(q), k), np.int32)
+    oi = np.empty((len(q), k), np.int64)
+    visits = np.zeros(len(q), np.int64)
+
+    def part(a, b):
+        _C.mih_knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, len(offs), offs.ctypes.data,
+                   lens.ctypes.data, ptrs.ctypes.data, ptr_base.ctypes.data, ids.ctypes.data,
+                   od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data)
+
+    _run(part, len(q), threads or default_threads())
+    return (od, oi, visits) if with_visits else (od, oi)
