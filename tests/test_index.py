@@ -110,7 +110,14 @@ def test_mih_visits_few_codes_on_clustered_data():
     bd, bi = brute_knn(db.astype(np.int8), q.astype(np.int8), 10)
     np.testing.assert_array_equal(d, bd)
     np.testing.assert_array_equal(i, bi)
-    assert visits.mean() < 0.05 * len(db)
+    assert (visits >= 0).all() and visits.mean() < 0.05 * len(db)
+    # a query over budget is scanned exhaustively instead: still exact, reported with visits -1
+    tight = make_index("mih", 64, budget=0.0)
+    tight.add(db)
+    d2, i2, v2 = tight.search(q, 10, with_visits=True)
+    assert (v2 == -1).all()
+    np.testing.assert_array_equal(d2, bd)
+    np.testing.assert_array_equal(i2, bi)
     assert default_m(64, 1_000_000) == 3 and default_m(64, 20_000) == 4 and default_m(128, 1_000_000) == 6
 
 

@@ -13,7 +13,10 @@
  *           substrings, each indexed by a direct-address table; the search radius r grows one step
  *           at a time and step r = s*m + a probes substring a at substring distance exactly s (the
  *           pigeonhole bound of Prop. 1 in its incremental form), verifies every new candidate with
- *           its full distance, and stops once k candidates lie within r.
+ *           its full distance, and stops once k candidates lie within r. A query whose probes and
+ *           verifications exceed ``budget`` (in units of one code compared by the flat scan) stops
+ *           and is reported with visits = -1; the caller scans it exhaustively, so a query far from
+ *           every code costs at most about (1 + budget / n) flat scans.
  *
  * Arrays are passed as addresses (numpy's .ctypes.data) and checked by the Python wrapper; the
  * GIL is released while a kernel runs, so Python threads split the queries.
@@ -191,6 +194,11 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Relative costs of one table probe and one candidate verification (random memory accesses)
+ * against one code compared by the flat scan (sequential, about 0.35 ns per code per core here). */
+#define PROBE_COST 40
+#define VISIT_COST 25
+
 #define MIH_BODY                                                                                  \
     int K = nbytes * 8;                                                                           \
     uint32_t *stamp = (uint32_t *)calloc((size_t)(n > 0 ? n : 1), sizeof(uint32_t));             \
@@ -202,7 +210,7 @@ static int cand_cmp(const void *a, const void *b) {
         const uint8_t *qq = q + (size_t)qi * nbytes;                                              \
         if (++cur == 0) { memset(stamp, 0, sizeof(uint32_t) * (size_t)n); cur = 1; }              \
         memset(cnt, 0, sizeof(int64_t) * (K + 1));                                                \
-        size_t nc = 0; int64_t within = 0, visited = 0;                                           \
+        size_t nc = 0; int64_t within = 0, visited = 0, cost = 0; int gave_up = 0;                 \
         uint32_t qs[64];                                                                          \
         for (int t = 0; t < m; t++) qs[t] = substr(qq, offs[t], lens[t]);                         \
         int r = 0;                                                                                \
@@ -213,23 +221,31 @@ static int cand_cmp(const void *a, const void *b) {
                 uint64_t lim = 1ULL << L, mask = s ? ((1ULL << s) - 1) : 0;                       \
                 while (mask < lim) {                                                              \
                     uint32_t key = qs[a] ^ (uint32_t)mask;                                        \
+                    cost += PROBE_COST;                                                           \
                     for (uint32_t p = ptr[key]; p < ptr[key + 1]; p++) {                          \
                         uint32_t id = tid[p];                                                     \
                         if (stamp[id] == cur) continue;                                           \
-                        stamp[id] = cur; visited++;                                               \
+                        stamp[id] = cur; visited++; cost += VISIT_COST;                           \
                         int d = dist_any(db + (size_t)id * nbytes, qq, nbytes);                   \
                         cnt[d]++;                                                                 \
                         if (nc == cap) { cap *= 2; cand_t *nw = (cand_t *)realloc(cand, sizeof(cand_t) * cap); \
                             if (!nw) { free(stamp); free(cnt); free(cand); return -1; } cand = nw; } \
                         cand[nc].d = d; cand[nc].id = id; nc++;                                   \
                     }                                                                             \
+                    if (cost > budget) { gave_up = 1; break; }  /* the ring is unfinished */     \
                     if (s == 0) break;                                                            \
                     uint64_t lo = mask & (~mask + 1), rr = mask + lo;                             \
                     mask = (((rr ^ mask) >> 2) / lo) | rr;   /* Gosper: next mask with s bits */  \
                 }                                                                                 \
             }                                                                                     \
+            if (gave_up) break;                                                                   \
             within += cnt[r];                                                                     \
             if (within >= k) break;                                                               \
+        }                                                                                         \
+        if (gave_up) {                                                                            \
+            for (int o = 0; o < k; o++) { od[qi * k + o] = -1; oi[qi * k + o] = -1; }             \
+            if (visits) visits[qi] = -1;                                                          \
+            continue;                                                                             \
         }                                                                                         \
         /* every row within r is in cand: keep distances up to the k-th one, sort by (d, row) */ \
         int64_t acc = 0; int t = 0;                                                               \
@@ -247,12 +263,12 @@ static int cand_cmp(const void *a, const void *b) {
 
 static int mih_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k, int m,
                      const int32_t *offs, const int32_t *lens, const uint32_t *ptrs, const int64_t *ptr_base,
-                     const uint32_t *ids, int32_t *od, int64_t *oi, int64_t *visits) { MIH_BODY }
+                     const uint32_t *ids, int32_t *od, int64_t *oi, int64_t *visits, int64_t budget) { MIH_BODY }
 #if HAVE_TARGET
 POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
                                     int m, const int32_t *offs, const int32_t *lens, const uint32_t *ptrs,
                                     const int64_t *ptr_base, const uint32_t *ids, int32_t *od, int64_t *oi,
-                                    int64_t *visits) { MIH_BODY }
+                                    int64_t *visits, int64_t budget) { MIH_BODY }
 #endif
 
 static int use_popcnt(void) {
@@ -307,18 +323,19 @@ static PyObject *py_substr(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_mih_knn(PyObject *self, PyObject *args) {
-    unsigned long long db, q, offs, lens, ptrs, base, ids, od, oi, visits; long long n, nq; int nbytes, k, m, rc;
-    if (!PyArg_ParseTuple(args, "KLiKLiiKKKKKKKK", &db, &n, &nbytes, &q, &nq, &k, &m, &offs, &lens, &ptrs, &base,
-                          &ids, &od, &oi, &visits)) return NULL;
+    unsigned long long db, q, offs, lens, ptrs, base, ids, od, oi, visits; long long n, nq, budget;
+    int nbytes, k, m, rc;
+    if (!PyArg_ParseTuple(args, "KLiKLiiKKKKKKKKL", &db, &n, &nbytes, &q, &nq, &k, &m, &offs, &lens, &ptrs, &base,
+                          &ids, &od, &oi, &visits, &budget)) return NULL;
     if (m < 1 || m > 64) { PyErr_SetString(PyExc_ValueError, "m must be 1..64"); return NULL; }
     int pc = use_popcnt();
     Py_BEGIN_ALLOW_THREADS
 #if HAVE_TARGET
     if (pc) rc = mih_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
-                            ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits)); else
+                            ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget); else
 #endif
     rc = mih_plain(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
-                   ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits));
+                   ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget);
     Py_END_ALLOW_THREADS
     (void)pc;
     if (rc) return PyErr_NoMemory();

@@ -115,8 +115,11 @@ def substr_keys(db: np.ndarray, off: int, length: int) -> np.ndarray:
     return (bits << np.arange(length, dtype=np.uint64)).sum(1).astype(np.uint32)
 
 
-def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = None, with_visits: bool = False):
-    """Exact top-k by multi-index hashing (compiled kernel only; see _kernels.c)."""
+def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = None, with_visits: bool = False,
+            budget: int | None = None):
+    """Exact top-k by multi-index hashing (compiled kernel only; see _kernels.c). A query whose
+    search exceeds ``budget`` (default: half a flat scan's work) gets visits -1 and is scanned
+    exhaustively instead."""
     n, nb = db.shape
     od = np.empty((len(q), k), np.int32)
     oi = np.empty((len(q), k), np.int64)
@@ -125,7 +128,11 @@ def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = Non
     def part(a, b):
         _C.mih_knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, len(offs), offs.ctypes.data,
                    lens.ctypes.data, ptrs.ctypes.data, ptr_base.ctypes.data, ids.ctypes.data,
-                   od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data)
+                   od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data, budget)
 
+    budget = n // 2 if budget is None else int(budget)
     _run(part, len(q), threads or default_threads())
+    far = np.flatnonzero(visits < 0)
+    if len(far):
+        od[far], oi[far] = knn(db, np.ascontiguousarray(q[far]), k, threads)
     return (od, oi, visits) if with_visits else (od, oi)

@@ -13,6 +13,11 @@ index orders it.
 Substring length: the paper's rule m = K / log2(n), each table then holding about one row per
 entry; we cap substrings at 24 bits (16M-entry tables) and never use fewer than 1 or more than
 K/4 tables. ``m`` may be set. Tables are rebuilt lazily after ``add``/``remove`` (O(n log n)).
+
+A query far from every code (its k-th neighbour at a large radius, e.g. a cross-modal query across
+a wide modality gap, or random codes) would probe and verify more than a scan costs; each query
+has a budget of half a flat scan's work, after which it is scanned exhaustively (``visits`` -1),
+so MIH costs at most about 1.5 flat scans per query and its results stay exact.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ def default_m(bits: int, n: int, max_sub: int = 24) -> int:
 class MultiIndexHashing(_CodeStore):
     """Exact k-NN by multi-index hashing (compiled kernel; numpy flat scan when it is not built)."""
 
-    def __init__(self, bits: int, m: int | None = None, threads: int | None = None):
+    def __init__(self, bits: int, m: int | None = None, threads: int | None = None, budget: float = 0.5):
         super().__init__(bits)
         if m is not None and not (1 <= int(m) <= min(64, self.bits)):
             raise ValueError(f"m must be between 1 and {min(64, self.bits)}, got {m}")
@@ -44,10 +49,11 @@ class MultiIndexHashing(_CodeStore):
                              f"use m >= {math.ceil(self.bits / 24)}")
         self.m = int(m) if m is not None else None
         self.threads = threads
+        self.budget = float(budget)  # per query, as a fraction of one flat scan
         self._tables = None
 
     def _params(self) -> dict:
-        return {"m": self.m} if self.m is not None else {}
+        return ({"m": self.m} if self.m is not None else {}) | ({"budget": self.budget} if self.budget != 0.5 else {})
 
     def _added(self, packed):
         self._tables = None
@@ -90,7 +96,8 @@ class MultiIndexHashing(_CodeStore):
         return 0 if self._tables is None else int(self._tables["ptrs"].nbytes + self._tables["ids"].nbytes)
 
     def search(self, queries, k: int, with_visits: bool = False):
-        """Exact top-k; with ``with_visits`` also the number of codes each query verified."""
+        """Exact top-k; with ``with_visits`` also the number of codes each query verified (-1: it
+        ran out of budget and was scanned exhaustively)."""
         q = self._queries(queries)
         k = self._check_k(k)
         if kernels.kernel_name() != "c" or self.ntotal == 0 or self.ntotal >= 2 ** 32 - 1:
@@ -101,5 +108,6 @@ class MultiIndexHashing(_CodeStore):
                 self._build()
             t = self._tables
             d, rows, visits = kernels.mih_knn(self.codes, q, k, t["offs"], t["lens"], t["ptrs"], t["base"], t["ids"],
-                                              self.threads, with_visits=True)
+                                              self.threads, with_visits=True,
+                                              budget=int(self.budget * self.ntotal))
         return (d, self._map(rows), visits) if with_visits else (d, self._map(rows))
