@@ -89,7 +89,6 @@ def bench_exact(args, res):
         print(rows[-1], flush=True)
         out.append({"bits": bits, "n": n, "cmhash_qps": ours, "faiss_qps": theirs, "ratio": ratio, "numpy_qps": naive,
                     "equal": equal})
-        del ix, db
     res["exact"] = out
     return ("## Exact top-50, 2,000 queries, random codes, "
             f"{args.threads} threads each\n\n" + "\n".join(rows))

@@ -228,7 +228,7 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, resume: bool):
     click.echo(f"  {out}/bits-*/last.pt  (checkpoints: `cmhash evaluate {out}` re-scores them)")
     click.echo(f"  {index_dir}/  (the {max(bit_list)}-bit codes of all {len(inputs.data)} items, indexed)")
     click.secho(f"\nSearch it in a browser: cmhash serve {index_dir}   then open http://127.0.0.1:8000/", bold=True)
-    click.echo(f"or from here: cmhash search {index_dir} --text \"dog puppy pet\"")
+    click.echo(f"or from here: cmhash search {index_dir} --text \"dog puppy canine pet\"")
 
 
 from . import cli_search  # noqa: E402,F401  (registers encode, index, search, serve)

@@ -55,7 +55,7 @@ def demo_index(out: Path, bits: int, data) -> Path:
     store = IndexStore.create(out / "index", bits, "flat", model=enc.info(), vocab=data.vocab,
                               label_names=data.label_names, overwrite=True)
     _add_codes(store, codes)
-    query = "dog puppy pet"
+    query = "dog puppy canine pet"
     hits = store.search(enc.encode_texts([query]), 5, target="image")[0]
     store.close()
     click.echo(f"  text query {query!r} -> images, top 5 (Hamming distance: labels):")

@@ -172,6 +172,31 @@ class HammingIndex:
         raise NotImplementedError
 
 
+def widen_to_exact(nq: int, k: int, n: int, fetch, cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k in (distance, key) order from a backend whose nearest-``limit`` lists are exact in
+    distance but not in tie order (faiss, Milvus): a query whose list still holds its k-th distance
+    in the last slot is fetched again with twice the limit (up to ``cap``), so every code at the
+    k-th distance is seen before the list is cut. ``fetch(query_indices, limit)`` returns, per
+    query, (distances, keys) sorted by (distance, key). Slots past ``n`` hold -1."""
+    od = np.full((nq, k), -1, np.int32)
+    ok = np.full((nq, k), -1, np.int64)
+    cap = n if cap is None else min(n, cap)
+    if cap == 0 or nq == 0:
+        return od, ok
+    kk = min(k, cap)
+    todo, limit = np.arange(nq), min(cap, 2 * kk)  # a margin past the k-th distance settles most at once
+    while len(todo):
+        keep = []
+        for j, (d, key) in enumerate(fetch(todo, limit)):
+            if len(d) > kk and d[-1] == d[kk - 1] and limit < cap:
+                keep.append(j)
+                continue
+            m = min(kk, len(d))
+            od[todo[j], :m], ok[todo[j], :m] = d[:m], key[:m]
+        todo, limit = todo[keep], min(cap, 2 * limit)
+    return od, ok
+
+
 def read_header(path) -> tuple[dict, int]:
     path = Path(path)
     if not path.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .base import HammingIndex, HashIndexError, register_backend
+from .base import HammingIndex, HashIndexError, register_backend, widen_to_exact
 
 
 class _CodeStore(HammingIndex):
@@ -167,22 +167,12 @@ class FaissFlatIndex(_CodeStore):
     def search(self, queries, k: int):
         q = self._queries(queries)
         k = self._check_k(k)
-        od = np.full((len(q), k), -1, np.int32)
-        oi = np.full((len(q), k), -1, np.int64)
-        n = self.ntotal
-        if n == 0 or len(q) == 0:
-            return od, oi
         if self.threads:
             self._faiss.omp_set_num_threads(self.threads)
-        kk = min(k, n)
-        todo = np.arange(len(q))
-        fetch = min(n, 2 * kk)  # a margin past the k-th distance settles most queries at once
-        while len(todo):
-            D, I = self._index.search(q[todo], fetch)
-            done = (D[:, -1] > D[:, kk - 1]) | (fetch >= n)
-            for j in np.flatnonzero(done):
-                o = np.lexsort((I[j], D[j]))[:kk]
-                od[todo[j], :kk], oi[todo[j], :kk] = D[j, o], I[j, o]
-            todo = todo[~done]
-            fetch = min(n, 2 * fetch)
-        return od, self._map(oi)
+
+        def fetch(idx, limit):
+            D, I = self._index.search(q[idx], limit)
+            return [(D[j, o], I[j, o]) for j in range(len(idx)) for o in [np.lexsort((I[j], D[j]))]]
+
+        od, rows = widen_to_exact(len(q), k, self.ntotal, fetch)
+        return od, self._map(rows)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import HammingIndex, HashIndexError, register_backend
+from .base import HammingIndex, HashIndexError, register_backend, widen_to_exact
 
 MAX_LIMIT = 16384
 
@@ -105,25 +105,9 @@ class MilvusIndex(HammingIndex):
     def search(self, queries, k: int):
         q = self._queries(queries)
         k = self._check_k(k)
-        od = np.full((len(q), k), -1, np.int32)
-        oi = np.full((len(q), k), -1, np.int64)
-        n = self.ntotal
-        if n == 0 or len(q) == 0:
-            return od, oi
-        kk = min(k, n, MAX_LIMIT)
-        todo, fetch = np.arange(len(q)), min(n, 2 * kk, MAX_LIMIT)
-        while len(todo):
-            res = self._fetch(q[todo], fetch)
-            keep = []
-            for j, (d, seq) in enumerate(res):
-                if len(d) > kk and d[-1] == d[kk - 1] and fetch < min(n, MAX_LIMIT):
-                    keep.append(j)
-                    continue
-                m = min(kk, len(d))
-                od[todo[j], :m], oi[todo[j], :m] = d[:m], self._rows(seq[:m])
-            todo = todo[keep]
-            fetch = min(n, 2 * fetch, MAX_LIMIT)
-        return od, self._map(oi)
+        od, seq = widen_to_exact(len(q), k, self.ntotal, lambda idx, limit: self._fetch(q[idx], limit), MAX_LIMIT)
+        rows = np.where(seq >= 0, self._rows(np.maximum(seq, 0)), -1)
+        return od, self._map(rows)
 
     def range_search(self, queries, radius: int):
         q = self._queries(queries)
@@ -189,9 +173,7 @@ class MilvusIndex(HammingIndex):
         last = int(idx._seq[-1]) if n else -1
         # rows inserted after the index file was last saved (a crash mid-add): roll them back
         idx._c.delete(idx.collection, filter=f"seq > {last}")
-        if n and not hasattr(idx._c, "query"):
-            return idx
-        got = idx._c.query(idx.collection, filter=f"seq >= 0", output_fields=["count(*)"])
+        got = idx._c.query(idx.collection, filter="seq >= 0", output_fields=["count(*)"])
         count = int(got[0]["count(*)"]) if got else n
         if count != n:
             raise HashIndexError(f"Milvus collection {idx.collection!r} at {idx.uri} holds {count} rows, the index "
