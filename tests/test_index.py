@@ -83,6 +83,18 @@ def test_kernels_agree_with_numpy_reference():
         np.testing.assert_array_equal(kernels.substr_keys(db, off, length), (bits << np.arange(length)).sum(1))
 
 
+def test_large_k_takes_the_bounded_path():
+    """k in the tens of thousands: the numpy path (memory bounded), same answers."""
+    rng = np.random.default_rng(2)
+    db = rng.integers(0, 256, (40_000, 16), dtype=np.uint8)
+    q = rng.integers(0, 256, (3, 16), dtype=np.uint8)
+    d, i = kernels.knn(db, q, 50_000)
+    assert d.shape == (3, 50_000) and (i[:, 40_000:] == -1).all()
+    ref = kernels.dists(db, q).astype(np.int64)
+    for j in range(3):
+        np.testing.assert_array_equal(i[j, :40_000], np.lexsort((np.arange(40_000), ref[j])))
+
+
 def test_kernel_is_compiled():
     """The install builds the C kernels (setup.py); the numpy fallback exists for compiler-less machines."""
     assert kernel_name() == "c"

@@ -91,16 +91,22 @@ def knn_numpy(db: np.ndarray, q: np.ndarray, k: int, chunk: int = 1 << 16) -> tu
 def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k rows of ``db`` for each query: (distances int32 (nq, k), rows int64 (nq, k)),
     ordered by (distance, row); -1 where the database has fewer than k rows."""
-    if _C is None:
-        return knn_numpy(db, q, k)
     n, nb = db.shape
-    od = np.empty((len(q), k), np.int32)
-    oi = np.empty((len(q), k), np.int64)
+    kk = min(k, n)
+    # the kernel keeps (bits + 1) x k row slots per query of a block of 8: past 64 MB (a k in the
+    # tens of thousands) the chunked numpy path, whose memory is bounded, is used instead
+    if _C is None or kk == 0 or 8 * (8 * nb + 1) * kk * 8 > (64 << 20):
+        return knn_numpy(db, q, k)
+    od = np.full((len(q), k), -1, np.int32)
+    oi = np.full((len(q), k), -1, np.int64)
+    d_out, i_out = (od, oi) if kk == k else (np.empty((len(q), kk), np.int32), np.empty((len(q), kk), np.int64))
 
     def part(a, b):
-        _C.knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, od[a:b].ctypes.data, oi[a:b].ctypes.data)
+        _C.knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, kk, d_out[a:b].ctypes.data, i_out[a:b].ctypes.data)
 
     _run(part, len(q), threads or default_threads())
+    if kk < k:
+        od[:, :kk], oi[:, :kk] = d_out, i_out
     return od, oi
 
 
