@@ -51,8 +51,12 @@ def test_checkpoint_errors(wiki_like, tmp_path):
     cfg = small_cfg(wiki_like.parent, epochs=1)
     train_run(cfg, tmp_path / "r", progress=False)
     other = small_cfg(wiki_like.parent, bits=32, epochs=1)
-    with pytest.raises(CmhashError, match="another configuration"):
+    with pytest.raises(CmhashError, match="a djsrh 16-bit checkpoint, not djsrh 32-bit"):
         train_run(other, tmp_path / "r", resume=True, progress=False)
+    lr = small_cfg(wiki_like.parent, epochs=1)
+    lr.method_params["lr_img"] = 0.5
+    with pytest.raises(CmhashError, match="another configuration"):
+        train_run(lr, tmp_path / "r", resume=True, progress=False)
 
 
 def test_overrides_and_config_errors():

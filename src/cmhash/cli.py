@@ -53,25 +53,33 @@ def _train_many(method: str, dataset: str, bits: list[int], root, out: Path, set
                 resume: bool, progress: bool = True, with_random: bool = True, return_inputs: bool = False):
     from .config import build_config, parse_overrides
     from .eval.runner import markdown_table, plot_curves
+    from .train import distributed as dist_
     from .train.trainer import label_prior, prepare_inputs, random_codes_metrics, run_experiment
     from .utils import resolve_device, write_json_atomic, write_text_atomic
 
     overrides = parse_overrides(sets)
     base = {**base, "data": {**base.get("data", {}), **({"root": str(root)} if root else {})}}
     cfgs = [build_config(method, dataset, b, overrides, base) for b in bits]
-    device = resolve_device(cfgs[0].train.device)
-    click.echo(f"loading {dataset} ...")
+    device = dist_.init_from_env(resolve_device(cfgs[0].train.device))
+    main_rank = dist_.is_main()
+    echo = click.echo if main_rank else (lambda *a, **k: None)
+    echo(f"loading {dataset} ...")
     t0 = time.time()
-    inputs = prepare_inputs(cfgs[0], device)
-    click.echo(f"  {inputs.info} ({time.time() - t0:.1f}s, device {device})")
+    with dist_.main_first():  # rank 0 fills the feature cache, the others read it
+        inputs = prepare_inputs(cfgs[0], device)
+    rank, world_size = dist_.world()
+    echo(f"  {inputs.info} ({time.time() - t0:.1f}s, device {device}"
+         + (f", {world_size} processes, {cfgs[0].train.batch_size // world_size} items each per batch)"
+            if world_size > 1 else ")"))
     out.mkdir(parents=True, exist_ok=True)
-    inputs.split.save(out / "split.json")
+    if main_rank:
+        inputs.split.save(out / "split.json")
     rows, curves = [], {}
     for cfg in cfgs:
         t = time.time()
         m = run_experiment(cfg, out / f"bits-{cfg.bits}", inputs, resume=resume, progress=progress)
         rows.append({"name": method.upper(), "bits": cfg.bits, **m})
-        click.echo(f"  {method} {cfg.bits:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
+        echo(f"  {method} {cfg.bits:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
                    f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  "
                    f"(best epoch {m['best_epoch']}, {time.time() - t:.0f}s)")
         curves.setdefault(method.upper(), {})[cfg.bits] = m.get("curves", {})
@@ -79,6 +87,8 @@ def _train_many(method: str, dataset: str, bits: list[int], root, out: Path, set
             r = random_codes_metrics(inputs, cfg.bits, seed=cfg.train.seed)
             rows.append({"name": "random codes", "bits": cfg.bits, **r})
             curves.setdefault("random codes", {})[cfg.bits] = r["curves"]
+    if not main_rank:
+        return (rows, inputs) if return_inputs else rows
     prior = label_prior(inputs)
     table = markdown_table(rows)
     write_text_atomic(out / "results.md", f"# {method} on {dataset}\n\nlabel prior (random ranking precision): "

@@ -85,6 +85,29 @@ class HashMethod(nn.Module):
     def lr_factor(self, epoch: int, epochs: int) -> float:
         return 1.0
 
+    #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel
+    #: training computes the single-process loss of the global batch (see ``train.distributed``).
+    distributed = False
+
+    def gather(self, *tensors):
+        """All ranks' rows of per-item tensors, in rank order, with gradients (identity in one process)."""
+        from ..train.distributed import gather
+
+        return gather(*tensors)
+
+    def forward(self, batch: dict, phase=None):
+        """The training loss (what DistributedDataParallel calls)."""
+        return self.loss(batch) if phase is None else self.loss(batch, phase)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Every torch.Generator the method's modules own (their states are checkpointed)."""
+        out = {}
+        for name, m in self.named_modules():
+            for k, v in vars(m).items():
+                if isinstance(v, torch.Generator):
+                    out[f"{name}.{k}" if name else k] = v
+        return out
+
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.img_net(x)
 

@@ -68,9 +68,15 @@ class DCMH(HashMethod):
         if len(self.memory):
             self._update_codes()
 
+    def training_state(self) -> dict:
+        return {**super().training_state(), "B": self.B.detach().cpu().clone()}  # B is the epoch's, not F+G's now
+
     def load_training_state(self, state: dict) -> None:
         super().load_training_state(state)
-        self._update_codes()
+        if "B" in state:
+            self.B = state["B"].to(self.memory.F.device)
+        else:
+            self._update_codes()
 
     def lr_factor(self, epoch: int, epochs: int) -> float:
         c = self.cfg

@@ -49,15 +49,18 @@ class DJSRH(HashMethod):
         self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)
         self.txt_net = TxtNet(txt_dim, bits, cfg.txt_hidden)
 
+    distributed = True
+
     def similarity(self, batch: dict) -> torch.Tensor:
         c = self.cfg
         return joint_semantics_matrix(batch["feat"], batch["text"], c.beta, c.eta, c.mu)
 
     def loss(self, batch):
-        code_i = self.img_net(batch["image"])  # (B, K)
-        code_t = self.txt_net(batch["text"])  # (B, K)
+        code_i = self.img_net(batch["image"])  # (b, K) this rank's rows
+        code_t = self.txt_net(batch["text"])  # (b, K)
+        code_i, code_t, feat, text = self.gather(code_i, code_t, batch["feat"], batch["text"])  # (B, .) global
         with torch.no_grad():
-            s = self.similarity(batch)  # (B, B)
+            s = self.similarity({"feat": feat, "text": text})  # (B, B)
         return djsrh_loss(code_i, code_t, s, self.cfg.lambda1, self.cfg.lambda2)
 
     def make_optimizer(self):

@@ -66,14 +66,18 @@ class DSAH(HashMethod):
             return sign_ste(code)
         return torch.where(code >= 0, 1.0, -1.0).to(code.dtype).detach()
 
+    distributed = True
+
     def loss(self, batch):
         c = self.cfg
-        code_i, code_t = self.img_net(batch["image"]), self.txt_net(batch["text"])  # (B, K)
+        code_i, code_t = self.img_net(batch["image"]), self.txt_net(batch["text"])  # (b, K) this rank's rows
+        recon_i = self.dec_img(self._binary(code_i))  # (b, d)
+        recon_t = self.dec_txt(self._binary(code_t))  # (b, D)
+        code_i, code_t, recon_i, recon_t, feat, text = self.gather(code_i, code_t, recon_i, recon_t, batch["feat"],
+                                                                   batch["text"])  # (B, .) global batch
         with torch.no_grad():
-            s, s_i, s_t = dsah_similarity(batch["feat"], batch["text"], c.mu, c.beta)  # (B, B)
-        recon_i = self.dec_img(self._binary(code_i))  # (B, d)
-        recon_t = self.dec_txt(self._binary(code_t))  # (B, D)
-        return dsah_loss(code_i, code_t, s, s_i, s_t, recon_i, batch["text"], recon_t, batch["feat"], c.mu,
+            s, s_i, s_t = dsah_similarity(feat, text, c.mu, c.beta)  # (B, B)
+        return dsah_loss(code_i, code_t, s, s_i, s_t, recon_i, text, recon_t, feat, c.mu,
                          c.w_diag, c.w_recon, c.w_sym, c.w_intra)
 
     def make_optimizer(self):

@@ -82,6 +82,7 @@ class DSPRH(HashMethod):
     """DSPRH (Cheng et al., Entropy 2020)."""
 
     name = "dsprh"
+    distributed = True  # batch targets gathered; BatchNorm layers of the conv-map branch see per-rank batches
     Config = DSPRHConfig
 
     @classmethod
@@ -124,6 +125,13 @@ class DSPRH(HashMethod):
             code_t, rec_t = self.txt_tb(f_t)  # (B, K), (B, D)
         else:
             code_i, code_t, rec_i, rec_t = self.img_tb.code(f_i), self.txt_tb.code(f_t), None, None
+        # every rank's rows (the global batch) for the batch-level targets; identity in one process
+        if need_rec:
+            code_i, code_t, rec_i, rec_t, feat, text = self.gather(code_i, code_t, rec_i, rec_t, batch["feat"],
+                                                                   batch["text"])
+        else:
+            code_i, code_t, feat, text = self.gather(code_i, code_t, batch["feat"], batch["text"])
+        batch = dict(batch, feat=feat, text=text)
         with torch.no_grad():
             s, s_i, s_t = dsah_similarity(batch["feat"], batch["text"], c.mu, c.lam)  # (B, B) each
             s_fused = s / c.mu  # lambda S_I + (1 - lambda) S_T, in [-1, 1]

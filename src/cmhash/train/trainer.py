@@ -211,20 +211,78 @@ def model_from_checkpoint(ckpt: dict, inputs: Inputs | None = None, state: str =
     return model, cfg
 
 
+def _rng_state(model) -> dict:
+    import random
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # plain types and tensors only: checkpoints load with weights_only=True
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "generators": {k: g.get_state() for k, g in model.generators().items()}}
+
+
+def _set_rng_state(model, st: dict) -> None:
+    import random
+
+    torch.set_rng_state(st["torch"])
+    if "numpy" in st:
+        n = st["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "python" in st:
+        random.setstate(st["python"])
+    gens = model.generators()
+    for k, v in (st.get("generators") or {}).items():
+        if k in gens:
+            gens[k].set_state(v)
+
+
+_VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes")
+
+
+def _same_config(a: dict, b: dict) -> bool:
+    """Configs equal up to settings that do not change the result (device, threads, checkpointing)."""
+    def strip(d):
+        d = dict(d)
+        d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in _VOLATILE}
+        return d
+    return strip(a) == strip(b)
+
+
 def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs | None = None,
               resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train one method at one code length.
+
+    Checkpoints (``out_dir/last.pt``, written atomically, by rank 0) hold the model, optimisers,
+    per-item memories, every RNG state (python, numpy, torch, the method's generators), the epoch,
+    the position inside it (phase, step, running loss) and the epoch's data order. They are
+    written at every epoch end, every ``train.checkpoint_every`` steps and every
+    ``train.checkpoint_minutes``; ``resume`` continues from the last one and reaches the same final
+    weights as an uninterrupted run (bit-identical on CPU with the same thread count).
+    Under torchrun the global batch is split across ranks (``train.distributed``).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    from . import distributed as dist_
+
     tc = cfg.train
-    device = resolve_device(tc.device)
+    device = dist_.init_from_env(resolve_device(tc.device))
+    rank, world_size = dist_.world()
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     seed_everything(tc.seed)
-    inputs = inputs or prepare_inputs(cfg, device)
+    if inputs is None:
+        with dist_.main_first():  # rank 0 fills the feature cache, the others read it
+            inputs = prepare_inputs(cfg, device)
     data = inputs.data
     train_idx, val_idx = validation_split(inputs.split.train, tc.val_fraction, tc.seed)
     if tc.epochs < 1 or tc.batch_size < 1:
         raise CmhashError(f"epochs and batch size must be at least 1, got {tc.epochs} and {tc.batch_size}")
     if len(train_idx) < tc.batch_size:
         raise CmhashError(f"training set ({len(train_idx)} items) is smaller than one batch ({tc.batch_size})")
+    if tc.batch_size % world_size:
+        raise CmhashError(f"batch size {tc.batch_size} does not split over {world_size} processes; "
+                          "the global batch must be a multiple of the number of processes")
     img_dim = inputs.feat.shape[1] if inputs.image_input is not None else 0
     backbone = None
     if inputs.image_input is None:
@@ -234,44 +292,76 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         map_channels = int(inputs.maps.shape[1])
     model = build_method(cfg.method, cfg.bits, img_dim, data.texts.shape[1], cfg.method_params, backbone,
                          map_channels=map_channels, n_labels=data.labels.shape[1]).to(device)
+    if world_size > 1 and not model.distributed:
+        raise CmhashError(f"{cfg.method} does not support data-parallel training yet (its loss reads per-item "
+                          "memories or batch statistics that are not gathered across processes); run it in one "
+                          "process. Supported: djsrh, dsah, dsprh")
     lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
     model.attach_training_set(lab_t[torch.from_numpy(train_idx).to(device)])
     opt = OptimizerSet(model.make_optimizer())
     out = Path(out_dir) if out_dir else None
     start, history, best_val, best_epoch, best_state = 0, [], None, -1, None
+    position, saved_training_state = None, None
     if resume and out and (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt")
-        if ck["config"] != cfg.to_dict():
+        if ck.get("method") != cfg.method or ck.get("bits") != cfg.bits:
+            raise CmhashError(f"{out / 'last.pt'}: a {ck.get('method')} {ck.get('bits')}-bit checkpoint, not "
+                              f"{cfg.method} {cfg.bits}-bit; use a new --out or drop --resume")
+        if not _same_config(ck["config"], cfg.to_dict()):
             raise CmhashError(f"{out / 'last.pt'}: written by another configuration; use a new --out or drop --resume")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        torch.set_rng_state(ck["torch_rng"])
-        model.load_training_state(ck.get("training_state") or {})
-        start, history, best_val, best_epoch = ck["epoch"] + 1, ck["history"], ck["best_val"], ck["best_epoch"]
+        saved_training_state = ck.get("training_state") or {}
+        model.load_training_state(saved_training_state)
+        _set_rng_state(model, ck["rng"] if "rng" in ck else {"torch": ck["torch_rng"]})
+        history, best_val, best_epoch = ck["history"], ck["best_val"], ck["best_epoch"]
         best_state = ck.get("best_model")
+        position = ck.get("position")
+        start = position["epoch"] if position else ck["epoch"] + 1
     feat_t = torch.from_numpy(inputs.feat).to(device)
-    text_t = torch.from_numpy(data.texts).to(device)
+    text_t = torch.from_numpy(np.asarray(data.texts, np.float32)).to(device)
     img_src = inputs.image_source(model)
     img_t = feat_t if img_src is inputs.image_input and img_src is not None else _image_tensor(img_src, device)
-    n_batches = len(train_idx) // tc.batch_size
-    t0 = time.time()
+    runner = model
     phases = tuple(model.phases)
-    bar = tqdm(total=(tc.epochs - start) * n_batches * len(phases), disable=not progress, unit="step",
+    if world_size > 1:
+        runner = DistributedDataParallel(model, find_unused_parameters=len(phases) > 1 or model.supervised,
+                                         broadcast_buffers=False)
+    n_batches = len(train_idx) // tc.batch_size
+    local = tc.batch_size // world_size
+    t0 = last_save = time.time()
+    steps_since = 0
+    bar = tqdm(total=(tc.epochs - start) * n_batches * len(phases), disable=not progress or rank != 0, unit="step",
                desc=f"{cfg.method} {cfg.bits} bits", leave=False, dynamic_ncols=True,
                mininterval=0.2 if sys.stderr.isatty() else 30.0)
+
+    def save(epoch, pos=None):
+        if out and rank == 0:
+            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, pos)
+
     for epoch in range(start, tc.epochs):
         model.train()
         model.set_epoch(epoch)
         opt.set_lr_factor(model.lr_factor(epoch, tc.epochs))
-        phase_loss = {}
+        phase_loss, first_pi, first_b, first_running = {}, 0, 0, 0.0
+        if position is not None and position["epoch"] == epoch:  # resuming inside this epoch
+            model.load_training_state(saved_training_state)  # after set_epoch: the mid-epoch memories
+            phase_loss, first_pi = dict(position["phase_loss"]), position["phase"]
+            first_b, first_running = position["step"], position["running"]
+            bar.update(first_pi * n_batches + first_b)
+            position = None
         for pi, phase in enumerate(phases):
+            if pi < first_pi:
+                continue
             g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch + 7919 * pi)
-            perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]
-            step_opt, running = opt[phase], 0.0
-            for b in range(n_batches):
-                batch = _batch(inputs, perm[b * tc.batch_size:(b + 1) * tc.batch_size], device, feat_t, text_t,
-                               img_t, img_src, lab_t, train_idx)
-                loss, parts = model.loss(batch) if phase is None else model.loss(batch, phase)
+            perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]  # the data order
+            step_opt = opt[phase]
+            running = first_running if pi == first_pi else 0.0
+            for b in range(first_b if pi == first_pi else 0, n_batches):
+                glob = perm[b * tc.batch_size:(b + 1) * tc.batch_size]  # the global batch
+                batch = _batch(inputs, glob[rank * local:(rank + 1) * local], device, feat_t, text_t, img_t, img_src,
+                               lab_t, train_idx)
+                loss, parts = runner(batch, phase)
                 if not torch.isfinite(loss):
                     raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}"
                                       f"{f' ({phase} phase)' if phase else ''}; lower the learning rate (the last "
@@ -282,8 +372,15 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                 running += loss.item()
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running / (b + 1):.4f}", refresh=False)
+                steps_since += 1
+                if (tc.checkpoint_every and steps_since >= tc.checkpoint_every) or \
+                        time.time() - last_save > 60 * tc.checkpoint_minutes:
+                    save(epoch, {"epoch": epoch, "phase": pi, "step": b + 1, "running": running,
+                                 "phase_loss": dict(phase_loss), "order": torch.from_numpy(perm)})
+                    steps_since, last_save = 0, time.time()
             key = phase or "loss"
             phase_loss[key] = phase_loss.get(key, 0.0) + running / n_batches
+        first_pi = 0
         record = {"epoch": epoch + 1, "loss": sum(phase_loss.values())}
         if len(phases) > 1:
             record["phase_loss"] = phase_loss
@@ -298,8 +395,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                 best_val, best_epoch = val, epoch + 1
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         history.append(record)
-        if out:
-            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state)
+        save(epoch)
+        steps_since, last_save = 0, time.time()
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -308,13 +405,13 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     return TrainResult(model, best_epoch, best_val or {}, history, time.time() - t0, out)
 
 
-def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state) -> None:
+def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, position=None) -> None:
     ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
             "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim,
-            "n_labels": model.n_labels, "epoch": epoch, "model": model.state_dict(),
-            "training_state": model.training_state(),
-            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "history": history,
-            "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
+            "n_labels": model.n_labels, "epoch": epoch if position is None else epoch - 1, "position": position,
+            "model": model.state_dict(), "training_state": model.training_state(),
+            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "rng": _rng_state(model),
+            "history": history, "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
@@ -323,14 +420,18 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
                    progress: bool = True, curves: bool = True) -> dict:
     """Train (or resume) one method at one code length, evaluate on the protocol, write
     ``metrics.json`` under ``out_dir``; returns the metrics dict."""
+    from . import distributed as dist_
+
     out = Path(out_dir)
     done = out / "metrics.json"
     if resume and done.exists():
         import json
 
         return json.loads(done.read_text())
-    device = resolve_device(cfg.train.device)
-    inputs = inputs or prepare_inputs(cfg, device)
+    device = dist_.init_from_env(resolve_device(cfg.train.device))
+    if inputs is None:
+        with dist_.main_first():
+            inputs = prepare_inputs(cfg, device)
     res = train_run(cfg, out, inputs, resume=resume, progress=progress)
     codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
     from ..eval.runner import evaluate_codes
@@ -339,7 +440,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
     metrics.update(method=cfg.method, bits=cfg.bits, best_epoch=res.best_epoch, best_val=res.best_val,
                    train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs)
-    write_json_atomic(done, metrics)
+    if dist_.is_main():
+        write_json_atomic(done, metrics)
     return metrics
 
 
