@@ -296,6 +296,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         raise CmhashError(f"{cfg.method} does not support data-parallel training yet (its loss reads per-item "
                           "memories or batch statistics that are not gathered across processes); run it in one "
                           "process. Supported: djsrh, dsah, dsprh")
+    if world_size > 1 and device.type == "cuda":  # BatchNorm over the global batch (SyncBatchNorm is GPU-only)
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
     model.attach_training_set(lab_t[torch.from_numpy(train_idx).to(device)])
     opt = OptimizerSet(model.make_optimizer())
