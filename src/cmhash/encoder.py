@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -203,10 +205,40 @@ class Encoder:
                           cache_dir: str | None = None, progress: bool = True) -> Path:
         """Encode every item (or ``rows``) of ``data`` into ``out_dir``: ``image.npy`` and ``text.npy``
         (packed uint8 memmaps), ``items.jsonl`` and, last, ``codes.json``. Pixel images held in memory
-        are also written as PNG files under ``images/`` so that results can show them."""
+        are also written as PNG files under ``images/`` so that results can show them.
+
+        Everything is written into a hidden work folder inside ``out_dir`` and moved into place only
+        when the whole collection is encoded: a failure (a corrupt image, a kill) leaves no partial
+        output, and a previous encoding in ``out_dir`` stays as it was until the new one is complete."""
         out = Path(out_dir)
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "codes.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+        work = out / f".encoding-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        try:
+            n = self._encode_into(work, data, batch_size, ids, rows, cache_dir, progress)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+            raise
+        (out / "codes.json").unlink(missing_ok=True)  # incomplete while files are swapped
+        for name in ("image.npy", "text.npy", "items.jsonl", "images"):
+            dst = out / name
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            if (work / name).exists():
+                os.replace(work / name, dst)
+        meta = json.loads((work / "codes.json.pending").read_text())
+        for item_file in [out / "items.jsonl"]:  # sources pointed into the work folder: fix them
+            text = item_file.read_text().replace(str(work.resolve()), str(out.resolve()))
+            item_file.write_text(text)
+        shutil.rmtree(work, ignore_errors=True)
+        write_json_atomic(out / "codes.json", meta)
+        return out
+
+    def _encode_into(self, out: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
         rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
         ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
         if len(ids) != len(rows):
@@ -219,7 +251,7 @@ class Encoder:
         if write_images:
             (out / "images").mkdir(exist_ok=True)
         names = data.label_names
-        with open(out / "items.jsonl.tmp", "w") as meta:
+        with open(out / "items.jsonl", "w") as meta:
             for s in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress,
                           mininterval=0.2 if sys.stderr.isatty() else 30.0):
                 r = rows[s:s + batch_size]
@@ -248,12 +280,11 @@ class Encoder:
         img_mm.flush()
         txt_mm.flush()
         del img_mm, txt_mm
-        (out / "items.jsonl.tmp").replace(out / "items.jsonl")
-        write_json_atomic(out / "codes.json", {
+        write_json_atomic(out / "codes.json.pending", {
             "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
             "vocab": data.vocab if data.vocab and len(data.vocab) == self.model.txt_dim else None,
             "label_names": names, "dataset": data.name})
-        return out
+        return n
 
     def _cached_features(self, data, cache_dir):
         """The training feature cache for ``data`` when it matches this model's input, else None."""

@@ -95,10 +95,14 @@ def wiki_labels(raw: np.ndarray, n_classes: int = 10, source: str = "wikiData.ma
         ids = raw[:, 0]
         if ids.dtype.kind == "f" and not np.isfinite(ids).all():
             raise DataError(f"{source}: labels contain NaN or inf")
+        if (ids != np.round(ids)).any():
+            raise DataError(f"{source}: class ids must be whole numbers 1..{n_classes}")
         ids = ids.astype(np.int64)
         if ids.min() < 1 or ids.max() > n_classes:
             raise DataError(f"{source}: class ids must be 1..{n_classes}, found {ids.min()}..{ids.max()}")
         return np.eye(n_classes, dtype=np.uint8)[ids - 1]
+    if not np.isin(raw, (0, 1)).all():
+        raise DataError(f"{source}: one-hot label rows must hold only 0 and 1")
     return raw.astype(np.uint8)
 
 
@@ -115,6 +119,9 @@ def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = F
     for a, b, what in ((i_tr, t_tr, "I_tr/T_tr"), (i_tr, l_tr, "I_tr/L_tr"), (i_te, t_te, "I_te/T_te"), (i_te, l_te, "I_te/L_te")):
         if len(a) != len(b):
             raise DataError(f"{path}: row counts differ: {what} {len(a)} vs {len(b)}")
+    for a, b, what in ((i_tr, i_te, "I_tr/I_te"), (t_tr, t_te, "T_tr/T_te"), (l_tr, l_te, "L_tr/L_te")):
+        if a.shape[1] != b.shape[1]:
+            raise DataError(f"{path}: column counts differ: {what} {a.shape[1]} vs {b.shape[1]}")
     n_tr, n_te = len(i_tr), len(i_te)
     data = PairedData(np.concatenate([i_tr, i_te]), np.concatenate([t_tr, t_te]), np.concatenate([l_tr, l_te]),
                       name="wiki", image_kind="features", info={"files": [str(path)]},

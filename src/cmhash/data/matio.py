@@ -41,7 +41,7 @@ class MatFile:
             try:
                 with h5py.File(self.path, "r") as f:
                     return [k for k in f.keys() if not k.startswith("#")]
-            except OSError as e:
+            except (OSError, RuntimeError, ValueError, KeyError) as e:  # h5py's errors on damaged files
                 raise DataError(f"{self.path}: not a readable HDF5/MAT v7.3 file ({e})") from None
         return [k for k in self._load_v5() if not k.startswith("__")]
 
@@ -57,13 +57,17 @@ class MatFile:
             try:
                 with h5py.File(self.path, "r") as f:
                     arr = np.asarray(f[key][()])
-            except (OSError, KeyError, TypeError) as e:
+            except (OSError, KeyError, TypeError, RuntimeError, ValueError) as e:
                 raise DataError(f"{self.path}: cannot read {key!r} ({e})") from None
             arr = arr.T  # undo MATLAB's column-major order
         else:
             arr = np.asarray(self._load_v5()[key])
         if arr.dtype == object:
             raise DataError(f"{self.path}: {key!r} is a cell/struct array, expected a numeric matrix")
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"{self.path}: {key!r} has dtype {arr.dtype}, expected a real numeric matrix")
+        if arr.size == 0:
+            raise DataError(f"{self.path}: {key!r} is empty (shape {arr.shape})")
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2:
@@ -102,7 +106,7 @@ class H5Images:
             with h5py.File(self.path, "r") as f:
                 ds = f[key]
                 shape, self.dtype = ds.shape, ds.dtype
-        except (OSError, KeyError) as e:
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
             raise DataError(f"{self.path}: cannot open image array {key!r} ({e})") from None
         if len(shape) != 4 or shape[1] != 3:
             raise DataError(f"{self.path}: {key!r} has shape {shape}, expected (N, 3, H, W) images")
@@ -119,11 +123,14 @@ class H5Images:
 
     def take(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
-        if self._f is None:
-            self._f = h5py.File(self.path, "r")
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
-        block = self._f[self.key][uniq]  # h5py wants increasing indices
+        try:
+            if self._f is None:
+                self._f = h5py.File(self.path, "r")
+            block = self._f[self.key][uniq]  # h5py wants increasing indices
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise DataError(f"{self.path}: cannot read images {uniq[:3].tolist()}... of {self.key!r} ({e})") from None
         out = np.empty((len(idx),) + block.shape[1:], dtype=block.dtype)
         out[order] = block[inverse]
         if self.layout == "matlab":
