@@ -207,3 +207,17 @@ def test_encode_leaves_no_partial_output(tmp_path):
     with pytest.raises(CmhashError, match="3.png"):
         enc.encode_collection(data, out, batch_size=2, progress=False)
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.parametrize("pos, xor", [(145, 0xFF), (176, 1), (177, 0xFF)])
+def test_mat_tags_that_crashed_scipy_are_clear_errors(tmp_path, pos, xor):
+    """Found by the fuzz tests: these single-byte changes (the first array's class byte, its data
+    type) made scipy.io.loadmat crash the process with a segmentation fault; the tag walk in
+    ``matio.check_v5_structure`` now refuses them first."""
+    rng = np.random.default_rng(1)
+    scipy.io.savemat(tmp_path / "wikiData.mat", _valid_wiki(rng))
+    raw = bytearray((tmp_path / "wikiData.mat").read_bytes())
+    raw[pos] ^= xor
+    (tmp_path / "wikiData.mat").write_bytes(bytes(raw))
+    with pytest.raises(CmhashError, match="damaged"):
+        load_dataset("wiki", str(tmp_path))

@@ -98,7 +98,7 @@ class Encoder:
         p = resolve_checkpoint(path, bits)
         ckpt = load_checkpoint(p)
         model, cfg = model_from_checkpoint(ckpt)
-        return cls(model, cfg, p.resolve(), ckpt, resolve_device(device), vocab)
+        return cls(model, cfg, p.resolve(), ckpt, resolve_device(device), vocab or ckpt.get("vocab"))
 
     def _image_mode(self, ckpt) -> str:
         if self.cfg.backbone.finetune:
@@ -170,8 +170,10 @@ class Encoder:
         return self.encode_pixels(np.stack([read_image(s, self.image_size) for s in sources]))
 
     # --- texts ---------------------------------------------------------------------------------
-    def text_vectors(self, texts: list[str]) -> np.ndarray:
-        """Free texts -> binary bag-of-words over the model's vocabulary (B, vocab)."""
+    def text_vectors(self, texts: list[str], strict: bool = True) -> np.ndarray:
+        """Free texts -> binary bag-of-words over the model's vocabulary (B, vocab). ``strict``: a text
+        with no known word is an error (a query); otherwise it gets an all-zero vector (a collection
+        item, as the dataset's own vectoriser gives it)."""
         if not self.vocab:
             raise CmhashError(f"this {self.method} model reads {self.model.txt_dim}-d text vectors and no vocabulary "
                               "is known for them (the dataset gives vectors, not words): give text vectors instead")
@@ -180,9 +182,13 @@ class Encoder:
         out = np.zeros((len(texts), len(self.vocab)), np.float32)
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
+                if not strict:
+                    continue
                 raise CmhashError("empty text: give at least one word")
             toks = tokenize(t)
             hit = [self._vindex[w] for w in toks if w in self._vindex]
+            if not hit and not strict:
+                continue
             if not hit:
                 raise CmhashError(f"none of the words of {t[:80]!r} is in the model's vocabulary "
                                   f"({len(self.vocab)} words, e.g. {', '.join(self.vocab[:8])})")
@@ -251,6 +257,7 @@ class Encoder:
         if write_images:
             (out / "images").mkdir(exist_ok=True)
         names = data.label_names
+        own_vocab = bool(self.vocab) and data.captions is not None and list(data.vocab or []) != self.vocab
         with open(out / "items.jsonl", "w") as meta:
             for s in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress,
                           mininterval=0.2 if sys.stderr.isatty() else 30.0):
@@ -262,7 +269,11 @@ class Encoder:
                 else:
                     ic = self.encode_pixels(data.image_rows(r))
                 img_mm[s:s + len(r)] = pack_codes(ic)
-                txt_mm[s:s + len(r)] = pack_codes(self.encode_text_vectors(np.asarray(data.texts[r], np.float32)))
+                if own_vocab:  # captions of another collection: the model's vocabulary, not the dataset's
+                    tv = self.text_vectors([data.captions[i] for i in r], strict=False)
+                else:
+                    tv = np.asarray(data.texts[r], np.float32)
+                txt_mm[s:s + len(r)] = pack_codes(self.encode_text_vectors(tv))
                 pix = data.image_rows(r) if write_images else None
                 for j, row in enumerate(r):
                     item = {"id": int(ids[s + j])}
@@ -282,7 +293,7 @@ class Encoder:
         del img_mm, txt_mm
         write_json_atomic(out / "codes.json.pending", {
             "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
-            "vocab": data.vocab if data.vocab and len(data.vocab) == self.model.txt_dim else None,
+            "vocab": self.vocab or (data.vocab if data.vocab and len(data.vocab) == self.model.txt_dim else None),
             "label_names": names, "dataset": data.name})
         return n
 

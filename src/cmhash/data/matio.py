@@ -16,6 +16,118 @@ import scipy.io
 from .base import DataError
 
 
+# MAT v5 data types (miINT8 ... miUINT64) and their sizes; miMATRIX = 14, miCOMPRESSED = 15
+_MI_SIZE = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1, 17: 2, 18: 4}
+_NUMERIC_CLASSES = set(range(6, 16))  # mxDOUBLE ... mxUINT64
+_MAX_INFLATE = 1 << 34
+
+
+class _Bad(Exception):
+    pass
+
+
+def check_v5_structure(raw: bytes, limit: int = _MAX_INFLATE) -> None:
+    """Walk a MAT v5 file's element tags before scipy parses it.
+
+    scipy's C reader trusts the tags: a damaged data-type or class byte can crash the process
+    (a segmentation fault, found by the fuzz tests), not raise. Every element must fit in its
+    parent; every numeric array's data must be a numeric type whose byte count is prod(dims) x
+    itemsize; cells and structs are checked recursively; compressed elements must inflate.
+    Raises ``_Bad`` with the reason."""
+    import struct
+    import zlib
+
+    if len(raw) < 128:
+        raise _Bad("shorter than the 128-byte MAT header")
+    endian = {b"IM": "<", b"MI": ">"}.get(bytes(raw[126:128]))
+    if endian is None:
+        raise _Bad("no MAT v5 endian indicator in the header")
+
+    def tag(buf, pos, end):
+        if pos + 8 > end:
+            raise _Bad(f"element tag at byte {pos} runs past its end")
+        t, n = struct.unpack(endian + "II", buf[pos:pos + 8])
+        if t >> 16:  # small data element: type and size packed in 4 bytes, data in the next 4
+            if t >> 16 > 4:
+                raise _Bad(f"small element at byte {pos} announces {t >> 16} bytes (at most 4)")
+            return t & 0xFFFF, t >> 16, pos + 4, pos + 8
+        if pos + 8 + n > end:
+            raise _Bad(f"element at byte {pos} announces {n} bytes, only {end - pos - 8} remain")
+        return t, n, pos + 8, pos + 8 + n + (-n % 8)
+
+    def matrix(buf, start, end, depth):
+        if depth > 16:
+            raise _Bad("arrays nested too deeply")
+        if start == end:
+            return  # an empty element (an empty cell)
+        t, n, d, pos = tag(buf, start, end)
+        if t != 6 or n != 8:
+            raise _Bad("array flags missing")
+        cls = struct.unpack(endian + "I", buf[d:d + 4])[0] & 0xFF
+        complex_ = bool(struct.unpack(endian + "I", buf[d:d + 4])[0] & 0x800)
+        t, n, d, pos = tag(buf, pos, end)
+        if t != 5 or n < 8 or n % 4:
+            raise _Bad("array dimensions missing")
+        dims = struct.unpack(endian + f"{n // 4}i", buf[d:d + n])
+        if min(dims) < 0:
+            raise _Bad(f"negative array dimension {dims}")
+        count = 1
+        for x in dims:
+            count *= x
+        t, n, d, pos = tag(buf, pos, end)
+        if t != 1:
+            raise _Bad("array name missing")
+        if cls in _NUMERIC_CLASSES or cls == 4:  # numbers, or char
+            for _ in range(2 if complex_ else 1):
+                t, n, d, pos = tag(buf, pos, end)
+                if t not in _MI_SIZE or n != count * _MI_SIZE[t] and not (cls == 4 and t in (16, 17)):
+                    raise _Bad(f"array data of type {t} and {n} bytes does not fit dimensions {dims}")
+        elif cls == 1:  # cell: one matrix element per entry
+            for _ in range(count):
+                t, n, d, pos = tag(buf, pos, end)
+                if t != 14:
+                    raise _Bad("cell entry is not an array")
+                matrix(buf, d, d + n, depth + 1)
+        elif cls == 2:  # struct: field-name length, names, then one array per field and entry
+            t, n, d, pos = tag(buf, pos, end)
+            if t != 5 or n != 4:
+                raise _Bad("struct field-name length missing")
+            width = struct.unpack(endian + "i", buf[d:d + 4])[0]
+            t, n, d, pos = tag(buf, pos, end)
+            if t != 1 or width <= 0 or n % width:
+                raise _Bad("struct field names malformed")
+            for _ in range(count * (n // width)):
+                t, n2, d2, pos = tag(buf, pos, end)
+                if t != 14:
+                    raise _Bad("struct field is not an array")
+                matrix(buf, d2, d2 + n2, depth + 1)
+        elif cls not in (3, 5, 16, 17):  # object, sparse, function, opaque: scipy's own checks
+            raise _Bad(f"unknown array class {cls}")
+
+    def elements(buf, pos, end, depth=0):
+        while pos < end:
+            if end - pos < 8 and not any(buf[pos:end]):
+                return  # zero padding at the end
+            t, n, d, nxt = tag(buf, pos, end)
+            if t == 15:
+                try:
+                    inner = zlib.decompressobj().decompress(bytes(buf[d:d + n]), limit)
+                except zlib.error as e:
+                    raise _Bad(f"compressed element at byte {pos} does not inflate ({e})") from None
+                elements(inner, 0, len(inner), depth + 1)
+                nxt = d + n  # compressed elements are not padded
+            elif t == 14:
+                matrix(buf, d, d + n, 0)
+            else:
+                raise _Bad(f"top-level element of type {t} at byte {pos} (expected an array)")
+            pos = nxt
+
+    try:
+        elements(memoryview(raw), 128, len(raw))
+    except (struct.error, IndexError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+        raise _Bad(f"malformed element ({type(e).__name__})") from None
+
+
 class MatFile:
     """One .mat file, opened by format; keys are read on demand."""
 
@@ -30,6 +142,10 @@ class MatFile:
 
     def _load_v5(self) -> dict:
         if self._v5 is None:
+            try:
+                check_v5_structure(self.path.read_bytes())
+            except _Bad as e:
+                raise DataError(f"{self.path}: not a readable MAT file (damaged: {e})") from None
             try:
                 self._v5 = scipy.io.loadmat(self.path)
             except Exception as e:  # scipy raises many kinds on corrupt input

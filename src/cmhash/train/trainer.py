@@ -339,7 +339,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
 
     def save(epoch, pos=None):
         if out and rank == 0:
-            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, pos)
+            _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, pos,
+                  vocab=data.vocab if data.vocab and len(data.vocab) == data.texts.shape[1] else None)
 
     for epoch in range(start, tc.epochs):
         model.train()
@@ -407,8 +408,9 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     return TrainResult(model, best_epoch, best_val or {}, history, time.time() - t0, out)
 
 
-def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, position=None) -> None:
-    ckpt = {"format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
+def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, position=None,
+          vocab: list[str] | None = None) -> None:
+    ckpt = {"vocab": vocab, "format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
             "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim,
             "n_labels": model.n_labels, "epoch": epoch if position is None else epoch - 1, "position": position,
             "model": model.state_dict(), "training_state": model.training_state(),
