@@ -22,16 +22,22 @@ BACKEND_CHOICES = ("flat", "mih", "faiss", "milvus")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--limit", type=int, default=None, help="encode only the first N items")
 @click.option("--id-start", type=int, default=0, show_default=True, help="ids are id-start + row number")
+@click.option("--data-option", "data_options", multiple=True,
+              help="dataset loader option, e.g. --data-option captions=more.tsv")
+@click.option("--workers", type=int, default=None, help="image reading processes [the model's backbone.workers]")
 @click.option("--device", default="auto", show_default=True)
-def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, device):
+def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, data_options, workers, device):
     """Encode a collection (images and texts) with a trained MODEL (run folder or checkpoint)."""
     from .data import load_dataset
     from .encoder import Encoder
 
     enc = Encoder.load(model, bits, device)
+    if workers is not None:
+        enc.cfg.backbone.workers = workers
     dc = enc.cfg.data
     name = dataset or dc.dataset
-    opts = dict(dc.options) if name == dc.dataset else {}
+    opts = dict(dc.options) if name == dc.dataset and not data_root else {}
+    opts.update(_backend_params(data_options))
     data = load_dataset(name, data_root or (dc.root if name == dc.dataset else None), **opts).data
     if batch_size < 1:
         raise CmhashError("--batch-size must be positive")

@@ -35,6 +35,7 @@ class BackboneConfig:
     finetune: bool = False  # True: train through the backbone on raw pixels (a GPU job)
     batch_size: int = 64
     cache_dir: str = ".cache/cmhash"
+    workers: int = 2  # processes that read and decode images for the feature pass and encoding
 
 
 @dataclass

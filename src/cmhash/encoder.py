@@ -258,23 +258,33 @@ class Encoder:
             (out / "images").mkdir(exist_ok=True)
         names = data.label_names
         own_vocab = bool(self.vocab) and data.captions is not None and list(data.vocab or []) != self.vocab
+        pixels = None
+        if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
+            from .train.features import image_batches
+
+            pixels = image_batches(data, rows, batch_size, self.cfg.backbone.workers)
+        bar = tqdm(total=n, desc="encode", unit="item", disable=not progress,
+                   mininterval=0.2 if sys.stderr.isatty() else 30.0)
         with open(out / "items.jsonl", "w") as meta:
-            for s in tqdm(range(0, n, batch_size), desc="encode", unit="batch", disable=not progress,
-                          mininterval=0.2 if sys.stderr.isatty() else 30.0):
+            for s in range(0, n, batch_size):
                 r = rows[s:s + batch_size]
+                pix = None
                 if data.image_kind == "features":
                     ic = self.encode_image_input(np.asarray(data.images[r], np.float32))
                 elif feats is not None:
                     ic = self.encode_image_input(np.asarray(feats[r], np.float32))
                 else:
-                    ic = self.encode_pixels(data.image_rows(r))
+                    pix = next(pixels)[1].numpy()
+                    ic = self.encode_pixels(pix)
                 img_mm[s:s + len(r)] = pack_codes(ic)
                 if own_vocab:  # captions of another collection: the model's vocabulary, not the dataset's
                     tv = self.text_vectors([data.captions[i] for i in r], strict=False)
                 else:
                     tv = np.asarray(data.texts[r], np.float32)
                 txt_mm[s:s + len(r)] = pack_codes(self.encode_text_vectors(tv))
-                pix = data.image_rows(r) if write_images else None
+                if write_images and pix is None:
+                    pix = data.image_rows(r)
+                bar.update(len(r))
                 for j, row in enumerate(r):
                     item = {"id": int(ids[s + j])}
                     if hasattr(data.images, "paths"):
@@ -288,6 +298,7 @@ class Encoder:
                     if names is not None:
                         item["labels"] = [names[c] for c in np.flatnonzero(data.labels[row])]
                     meta.write(json.dumps(item) + "\n")
+        bar.close()
         img_mm.flush()
         txt_mm.flush()
         del img_mm, txt_mm

@@ -94,7 +94,9 @@ def validate_paired(data: PairedData, source: str = "", drop_empty_labels: bool 
         raise DataError(f"{source}: texts have shape {data.texts.shape}, expected (N, d)")
     if data.labels.ndim != 2:
         raise DataError(f"{source}: labels have shape {data.labels.shape}, expected (N, C)")
-    _check_finite(np.asarray(data.texts), "texts", source)
+    lazy_texts = not isinstance(data.texts, np.ndarray) and hasattr(data.texts, "captions")
+    if not lazy_texts:  # lazy bag-of-words rows are 0/1 by construction and are not materialised here
+        _check_finite(np.asarray(data.texts), "texts", source)
     _check_finite(np.asarray(data.labels, dtype=np.float64), "labels", source)
     lab = np.asarray(data.labels)
     if not np.isin(lab, (0, 1)).all():
@@ -113,7 +115,8 @@ def validate_paired(data: PairedData, source: str = "", drop_empty_labels: bool 
             raise DataError(f"{source}: images have dtype {data.images.dtype}, expected uint8 pixels")
     else:
         raise DataError(f"{source}: unknown image kind {data.image_kind!r}")
-    data.texts = np.asarray(data.texts, dtype=np.float32)
+    if not lazy_texts:
+        data.texts = np.asarray(data.texts, dtype=np.float32)
     data.labels = lab.astype(np.uint8, copy=False)
     empty = np.flatnonzero(data.labels.sum(1) == 0)
     if len(empty):
@@ -129,7 +132,8 @@ def validate_paired(data: PairedData, source: str = "", drop_empty_labels: bool 
                 stacklevel=2,
             )
             data.info["empty_label_rows"] = int(len(empty))
-    empty_txt = int((np.abs(data.texts).sum(1) == 0).sum())
-    if empty_txt:
-        data.info["empty_text_rows"] = empty_txt
+    if not lazy_texts:
+        empty_txt = int((np.abs(data.texts).sum(1) == 0).sum())
+        if empty_txt:
+            data.info["empty_text_rows"] = empty_txt
     return data

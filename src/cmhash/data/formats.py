@@ -16,7 +16,7 @@ from ..registry import register_dataset
 from .base import DataError, PairedData, validate_paired
 from .matio import MatFile
 from .protocol import Split, make_split
-from .text import BowVectorizer
+from .text import BowVectorizer, LazyBow
 
 
 @dataclass
@@ -215,7 +215,7 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     # the vocabulary sees the training captions only
     caps = [r[1] for r in rows]
     vec = BowVectorizer(max_features=max_features, min_count=min_count).fit([caps[i] for i in split.train])
-    texts = vec.transform(caps)
+    texts = LazyBow(vec, caps)  # rows on demand: bounded memory for large folders
     data = PairedData(FolderImages(paths, image_size), texts, labels, name=f"folder:{root.name}", image_kind="pixels",
                       vocab=vec.vocab, label_names=names or None, captions=caps,
                       info={"files": [str(root / captions)], "has_labels": has_labels})

@@ -242,8 +242,8 @@ class H5Images:
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
         try:
-            if self._f is None:
-                self._f = h5py.File(self.path, "r")
+            if self._f is None or getattr(self, "_pid", None) != os.getpid():  # a worker process: own handle
+                self._f, self._pid = h5py.File(self.path, "r"), os.getpid()
             block = self._f[self.key][uniq]  # h5py wants increasing indices
         except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
             raise DataError(f"{self.path}: cannot read images {uniq[:3].tolist()}... of {self.key!r} ({e})") from None

@@ -56,3 +56,29 @@ class BowVectorizer:
         v.vocab = list(state["vocab"])
         v._index = {w: i for i, w in enumerate(v.vocab)}
         return v
+
+
+class LazyBow:
+    """Bag-of-words rows computed on demand from captions: ``texts[idx]`` gives (len(idx), vocab)
+    float32 rows, ``np.asarray(texts)`` all of them. A folder of 100,000 captions over a 2,000-word
+    vocabulary would take 800 MB as a dense matrix; encoding reads it batch by batch instead."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, vectorizer: BowVectorizer, captions: list[str]):
+        self.vectorizer, self.captions = vectorizer, captions
+        self.shape = (len(captions), len(vectorizer.vocab))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            return self.vectorizer.transform([self.captions[int(idx)]])[0]
+        rows = np.arange(self.shape[0])[idx]
+        return self.vectorizer.transform([self.captions[i] for i in np.atleast_1d(rows)])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.vectorizer.transform(self.captions)
+        return out if dtype is None else out.astype(dtype, copy=False)

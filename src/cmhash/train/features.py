@@ -28,28 +28,65 @@ def data_fingerprint(data: PairedData) -> str:
     return h.hexdigest()[:16]
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Batch i of ``rows`` as uint8 images, read in a worker process (HDF5 handles and image
+    decoding stay in the workers); a read error is returned, and raised by the main process."""
+
+    def __init__(self, data: PairedData, rows: np.ndarray, batch_size: int):
+        self.data, self.rows, self.bs = data, rows, batch_size
+
+    def __len__(self) -> int:
+        return (len(self.rows) + self.bs - 1) // self.bs
+
+    def __getitem__(self, i):
+        try:
+            return torch.from_numpy(np.ascontiguousarray(self.data.image_rows(self.rows[i * self.bs:(i + 1) * self.bs])))
+        except Exception as e:  # noqa: BLE001 - handed to the main process
+            return e
+
+
+def image_batches(data: PairedData, rows: np.ndarray, batch_size: int, workers: int = 0):
+    """Yield (start, uint8 (b, 3, H, W)) over ``rows`` in order; with ``workers`` > 0, reading and
+    decoding run in that many processes, at most 2 batches ahead each (memory stays bounded)."""
+    ds = _Batches(data, np.asarray(rows, np.int64), batch_size)
+    if workers <= 0 or len(ds) <= 1:
+        it = (ds[i] for i in range(len(ds)))
+    else:
+        it = iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2))
+    for i, x in enumerate(it):
+        if isinstance(x, BaseException):
+            raise x
+        yield i * batch_size, x
+
+
 @torch.inference_mode()
 def compute_features(backbone: Backbone, data: PairedData, batch_size: int = 64, device="cpu",
-                     desc: str = "features", maps_file: Path | None = None) -> np.ndarray:
-    """(N, D) pooled features; with ``maps_file`` the conv maps (N, C, h, w) are also written
-    there as a float16 ``.npy`` memmap in the same pass, batch by batch (memory stays bounded)."""
+                     desc: str = "features", maps_file: Path | None = None, out_file: Path | None = None,
+                     workers: int = 0) -> np.ndarray:
+    """(N, D) pooled features, batch by batch; with ``out_file`` they are written there as a float32
+    ``.npy`` memmap (memory bounded whatever N), with ``maps_file`` the conv maps (N, C, h, w) as
+    float16 in the same pass. ``workers`` processes read and decode the images."""
     backbone.eval().to(device)
     n = len(data)
-    out = np.empty((n, backbone.out_dim), np.float32)
+    out = (np.lib.format.open_memmap(out_file, mode="w+", dtype=np.float32, shape=(n, backbone.out_dim))
+           if out_file is not None else np.empty((n, backbone.out_dim), np.float32))
     maps_out = None
-    for s in tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False,
-                  mininterval=0.2 if sys.stderr.isatty() else 30.0):
-        x = torch.from_numpy(data.image_rows(np.arange(s, min(n, s + batch_size)))).to(device)
-        fmap = backbone.feature_map(backbone.preprocess(x))  # (b, C, h, w)
+    bar = tqdm(total=n, desc=desc, unit="img", leave=False, mininterval=0.2 if sys.stderr.isatty() else 30.0)
+    for s, x in image_batches(data, np.arange(n), batch_size, workers):
+        fmap = backbone.feature_map(backbone.preprocess(x.to(device)))  # (b, C, h, w)
         out[s:s + len(x)] = backbone.pool(fmap).float().cpu().numpy()
         if maps_file is not None:
             if maps_out is None:  # the map's shape is known from the first batch
                 maps_out = np.lib.format.open_memmap(maps_file, mode="w+", dtype=np.float16,
                                                      shape=(n, *fmap.shape[1:]))
             maps_out[s:s + len(x)] = fmap.cpu().numpy().astype(np.float16)
+        bar.update(len(x))
+    bar.close()
     if maps_out is not None:
         maps_out.flush()
         del maps_out
+    if out_file is not None:
+        out.flush()
     return out
 
 
@@ -72,7 +109,7 @@ def feature_cache_paths(backbone: Backbone, name: str, data: PairedData, cache_d
 
 
 def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: str | Path,
-                    batch_size: int = 64, device="cpu", with_maps: bool = False):
+                    batch_size: int = 64, device="cpu", with_maps: bool = False, workers: int = 0):
     """(N, D) float32 features of every image in ``data``, from ``cache_dir`` when present.
 
     With ``with_maps`` returns ``(features, maps)``: maps are the backbone's last conv maps
@@ -86,15 +123,15 @@ def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: 
     if feats is not None and (maps is not None or not with_maps):
         return (feats, maps) if with_maps else feats
     path.parent.mkdir(parents=True, exist_ok=True)
-    if with_maps:
-        with atomic_path(map_path) as tmp:
-            feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features + maps",
-                                     maps_file=tmp)
-    else:
-        feats = compute_features(backbone, data, batch_size, device, desc=f"{name} features")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
+    with atomic_path(path) as tmp_f:  # both written in chunks, moved into place only when complete
+        if with_maps:
+            with atomic_path(map_path) as tmp_m:
+                compute_features(backbone, data, batch_size, device, desc=f"{name} features + maps",
+                                 maps_file=tmp_m, out_file=tmp_f, workers=workers)
+        else:
+            compute_features(backbone, data, batch_size, device, desc=f"{name} features", out_file=tmp_f,
+                             workers=workers)
+    feats = np.load(path)
     if with_maps:
         return feats, np.load(map_path, mmap_mode="r")
     return feats

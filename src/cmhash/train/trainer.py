@@ -83,10 +83,11 @@ def prepare_inputs(cfg: RunConfig, device: torch.device | str = "cpu", with_maps
     with_maps = wants_maps(cfg) if with_maps is None else with_maps
     maps = None
     if with_maps:
-        feat, maps = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device, with_maps=True)
+        feat, maps = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device, with_maps=True,
+                                     workers=bc.workers)
         info.update(map_shape=list(maps.shape[1:]))
     else:
-        feat = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device)
+        feat = cached_features(backbone, bc.name, data, bc.cache_dir, bc.batch_size, device, workers=bc.workers)
     info.update(backbone=bc.name, feature_dim=int(feat.shape[1]), feature_seconds=round(time.time() - t0, 1))
     return Inputs(data, split, feat, None if bc.finetune else feat, bc.name, info, maps)
 
@@ -245,6 +246,7 @@ def _same_config(a: dict, b: dict) -> bool:
     def strip(d):
         d = dict(d)
         d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in _VOLATILE}
+        d["backbone"] = {k: v for k, v in d.get("backbone", {}).items() if k != "workers"}
         return d
     return strip(a) == strip(b)
 
