@@ -15,22 +15,34 @@ def shared_file(*parts) -> Path:
     return p
 
 
-@pytest.fixture
-def wiki_like(tmp_path):
-    """A tiny Wiki-format file whose features carry the class, so training has something to learn."""
-    rng = np.random.default_rng(0)
-    centres_i, centres_t = rng.normal(size=(4, 12)), rng.normal(size=(4, 5))
+def write_wiki_like(folder, n_train, n_test, classes=4, img_dim=12, txt_dim=5, noise=0.5, seed=0):
+    """A Wiki-format file whose features carry the class, so training has something to learn."""
+    rng = np.random.default_rng(seed)
+    centres_i, centres_t = rng.normal(size=(classes, img_dim)), rng.normal(size=(classes, txt_dim))
 
     def part(n):
-        y = rng.integers(0, 4, n)
-        return (np.abs(centres_i[y] + 0.5 * rng.normal(size=(n, 12))), np.abs(centres_t[y] + 0.5 * rng.normal(size=(n, 5))),
-                (y + 1)[:, None])
+        y = rng.integers(0, classes, n)
+        return (np.abs(centres_i[y] + noise * rng.normal(size=(n, img_dim))),
+                np.abs(centres_t[y] + noise * rng.normal(size=(n, txt_dim))), (y + 1)[:, None])
 
-    i_tr, t_tr, l_tr = part(160)
-    i_te, t_te, l_te = part(40)
-    path = tmp_path / "wikiData.mat"
+    i_tr, t_tr, l_tr = part(n_train)
+    i_te, t_te, l_te = part(n_test)
+    path = folder / "wikiData.mat"
     scipy.io.savemat(path, dict(I_tr=i_tr, I_te=i_te, T_tr=t_tr, T_te=t_te, L_tr=l_tr, L_te=l_te))
     return path
+
+
+@pytest.fixture
+def wiki_like(tmp_path):
+    """160 training and 40 test pairs, 4 classes."""
+    return write_wiki_like(tmp_path, 160, 40)
+
+
+@pytest.fixture
+def wiki_medium(tmp_path):
+    """2,000 training pairs (about 60 steps an epoch), so training takes a few seconds."""
+    write_wiki_like(tmp_path, 2000, 100, classes=5, img_dim=40, txt_dim=20, noise=0.7, seed=1)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

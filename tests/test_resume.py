@@ -6,29 +6,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-import scipy.io
 import torch
 
 from cmhash.train.trainer import load_checkpoint
-
-
-@pytest.fixture
-def wiki_medium(tmp_path):
-    """A Wiki-format file large enough that training takes a few seconds (about 60 steps/epoch)."""
-    rng = np.random.default_rng(1)
-    ci, ct = rng.normal(size=(5, 40)), rng.normal(size=(5, 20))
-
-    def part(n):
-        y = rng.integers(0, 5, n)
-        return np.abs(ci[y] + 0.7 * rng.normal(size=(n, 40))), np.abs(ct[y] + 0.7 * rng.normal(size=(n, 20))), \
-            (y + 1)[:, None]
-
-    i_tr, t_tr, l_tr = part(2000)
-    i_te, t_te, l_te = part(100)
-    scipy.io.savemat(tmp_path / "wikiData.mat", dict(I_tr=i_tr, I_te=i_te, T_tr=t_tr, T_te=t_te, L_tr=l_tr, L_te=l_te))
-    return tmp_path
 
 
 SIZE = {"dsprh": ["--set", "method.txt_hidden=256", "--set", "method.feat_dim=256"],

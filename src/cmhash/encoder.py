@@ -223,7 +223,7 @@ class Encoder:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         try:
-            n = self._encode_into(work, data, batch_size, ids, rows, cache_dir, progress)
+            self._encode_into(work, data, batch_size, ids, rows, cache_dir, progress)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             if created and not any(out.iterdir()):
