@@ -234,6 +234,15 @@ class H5Images:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def close(self) -> None:
+        """Close this process's handle (before worker processes fork: each opens its own)."""
+        if self._f is not None:
+            try:
+                self._f.close()
+            except Exception:  # noqa: BLE001 - already closed or invalid
+                pass
+            self._f = None
+
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_f"} | {"_f": None}
 

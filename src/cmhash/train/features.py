@@ -52,6 +52,9 @@ def image_batches(data: PairedData, rows: np.ndarray, batch_size: int, workers: 
     if workers <= 0 or len(ds) <= 1:
         it = (ds[i] for i in range(len(ds)))
     else:
+        close = getattr(getattr(data, "images", None), "close", None)
+        if close is not None:
+            close()  # no HDF5 state shared across fork: every worker opens the file itself
         it = iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2))
     for i, x in enumerate(it):
         if isinstance(x, BaseException):
