@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from cmhash.data import load_dataset
 from cmhash.utils import CmhashError
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("CMHASH_FUZZ_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                      HealthCheck.too_slow])
+# CI runs a fixed (derandomised) set of 60 examples per test; CMHASH_FUZZ_EXAMPLES=N runs N random ones
+_DEEP = __import__("os").environ.get("CMHASH_FUZZ_EXAMPLES")
+FUZZ = settings(max_examples=int(_DEEP or 60), derandomize=_DEEP is None, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 WIKI_KEYS = ("I_tr", "I_te", "T_tr", "T_te", "L_tr", "L_te")
 
 
@@ -221,3 +223,19 @@ def test_mat_tags_that_crashed_scipy_are_clear_errors(tmp_path, pos, xor):
     (tmp_path / "wikiData.mat").write_bytes(bytes(raw))
     with pytest.raises(CmhashError, match="damaged"):
         load_dataset("wiki", str(tmp_path))
+
+
+def test_more_inputs_found_by_deep_fuzzing(tmp_path):
+    """A v7.3 file whose damaged key name is not UTF-8 (h5py gives bytes), and a caption file whose
+    image name holds a NUL byte: both were tracebacks (TypeError, ValueError) before."""
+    d = tmp_path / "a"
+    d.mkdir()
+    _save_v73(d / "wikiData.mat", _valid_wiki(np.random.default_rng(1)))
+    raw = bytearray((d / "wikiData.mat").read_bytes())
+    raw[int(0.1484375 * len(raw))] ^= 128
+    (d / "wikiData.mat").write_bytes(bytes(raw))
+    with pytest.raises(CmhashError, match="missing key 'I_te'"):
+        load_dataset("wiki", str(d))
+    (tmp_path / "captions.tsv").write_bytes(b"\x00\tred\n")
+    with pytest.raises(CmhashError, match="not a usable path"):
+        load_dataset("folder", str(tmp_path))

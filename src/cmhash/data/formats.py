@@ -198,8 +198,12 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     rows = read_caption_file(root / captions)
     paths = []
     for name, _, _ in rows:
-        p = (root / name).resolve()
-        if not p.is_file():
+        try:
+            p = (root / name).resolve()
+            found = bool(name) and p.is_file()
+        except (OSError, ValueError) as e:  # a NUL byte, a name too long, ...
+            raise DataError(f"{root / captions}: image name {name!r} is not a usable path ({e})") from None
+        if not found:
             raise DataError(f"{root / captions}: image {name!r} not found under {root}")
         paths.append(p)
     has_labels = all(r[2] is not None for r in rows)

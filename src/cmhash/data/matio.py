@@ -156,8 +156,9 @@ class MatFile:
         if self.is_hdf5:
             try:
                 with h5py.File(self.path, "r") as f:
-                    return [k for k in f.keys() if not k.startswith("#")]
-            except (OSError, RuntimeError, ValueError, KeyError) as e:  # h5py's errors on damaged files
+                    keys = [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in f.keys()]
+                    return [k for k in keys if not k.startswith("#")]
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:  # h5py's errors on damaged files
                 raise DataError(f"{self.path}: not a readable HDF5/MAT v7.3 file ({e})") from None
         return [k for k in self._load_v5() if not k.startswith("__")]
 
