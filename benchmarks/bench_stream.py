@@ -35,19 +35,16 @@ def make_folder(root: Path, n: int, seed: int = 0) -> None:
     t0 = time.time()
     for i in range(n):
         name = f"img/{i // 1000:03d}/{i}.jpg"
+        c, shape = rng.integers(5), rng.integers(5)  # drawn whether or not the file exists: same folder
+        bg = tuple(int(x) for x in rng.integers(0, 80, 3))
+        box = [int(x) for x in (8 + rng.integers(10), 8 + rng.integers(10), 40 + rng.integers(16), 40 + rng.integers(16))]
         p = root / name
         if not p.exists():
             p.parent.mkdir(parents=True, exist_ok=True)
-            c, shape = rng.integers(5), rng.integers(5)
-            im = Image.new("RGB", (64, 64), tuple(int(x) for x in rng.integers(0, 80, 3)))
+            im = Image.new("RGB", (64, 64), bg)
             d = ImageDraw.Draw(im)
-            box = [int(x) for x in (8 + rng.integers(10), 8 + rng.integers(10), 40 + rng.integers(16),
-                                   40 + rng.integers(16))]
             (d.ellipse if shape % 2 else d.rectangle)(box, fill=colours[c])
             im.save(p, quality=85)
-        else:
-            c, shape = rng.integers(5), rng.integers(5)
-            rng.integers(0, 80, 3), rng.integers(10), rng.integers(10), rng.integers(16), rng.integers(16)
         tags = [WORDS[c], WORDS[5 + shape]] + list(rng.choice(NOISE, 3))
         lines.append(f"{name}\t{' '.join(tags)}\t{WORDS[c]},{WORDS[5 + shape]}\n")
         if i and i % 20000 == 0:
@@ -55,6 +52,17 @@ def make_folder(root: Path, n: int, seed: int = 0) -> None:
     for m in sorted({2000, 10_000, n}):
         if m <= n:
             (root / f"captions-{m}.tsv").write_text("".join(lines[:m]))
+
+
+def rss(pid: int) -> int:
+    """Resident bytes of one process."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def tree_rss(pid: int) -> int:
@@ -70,12 +78,7 @@ def tree_rss(pid: int) -> int:
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        total += rss(p)
         todo += children.get(p, [])
     return total
 
@@ -89,7 +92,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int, int, str]:
     def sample():
         while proc.poll() is None:
             peak[0] = max(peak[0], tree_rss(proc.pid))
-            peak[1] = max(peak[1], tree_rss_single(proc.pid))
+            peak[1] = max(peak[1], rss(proc.pid))
             time.sleep(0.2)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -99,16 +102,6 @@ def run_measured(cmd: list[str]) -> tuple[float, int, int, str]:
     if proc.returncode:
         raise SystemExit(f"command failed: {' '.join(cmd)}\n{out[-3000:]}")
     return time.time() - t0, peak[0], peak[1], out[-500:]
-
-
-def tree_rss_single(pid: int) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def main():

@@ -37,7 +37,7 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
     dc = enc.cfg.data
     name = dataset or dc.dataset
     opts = dict(dc.options) if name == dc.dataset and not data_root else {}
-    opts.update(_backend_params(data_options))
+    opts.update(_key_values(data_options))
     data = load_dataset(name, data_root or (dc.root if name == dc.dataset else None), **opts).data
     if batch_size < 1:
         raise CmhashError("--batch-size must be positive")
@@ -75,11 +75,12 @@ def index():
     """Build, grow and describe a searchable index of encoded collections."""
 
 
-def _backend_params(pairs) -> dict:
+def _key_values(pairs) -> dict:
+    """``key=value`` options (--param, --data-option); values parsed as JSON when they are JSON."""
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise CmhashError(f"--param {p!r}: give key=value, e.g. m=4")
+            raise CmhashError(f"{p!r}: give key=value, e.g. m=4")
         k, v = p.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -120,7 +121,7 @@ def index_build(codes, out, backend, params, overwrite):
 
     first = read_codes(codes[0])["meta"]
     store = IndexStore.create(out, first["bits"], backend, model=first["model"], vocab=first.get("vocab"),
-                              label_names=first.get("label_names"), backend_params=_backend_params(params),
+                              label_names=first.get("label_names"), backend_params=_key_values(params),
                               overwrite=overwrite)
     total = sum(_add_codes(store, Path(c)) for c in codes)
     info = store.info()

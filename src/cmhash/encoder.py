@@ -14,7 +14,6 @@ by training when one matches the data, and computes features batch by batch othe
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -25,8 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.text import tokenize
+from .data.formats import read_image
+from .data.text import BowVectorizer, tokenize
 from .eval.hamming import pack_codes
+from .train.trainer import sign_codes
 from .utils import CmhashError, resolve_device, write_json_atomic
 
 CODES_FORMAT = "cmhash-codes-v1"
@@ -62,24 +63,6 @@ def model_fingerprint(model: torch.nn.Module, method: str, bits: int) -> str:
     return h.hexdigest()[:16]
 
 
-def read_image(source, size: int) -> np.ndarray:
-    """An image file (path or bytes) -> uint8 (3, size, size): RGB, shorter side resized, centre crop."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            return np.asarray(im.crop((left, top, left + size, top + size)), np.uint8).transpose(2, 0, 1).copy()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        name = "upload" if isinstance(source, (bytes, bytearray)) else source
-        raise CmhashError(f"{name}: not a readable image ({e})") from None
-
-
 class Encoder:
     def __init__(self, model, cfg, ckpt_path: Path, ckpt: dict, device="cpu", vocab: list[str] | None = None):
         self.model, self.cfg, self.checkpoint = model.eval().to(device), cfg, ckpt_path
@@ -87,7 +70,7 @@ class Encoder:
         self.method, self.bits = cfg.method, cfg.bits
         self.fingerprint = model_fingerprint(model, cfg.method, cfg.bits)
         self.vocab = list(vocab) if vocab else None
-        self._vindex = {w: i for i, w in enumerate(self.vocab)} if self.vocab else None
+        self._bow = BowVectorizer.from_state({"vocab": self.vocab, "binary": True}) if self.vocab else None
         self._backbone = None
         self.image_mode = self._image_mode(ckpt)
 
@@ -105,7 +88,9 @@ class Encoder:
             return "pixels"  # the backbone is inside the model
         if getattr(self.model, "map_channels", 0):
             return "maps"
-        try:
+        if ckpt.get("image_kind"):  # recorded by the trainer: no backbone built just to find out
+            return "pooled" if ckpt["image_kind"] == "pixels" else "features"
+        try:  # checkpoints from before image_kind was recorded
             out_dim = self.backbone.out_dim
         except Exception:  # noqa: BLE001 - no usable backbone: the model reads given features
             return "features"
@@ -154,7 +139,7 @@ class Encoder:
             if self.image_mode == "features":
                 x = _check_features(x, self.model.img_dim, "image features")
             x = torch.from_numpy(x)
-        return _sign(self.model.encode_image(x.to(self.device)))
+        return sign_codes(self.model.encode_image(x.to(self.device)))
 
     def encode_pixels(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -179,29 +164,23 @@ class Encoder:
                               "is known for them (the dataset gives vectors, not words): give text vectors instead")
         if len(self.vocab) != self.model.txt_dim:
             raise CmhashError(f"vocabulary has {len(self.vocab)} words, the model reads {self.model.txt_dim}-d texts")
-        out = np.zeros((len(texts), len(self.vocab)), np.float32)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                if not strict:
-                    continue
-                raise CmhashError("empty text: give at least one word")
-            toks = tokenize(t)
-            hit = [self._vindex[w] for w in toks if w in self._vindex]
-            if not hit and not strict:
-                continue
-            if not hit:
-                raise CmhashError(f"none of the words of {t[:80]!r} is in the model's vocabulary "
-                                  f"({len(self.vocab)} words, e.g. {', '.join(self.vocab[:8])})")
-            out[i, hit] = 1.0
+        out = self._bow.transform(["" if not isinstance(t, str) else t for t in texts])  # (B, vocab)
+        if strict:
+            for t, row in zip(texts, out):
+                if not isinstance(t, str) or not t.strip():
+                    raise CmhashError("empty text: give at least one word")
+                if not row.any():
+                    raise CmhashError(f"none of the words of {t[:80]!r} is in the model's vocabulary "
+                                      f"({len(self.vocab)} words, e.g. {', '.join(self.vocab[:8])})")
         return out
 
     def known_words(self, text: str) -> list[str]:
-        return [w for w in tokenize(text) if self._vindex and w in self._vindex]
+        return [w for w in tokenize(text) if self._bow and w in self._bow._index]
 
     @torch.inference_mode()
     def encode_text_vectors(self, t) -> np.ndarray:
         t = _check_features(np.asarray(t), self.model.txt_dim, "text vectors")
-        return _sign(self.model.encode_text(torch.from_numpy(t).to(self.device)))
+        return sign_codes(self.model.encode_text(torch.from_numpy(t).to(self.device)))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self.encode_text_vectors(self.text_vectors(list(texts)))
@@ -223,7 +202,7 @@ class Encoder:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         try:
-            self._encode_into(work, data, batch_size, ids, rows, cache_dir, progress)
+            self._encode_into(work, out, data, batch_size, ids, rows, cache_dir, progress)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             if created and not any(out.iterdir()):
@@ -237,14 +216,12 @@ class Encoder:
             if (work / name).exists():
                 os.replace(work / name, dst)
         meta = json.loads((work / "codes.json.pending").read_text())
-        for item_file in [out / "items.jsonl"]:  # sources pointed into the work folder: fix them
-            text = item_file.read_text().replace(str(work.resolve()), str(out.resolve()))
-            item_file.write_text(text)
         shutil.rmtree(work, ignore_errors=True)
         write_json_atomic(out / "codes.json", meta)
         return out
 
-    def _encode_into(self, out: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
+    def _encode_into(self, out: Path, final: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
+        """Write everything into ``out`` (the work folder); item sources name their place in ``final``."""
         rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
         ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
         if len(ids) != len(rows):
@@ -290,9 +267,9 @@ class Encoder:
                     if hasattr(data.images, "paths"):
                         item["source"] = str(Path(data.images.paths[row]).resolve())
                     elif pix is not None:
-                        p = out / "images" / f"{int(ids[s + j])}.png"
-                        _write_png(pix[j], p)
-                        item["source"] = str(p.resolve())
+                        name = f"{int(ids[s + j])}.png"
+                        _write_png(pix[j], out / "images" / name)
+                        item["source"] = str(final.resolve() / "images" / name)
                     if data.captions is not None:
                         item["caption"] = data.captions[row]
                     if names is not None:
@@ -330,10 +307,6 @@ def _write_png(chw: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     Image.fromarray(np.ascontiguousarray(chw.transpose(1, 2, 0))).save(path, format="PNG")
-
-
-def _sign(code: torch.Tensor) -> np.ndarray:
-    return torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy()
 
 
 def _check_features(x: np.ndarray, dim: int, what: str) -> np.ndarray:

@@ -150,20 +150,29 @@ class FolderImages:
         return np.stack([self.read(self.paths[i]) for i in np.asarray(idx, dtype=np.int64)])
 
     def read(self, path: Path) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        return read_image(path, self.size)
 
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                w, h = im.size
-                s = self.size / min(w, h)
-                im = im.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), Image.BILINEAR)
-                w, h = im.size
-                left, top = (w - self.size) // 2, (h - self.size) // 2
-                im = im.crop((left, top, left + self.size, top + self.size))
-                return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataError(f"{path}: not a readable image ({e})") from None
+
+def read_image(source, size: int) -> np.ndarray:
+    """An image file (a path, or its bytes) -> uint8 (3, size, size): RGB, the shorter side resized
+    to ``size``, centre-cropped. Used for dataset folders and for query images alike."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    name = "upload" if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{name}: not a readable image ({e})") from None
 
 
 def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:

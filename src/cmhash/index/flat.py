@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from .base import HammingIndex, HashIndexError, register_backend, widen_to_exact
+from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
 
 
 class _CodeStore(HammingIndex):
@@ -29,17 +29,12 @@ class _CodeStore(HammingIndex):
         self._buf[n0:n0 + n] = packed
 
     def add(self, codes, ids=None) -> np.ndarray:
-        packed = self._as_codes(codes)
+        packed = as_packed(codes, self.bits)
         ids = self._new_ids(len(packed), ids)
         self._append(packed)
         self._ids = np.concatenate([self._ids, ids])
         self._added(packed)
         return ids
-
-    def _as_codes(self, codes) -> np.ndarray:
-        from .base import as_packed
-
-        return as_packed(codes, self.bits)
 
     def _added(self, packed: np.ndarray) -> None:
         pass
@@ -125,9 +120,6 @@ class FlatIndex(_CodeStore):
     def __init__(self, bits: int, threads: int | None = None):
         super().__init__(bits)
         self.threads = threads
-
-    def _params(self) -> dict:
-        return {}
 
     def search(self, queries, k: int):
         q = self._queries(queries)

@@ -89,12 +89,6 @@ class MultiIndexHashing(_CodeStore):
         self._tables = dict(offs=np.array([o for o, _ in subs], np.int32), lens=np.array([l for _, l in subs], np.int32),
                             ptrs=np.concatenate(ptrs), base=np.array(bases, np.int64), ids=ids)
 
-    def table_bytes(self) -> int:
-        """Memory of the hash tables (beyond the codes and ids)."""
-        if self._tables is None and self.ntotal:
-            self._build()
-        return 0 if self._tables is None else int(self._tables["ptrs"].nbytes + self._tables["ids"].nbytes)
-
     def search(self, queries, k: int, with_visits: bool = False):
         """Exact top-k; with ``with_visits`` also the number of codes each query verified (-1: it
         ran out of budget and was scanned exhaustively)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import HammingIndex, HashIndexError, register_backend, widen_to_exact
+from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
 
 MAX_LIMIT = 16384
 
@@ -73,8 +73,6 @@ class MilvusIndex(HammingIndex):
         return {"uri": self.uri, "collection": self.collection, "index_type": self.index_type}
 
     def add(self, codes, ids=None) -> np.ndarray:
-        from .base import as_packed
-
         packed = as_packed(codes, self.bits)
         ids = self._new_ids(len(packed), ids)
         start = int(self._seq[-1]) + 1 if len(self._seq) else 0

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import CmhashError, write_json_atomic
+from ..utils import CmhashError, atomic_path, write_json_atomic
 from .base import HashIndexError, load_index, make_index
 
 FORMAT = "cmhash-store-v1"
@@ -42,13 +42,6 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        import os
-
-        os.fsync(f.fileno())
 
 
 class IndexStore:
@@ -177,24 +170,20 @@ class IndexStore:
             self.indexes[m].save(p)
             files[m] = p
         items = self.path / f"items-g{gen:06d}.sqlite"
-        tmp = items.with_suffix(".sqlite.tmp")
-        if tmp.exists():
-            tmp.unlink()
         old = self._items_path()
-        if old is not None and old.exists():
-            shutil.copyfile(old, tmp)
-        con = sqlite3.connect(tmp)
-        try:
-            con.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, source TEXT, caption TEXT, "
-                        "labels TEXT)")
-            con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?)", _items_rows)
-            if len(_delete):
-                con.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in _delete])
-            con.commit()
-        finally:
-            con.close()
-        _fsync_file(tmp)
-        tmp.replace(items)
+        with atomic_path(items) as tmp:  # a copy of the previous generation, changed, then moved into place
+            if old is not None and old.exists():
+                shutil.copyfile(old, tmp)
+            con = sqlite3.connect(tmp)
+            try:
+                con.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, source TEXT, caption TEXT, "
+                            "labels TEXT)")
+                con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?)", _items_rows)
+                if len(_delete):
+                    con.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in _delete])
+                con.commit()
+            finally:
+                con.close()
         files["items"] = items
         manifest = dict(self.manifest, generation=gen, n_items=self.indexes["image"].ntotal,
                         updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -204,7 +193,9 @@ class IndexStore:
         self.manifest = manifest
         keep = {f["path"] for f in manifest["files"].values()}
         for p in self.path.iterdir():  # the previous generation, and leftovers of a crashed one
-            if p.is_file() and p.name not in keep and (p.suffix == ".cmhidx" or p.name.startswith("items-g")):
+            stale = p.suffix == ".cmhidx" or p.name.startswith("items-g")
+            killed_writer = p.name.startswith(".") and p.name.endswith(".tmp")  # atomic_path's temporaries
+            if p.is_file() and p.name not in keep and (stale or killed_writer):
                 p.unlink()
 
     # --- queries -------------------------------------------------------------------------------
@@ -237,9 +228,8 @@ class IndexStore:
 
     def info(self) -> dict:
         size = sum((self.path / f["path"]).stat().st_size for f in self.manifest["files"].values())
-        if (self.path / "milvus.db").exists():
-            size += sum(p.stat().st_size for p in (self.path / "milvus.db").rglob("*") if p.is_file()) \
-                if (self.path / "milvus.db").is_dir() else (self.path / "milvus.db").stat().st_size
+        if (self.path / "milvus.db").is_file():  # the embedded milvus-lite file
+            size += (self.path / "milvus.db").stat().st_size
         from .kernels import kernel_name
 
         m = self.manifest

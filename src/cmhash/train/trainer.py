@@ -143,6 +143,11 @@ def _image_tensor(src: np.ndarray | None, device, limit: int = 2 << 30) -> torch
     return torch.from_numpy(np.array(src)).to(device)
 
 
+def sign_codes(code: torch.Tensor) -> np.ndarray:
+    """Real outputs (n, K) -> int8 {-1,+1} codes (the sign convention: >= 0 is +1)."""
+    return torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy()
+
+
 @torch.no_grad()
 def encode(model, inputs: Inputs, idx: np.ndarray, modality: str, device, batch_size: int = 1024) -> np.ndarray:
     """{-1,+1} int8 codes (n, K) of items ``idx`` in one modality."""
@@ -159,7 +164,7 @@ def encode(model, inputs: Inputs, idx: np.ndarray, modality: str, device, batch_
             code = model.encode_image(torch.from_numpy(np.asarray(src[part], np.float32)).to(device))
         else:
             code = model.encode_image(torch.from_numpy(inputs.data.image_rows(part)).to(device))
-        out.append(torch.where(code >= 0, 1, -1).to(torch.int8).cpu().numpy())
+        out.append(sign_codes(code))
     return np.concatenate(out) if out else np.zeros((0, model.bits), np.int8)
 
 
@@ -315,12 +320,13 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
             raise CmhashError(f"{out / 'last.pt'}: written by another configuration; use a new --out or drop --resume")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        position = ck.get("position")
         saved_training_state = ck.get("training_state") or {}
-        model.load_training_state(saved_training_state)
+        if position is None:  # mid-epoch memories are restored after that epoch's set_epoch, below
+            model.load_training_state(saved_training_state)
         _set_rng_state(model, ck["rng"] if "rng" in ck else {"torch": ck["torch_rng"]})
         history, best_val, best_epoch = ck["history"], ck["best_val"], ck["best_epoch"]
         best_state = ck.get("best_model")
-        position = ck.get("position")
         start = position["epoch"] if position else ck["epoch"] + 1
     feat_t = torch.from_numpy(inputs.feat).to(device)
     text_t = torch.from_numpy(np.asarray(data.texts, np.float32)).to(device)
@@ -342,24 +348,28 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     def save(epoch, pos=None):
         if out and rank == 0:
             _save(out / "last.pt", cfg, model, opt, epoch, history, best_val, best_epoch, best_state, pos,
-                  vocab=data.vocab if data.vocab and len(data.vocab) == data.texts.shape[1] else None)
+                  vocab=data.vocab if data.vocab and len(data.vocab) == data.texts.shape[1] else None,
+                  image_kind=data.image_kind)
 
     for epoch in range(start, tc.epochs):
         model.train()
         model.set_epoch(epoch)
         opt.set_lr_factor(model.lr_factor(epoch, tc.epochs))
-        phase_loss, first_pi, first_b, first_running = {}, 0, 0, 0.0
-        if position is not None and position["epoch"] == epoch:  # resuming inside this epoch
+        phase_loss, first_pi, first_b, first_running, order = {}, 0, 0, 0.0, None
+        if position is not None:  # resuming inside this (the first) epoch
             model.load_training_state(saved_training_state)  # after set_epoch: the mid-epoch memories
             phase_loss, first_pi = dict(position["phase_loss"]), position["phase"]
-            first_b, first_running = position["step"], position["running"]
+            first_b, first_running, order = position["step"], position["running"], position["order"].numpy()
             bar.update(first_pi * n_batches + first_b)
             position = None
         for pi, phase in enumerate(phases):
             if pi < first_pi:
                 continue
-            g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch + 7919 * pi)
-            perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]  # the data order
+            if order is not None and pi == first_pi:
+                perm = order  # the interrupted phase's data order, as saved
+            else:
+                g = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch + 7919 * pi)
+                perm = train_idx[torch.randperm(len(train_idx), generator=g).numpy()]  # the data order
             step_opt = opt[phase]
             running = first_running if pi == first_pi else 0.0
             for b in range(first_b if pi == first_pi else 0, n_batches):
@@ -385,7 +395,6 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
                     steps_since, last_save = 0, time.time()
             key = phase or "loss"
             phase_loss[key] = phase_loss.get(key, 0.0) + running / n_batches
-        first_pi = 0
         record = {"epoch": epoch + 1, "loss": sum(phase_loss.values())}
         if len(phases) > 1:
             record["phase_loss"] = phase_loss
@@ -411,12 +420,12 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
 
 
 def _save(path: Path, cfg, model, opt, epoch, history, best_val, best_epoch, best_state, position=None,
-          vocab: list[str] | None = None) -> None:
-    ckpt = {"vocab": vocab, "format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
+          vocab: list[str] | None = None, image_kind: str | None = None) -> None:
+    ckpt = {"vocab": vocab, "image_kind": image_kind, "format": CKPT_FORMAT, "config": cfg.to_dict(), "method": cfg.method, "bits": cfg.bits,
             "img_dim": model.img_dim, "map_channels": model.map_channels, "txt_dim": model.txt_dim,
             "n_labels": model.n_labels, "epoch": epoch if position is None else epoch - 1, "position": position,
             "model": model.state_dict(), "training_state": model.training_state(),
-            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "rng": _rng_state(model),
+            "optimizer": opt.state_dict(), "rng": _rng_state(model),
             "history": history, "best_val": best_val, "best_epoch": best_epoch, "best_model": best_state}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
