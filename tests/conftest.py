@@ -56,3 +56,25 @@ def tiny_demo(tmp_path_factory):
     res = CliRunner().invoke(main, ["demo", "-o", str(out), "--n-items", "200", "-b", "16", "--epochs", "2"])
     assert res.exit_code == 0, res.output
     return out, res.output
+
+
+def make_spec(img_dim=0, txt_dim=0, n_labels=0, map_channels=0, backbone=None, image_size=None, vocab=None):
+    """An ``InputSpec`` for unit tests: feature vectors (default), conv maps (``map_channels``) or
+    pixels through ``backbone`` (a registered name)."""
+    from cmhash.spec import ImageSpec, InputSpec, TextSpec
+
+    if backbone:
+        image = ImageSpec("pixels", dim=img_dim, backbone=backbone, image_size=image_size)
+    elif map_channels:
+        image = ImageSpec("maps", dim=img_dim or map_channels, map_channels=map_channels, map_size=[4, 4])
+    else:
+        image = ImageSpec("features", dim=img_dim)
+    text = TextSpec("bow", len(vocab), list(vocab)) if vocab else TextSpec("vectors", txt_dim)
+    return InputSpec(image, text, n_labels)
+
+
+def build_method(name, bits, img_dim, txt_dim, params=None, backbone=None, map_channels=0, n_labels=0):
+    """A registered method on a spec made from plain dimensions (the unit tests' shorthand)."""
+    from cmhash.model import build_method as build
+
+    return build(name, bits, make_spec(img_dim, txt_dim, n_labels, map_channels, backbone), params)

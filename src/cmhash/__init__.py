@@ -1,20 +1,27 @@
 """cmhash: deep cross-modal hashing for image-text retrieval.
 
     import cmhash
-    loaded = cmhash.load_dataset("wiki", "path/to/wiki")
-    cfg = cmhash.build_config("djsrh", "wiki", bits=64)
-    metrics = cmhash.run_experiment(cfg, "runs/djsrh-wiki/bits-64")
+    cfg = cmhash.build_config("djsrh", "wiki", bits=64, base={"data": {"root": "path/to/wiki"}})
+    metrics = cmhash.run_experiment(cfg, "runs/djsrh-wiki/bits-64")   # train, select, evaluate
+    model = cmhash.load_model("runs/djsrh-wiki/bits-64")             # self-contained checkpoint
+    codes = cmhash.sign_codes(model.encode_text(text_vectors))        # (B, K) int8 {-1, +1}
 """
+from .codes import sign, sign_codes
 from .config import RunConfig, build_config
 from .data import PairedData, Split, load_dataset, make_split, make_synthetic
+from .data.inputs import Inputs, input_spec, prepare_inputs
 from .eval import evaluate_retrieval, map_at_k, mean_average_precision, pack_codes, unpack_codes
-from .methods import build_method
-from .registry import BACKBONES, DATASETS, METHODS, register_backbone, register_dataset, register_method
-from .train.trainer import prepare_inputs, run_experiment, train_run
+from .model import HashModel, build_method, create_model, load_model
+from .registry import (BACKBONES, DATASETS, INDEX_BACKENDS, METHODS, register_backbone, register_dataset,
+                       register_index_backend, register_method)
+from .spec import ImageSpec, InputSpec, TextSpec
+from .train import run_experiment, train_run
 from .utils import CmhashError
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "build_config", "PairedData", "Split", "load_dataset", "make_split", "make_synthetic",
-           "evaluate_retrieval", "map_at_k", "mean_average_precision", "pack_codes", "unpack_codes",
-           "build_method", "BACKBONES", "DATASETS", "METHODS", "register_backbone", "register_dataset",
-           "register_method", "prepare_inputs", "run_experiment", "train_run", "CmhashError"]
+__all__ = ["sign", "sign_codes", "RunConfig", "build_config", "PairedData", "Split", "load_dataset", "make_split",
+           "make_synthetic", "Inputs", "input_spec", "prepare_inputs", "evaluate_retrieval", "map_at_k",
+           "mean_average_precision", "pack_codes", "unpack_codes", "HashModel", "build_method", "create_model",
+           "load_model", "BACKBONES", "DATASETS", "INDEX_BACKENDS", "METHODS", "register_backbone",
+           "register_dataset", "register_index_backend", "register_method", "ImageSpec", "InputSpec", "TextSpec",
+           "run_experiment", "train_run", "CmhashError"]

@@ -1,17 +1,24 @@
 """Typed run configuration: dataclasses, per method x dataset presets (YAML), overrides.
 
 Precedence: dataclass defaults < ``presets/<method>.yaml`` ``default:`` < its ``<dataset>:``
-section < command-line ``--set section.key=value`` overrides.
+section < command-line ``--set section.key=value`` overrides (``overrides``: typed, one parser).
+
+Code lengths are checked here, once, before anything trains: a positive multiple of 8, because
+codes are stored packed 8 bits a byte (faiss's layout) by ``encode`` and every index. Paths
+(data root, split file, backbone weights, feature cache) are stored absolute, so a saved run
+evaluates and encodes from any working directory.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .overrides import make_dataclass, nest, parse_pairs
 from .utils import CmhashError
 
 
@@ -23,7 +30,7 @@ class DataConfig:
     split_seed: int = 0
     n_query: int | None = None
     n_train: int | None = None
-    split_file: str | None = None  # reload a saved split instead of drawing one
+    split_file: str | None = None  # a saved split (split.json: query/train/database indices) instead of drawing one
     options: dict = field(default_factory=dict)  # passed to the dataset loader
 
 
@@ -67,19 +74,23 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         d = dict(d)
-        return cls(method=d.get("method", "djsrh"), bits=int(d.get("bits", 64)),
-                   data=_make(DataConfig, d.get("data", {}), "data"),
-                   backbone=_make(BackboneConfig, d.get("backbone", {}), "backbone"),
-                   train=_make(TrainConfig, d.get("train", {}), "train"),
+        return cls(method=d.get("method", "djsrh"), bits=check_code_length(d.get("bits", 64)),
+                   data=make_dataclass(DataConfig, d.get("data", {}), "data"),
+                   backbone=make_dataclass(BackboneConfig, d.get("backbone", {}), "backbone"),
+                   train=make_dataclass(TrainConfig, d.get("train", {}), "train"),
                    method_params=dict(d.get("method_params", {})))
 
 
-def _make(cls, d: dict, section: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise CmhashError(f"unknown {section} setting(s) {unknown}; known: {sorted(names)}")
-    return cls(**d)
+def check_code_length(bits) -> int:
+    """A code length every stage takes (training, packing, indexes): a positive multiple of 8."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 8 or bits % 8:
+        raise CmhashError(f"code length {bits!r}: give a positive multiple of 8 (16, 32, 64, 128 ...); codes are "
+                          "stored packed, 8 bits a byte")
+    return bits
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else path
 
 
 def load_preset(method: str, dataset: str) -> dict:
@@ -106,16 +117,7 @@ def _deep_update(dst: dict, src: dict) -> dict:
 
 def parse_overrides(items: list[str]) -> dict:
     """['train.epochs=5', 'method.beta=0.6'] -> nested dict (values parsed as YAML scalars)."""
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise CmhashError(f"override {item!r} is not of the form section.key=value")
-        key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        if len(parts) != 2 or parts[0] not in ("data", "backbone", "train", "method"):
-            raise CmhashError(f"override key {key!r} must be data.X, backbone.X, train.X or method.X")
-        out.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value)
-    return out
+    return nest(parse_pairs(items, "override"))
 
 
 def build_config(method: str, dataset: str, bits: int, overrides: dict | None = None,
@@ -127,4 +129,11 @@ def build_config(method: str, dataset: str, bits: int, overrides: dict | None = 
     _deep_update(merged, base or {})
     _deep_update(merged, overrides or {})
     method_params = merged.pop("method", {})
-    return RunConfig.from_dict({"method": method, "bits": bits, **merged, "method_params": method_params})
+    cfg = RunConfig.from_dict({"method": method, "bits": bits, **merged, "method_params": method_params})
+    from .registry import METHODS
+
+    METHODS.get(method).make_config(cfg.method_params)  # unknown or mistyped method settings fail here
+    d, b = cfg.data, cfg.backbone
+    d.root, d.split_file, b.weights, b.cache_dir = (_absolute(p) for p in (d.root, d.split_file, b.weights,
+                                                                              b.cache_dir))
+    return cfg

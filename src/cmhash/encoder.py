@@ -1,11 +1,9 @@
 """A trained model as an encoder of collections and queries: image files, pixels, features, free text.
 
-``Encoder.load(run_or_checkpoint, bits=64)`` rebuilds the model from its checkpoint (the
-best-validation weights) and everything around it that turns raw inputs into the model's inputs:
-the frozen backbone for pixel datasets (pooled features or conv maps, as the model was trained),
-the vocabulary for texts (bag-of-words; given by the dataset, stored in every index). Codes use
-the library's sign convention (value >= 0 -> bit 1) and are returned packed (faiss layout) by the
-``*_packed`` helpers.
+``Encoder.load(run_or_checkpoint, bits=64)`` wraps ``model.load_model`` (the best-validation
+weights, the frozen backbone for pixel datasets, the vocabulary, all from the checkpoint) with what
+queries and collections need: input checks with clear errors, image files, and codes packed in
+faiss's layout (sign convention: ``cmhash.codes.sign``).
 
 ``encode_collection`` streams a dataset through the model in batches into ``.npy`` memmaps, so
 memory stays bounded whatever the collection size; it reuses the backbone feature cache written
@@ -13,7 +11,6 @@ by training when one matches the data, and computes features batch by batch othe
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,133 +21,60 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .codes import sign_codes
 from .data.formats import read_image
-from .data.text import BowVectorizer, tokenize
+from .data.text import tokenize
 from .eval.hamming import pack_codes
-from .train.trainer import sign_codes
-from .utils import CmhashError, resolve_device, write_json_atomic
+from .model import HashModel, load_model
+from .utils import CmhashError, write_json_atomic
 
-CODES_FORMAT = "cmhash-codes-v1"
-
-
-def resolve_checkpoint(path, bits: int | None = None) -> Path:
-    """A checkpoint file from a file, a ``bits-K`` folder or a run folder (``bits`` picks the length)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if (p / "last.pt").is_file():
-        return p / "last.pt"
-    if p.is_dir():
-        found = sorted(p.glob("bits-*/last.pt"), key=lambda x: int(x.parent.name.split("-")[1]))
-        if bits is not None:
-            c = p / f"bits-{bits}" / "last.pt"
-            if c.is_file():
-                return c
-            raise CmhashError(f"{p}: no {bits}-bit model (found: {[x.parent.name for x in found] or 'none'})")
-        if len(found) == 1:
-            return found[0]
-        if found:
-            return found[-1]  # the longest code by default
-    raise CmhashError(f"{p}: not a checkpoint, a bits-K folder or a run folder with bits-K/last.pt")
-
-
-def model_fingerprint(model: torch.nn.Module, method: str, bits: int) -> str:
-    """sha256 of the method, code length and every weight (names and bytes), first 16 hex digits."""
-    h = hashlib.sha256(f"{method}:{bits}".encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+CODES_FORMAT = "cmhash-codes-v2"
 
 
 class Encoder:
-    def __init__(self, model, cfg, ckpt_path: Path, ckpt: dict, device="cpu", vocab: list[str] | None = None):
-        self.model, self.cfg, self.checkpoint = model.eval().to(device), cfg, ckpt_path
-        self.device = device
-        self.method, self.bits = cfg.method, cfg.bits
-        self.fingerprint = model_fingerprint(model, cfg.method, cfg.bits)
-        self.vocab = list(vocab) if vocab else None
-        self._bow = BowVectorizer.from_state({"vocab": self.vocab, "binary": True}) if self.vocab else None
-        self._backbone = None
-        self.image_mode = self._image_mode(ckpt)
+    def __init__(self, model: HashModel):
+        self.model, self.cfg, self.spec = model, model.cfg, model.spec
+        self.device, self.method, self.bits = model.device, model.method, model.bits
+        self.fingerprint, self.checkpoint = model.fingerprint, model.checkpoint
+        self.vocab = model.spec.text.vocab if model.bow is not None else None
+        self.image_mode = model.spec.image.mode
 
     @classmethod
-    def load(cls, path, bits: int | None = None, device: str = "auto", vocab: list[str] | None = None) -> "Encoder":
-        from .train.trainer import load_checkpoint, model_from_checkpoint
-
-        p = resolve_checkpoint(path, bits)
-        ckpt = load_checkpoint(p)
-        model, cfg = model_from_checkpoint(ckpt)
-        return cls(model, cfg, p.resolve(), ckpt, resolve_device(device), vocab or ckpt.get("vocab"))
-
-    def _image_mode(self, ckpt) -> str:
-        if self.cfg.backbone.finetune:
-            return "pixels"  # the backbone is inside the model
-        if getattr(self.model, "map_channels", 0):
-            return "maps"
-        if ckpt.get("image_kind"):  # recorded by the trainer: no backbone built just to find out
-            return "pooled" if ckpt["image_kind"] == "pixels" else "features"
-        try:  # checkpoints from before image_kind was recorded
-            out_dim = self.backbone.out_dim
-        except Exception:  # noqa: BLE001 - no usable backbone: the model reads given features
-            return "features"
-        return "pooled" if out_dim == ckpt["img_dim"] else "features"
-
-    @property
-    def backbone(self):
-        if self._backbone is None:
-            from .models import build_backbone
-
-            bc = self.cfg.backbone
-            self._backbone = build_backbone(bc.name, bc.weights, bc.image_size).eval().to(self.device)
-        return self._backbone
+    def load(cls, path, bits: int | None = None, device: str = "auto") -> "Encoder":
+        return cls(load_model(path, bits, device))
 
     @property
     def accepts_pixels(self) -> bool:
-        return self.image_mode != "features"
+        return self.spec.image.reads_pixels
 
     @property
     def image_size(self) -> int:
-        return self.backbone.input_size if self.accepts_pixels else 0
+        return (self.spec.image.image_size or 224) if self.accepts_pixels else 0
 
     def info(self) -> dict:
-        return {"fingerprint": self.fingerprint, "checkpoint": str(self.checkpoint), "method": self.method,
-                "bits": self.bits, "dataset": self.cfg.data.dataset, "image_input": self.image_mode,
-                "backbone": self.cfg.backbone.name if self.accepts_pixels else None}
+        return self.model.info()
 
     # --- images --------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def image_input_from_pixels(self, x: np.ndarray) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> what the model's image net reads."""
-        t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
-        if self.image_mode == "pixels":
-            return t
-        if self.image_mode == "features":
-            raise CmhashError(f"this {self.method} model reads {self.model.img_dim}-d image features, not pixels; "
-                              "give image features instead")
-        fmap = self.backbone.feature_map(self.backbone.preprocess(t))
-        return fmap.float() if self.image_mode == "maps" else self.backbone.pool(fmap).float()
-
     @torch.inference_mode()
     def encode_image_input(self, x) -> np.ndarray:
         """Model image inputs (features, maps or pixels as a tensor/array) -> int8 {-1,+1} (B, K)."""
         if not torch.is_tensor(x):
             x = np.asarray(x)
             if self.image_mode == "features":
-                x = _check_features(x, self.model.img_dim, "image features")
+                x = _check_features(x, self.spec.image.dim, "image features")
             x = torch.from_numpy(x)
-        return sign_codes(self.model.encode_image(x.to(self.device)))
+        return sign_codes(self.model.encode_image(x))
 
     def encode_pixels(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] != 3:
             raise CmhashError(f"pixels must be uint8 (B, 3, H, W), got {x.dtype} {x.shape}")
-        return self.encode_image_input(self.image_input_from_pixels(x))
+        return self.encode_image_input(self.model.image_inputs(x))
 
     def encode_image_files(self, sources) -> np.ndarray:
         """Image files (paths or bytes) -> int8 (B, K)."""
         if not self.accepts_pixels:
-            raise CmhashError(f"this {self.method} model was trained on {self.model.img_dim}-d image features "
+            raise CmhashError(f"this {self.method} model was trained on {self.spec.image.dim}-d image features "
                               f"({self.cfg.data.dataset}), not on pixels: it cannot encode an image file")
         return self.encode_pixels(np.stack([read_image(s, self.image_size) for s in sources]))
 
@@ -159,12 +83,7 @@ class Encoder:
         """Free texts -> binary bag-of-words over the model's vocabulary (B, vocab). ``strict``: a text
         with no known word is an error (a query); otherwise it gets an all-zero vector (a collection
         item, as the dataset's own vectoriser gives it)."""
-        if not self.vocab:
-            raise CmhashError(f"this {self.method} model reads {self.model.txt_dim}-d text vectors and no vocabulary "
-                              "is known for them (the dataset gives vectors, not words): give text vectors instead")
-        if len(self.vocab) != self.model.txt_dim:
-            raise CmhashError(f"vocabulary has {len(self.vocab)} words, the model reads {self.model.txt_dim}-d texts")
-        out = self._bow.transform(["" if not isinstance(t, str) else t for t in texts])  # (B, vocab)
+        out = self.model.text_inputs(texts)  # (B, vocab)
         if strict:
             for t, row in zip(texts, out):
                 if not isinstance(t, str) or not t.strip():
@@ -175,12 +94,13 @@ class Encoder:
         return out
 
     def known_words(self, text: str) -> list[str]:
-        return [w for w in tokenize(text) if self._bow and w in self._bow._index]
+        bow = self.model.bow
+        return [w for w in tokenize(text) if bow is not None and w in bow._index]
 
     @torch.inference_mode()
     def encode_text_vectors(self, t) -> np.ndarray:
-        t = _check_features(np.asarray(t), self.model.txt_dim, "text vectors")
-        return sign_codes(self.model.encode_text(torch.from_numpy(t).to(self.device)))
+        t = _check_features(np.asarray(t), self.spec.text.dim, "text vectors")
+        return sign_codes(self.model.encode_text(t))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self.encode_text_vectors(self.text_vectors(list(texts)))
@@ -237,7 +157,7 @@ class Encoder:
         own_vocab = bool(self.vocab) and data.captions is not None and list(data.vocab or []) != self.vocab
         pixels = None
         if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
-            from .train.features import image_batches
+            from .data.features import image_batches
 
             pixels = image_batches(data, rows, batch_size, self.cfg.backbone.workers)
         bar = tqdm(total=n, desc="encode", unit="item", disable=not progress,
@@ -281,7 +201,7 @@ class Encoder:
         del img_mm, txt_mm
         write_json_atomic(out / "codes.json.pending", {
             "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
-            "vocab": self.vocab or (data.vocab if data.vocab and len(data.vocab) == self.model.txt_dim else None),
+            "spec": self.spec.to_dict(), "vocab": self.vocab,
             "label_names": names, "dataset": data.name})
         return n
 
@@ -289,9 +209,9 @@ class Encoder:
         """The training feature cache for ``data`` when it matches this model's input, else None."""
         if self.image_mode not in ("pooled", "maps"):
             return None
-        from .train.features import feature_cache_paths
+        from .data.features import feature_cache_paths
 
-        feat_p, map_p = feature_cache_paths(self.backbone, self.cfg.backbone.name, data,
+        feat_p, map_p = feature_cache_paths(self.model.backbone, self.spec.image.backbone, data,
                                             cache_dir or self.cfg.backbone.cache_dir)
         p = map_p if self.image_mode == "maps" else feat_p
         if not p.exists():

@@ -1,10 +1,16 @@
-"""Registries (timm style): a new method, dataset or backbone is one file plus a decorator.
+"""Registries (timm style): a method, dataset, backbone or index backend is one file plus a decorator.
 
     @register_method("djsrh")
     class DJSRH(HashMethod): ...
+
+Each registry names the package its entries live in; the first lookup imports every module of
+that package (``pkgutil``), so a new file in ``cmhash/methods/`` registers itself with no other
+line changed. This module imports no entry package itself: it has no import cycle with them.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Callable, Generic, TypeVar
 
 from .utils import CmhashError
@@ -13,55 +19,59 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, package: str):
+        self.kind, self.package = kind, package
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
+        self._discovered = False
 
     def register(self, name: str, help: str = "") -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            if name in self._items:
+            if name in self._items and self._items[name] is not obj:
                 raise CmhashError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
-            doc = help or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
-            self._help[name] = doc
+            self._help[name] = help or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
             return obj
 
         return deco
 
+    def discover(self) -> None:
+        """Import every module of the registry's package (once), so their decorators run."""
+        if self._discovered:
+            return
+        self._discovered = True
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__, f"{self.package}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(info.name)
+
     def get(self, name: str) -> T:
-        _load_builtins()
+        self.discover()
         if name not in self._items:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise CmhashError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise CmhashError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}")
         return self._items[name]
 
     def names(self) -> list[str]:
-        _load_builtins()
+        self.discover()
         return sorted(self._items)
 
     def describe(self) -> dict[str, str]:
-        _load_builtins()
-        return {n: self._help[n] for n in sorted(self._items)}
+        return {n: self._help[n] for n in self.names()}
+
+    def __contains__(self, name: str) -> bool:
+        self.discover()
+        return name in self._items
 
 
-METHODS: Registry = Registry("method")
-DATASETS: Registry = Registry("dataset")
-BACKBONES: Registry = Registry("backbone")
+METHODS: Registry = Registry("method", "cmhash.methods")
+DATASETS: Registry = Registry("dataset", "cmhash.data")
+BACKBONES: Registry = Registry("backbone", "cmhash.models")
+INDEX_BACKENDS: Registry = Registry("index backend", "cmhash.index")
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+register_index_backend = INDEX_BACKENDS.register
 
-_loaded = False
-
-
-def _load_builtins() -> None:
-    """Import the modules whose decorators fill the registries (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from . import methods  # noqa: F401
-    from .data import formats  # noqa: F401
-    from .models import backbones  # noqa: F401
+#: every registry by the name ``cmhash list`` shows it under
+ALL = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES, "index backends": INDEX_BACKENDS}

@@ -1,7 +1,6 @@
 """Binary codes and Hamming distances.
 
-Sign convention (used everywhere in cmhash): a real code value v gives the bit +1 when v >= 0 and
--1 otherwise (so an exact 0 maps to +1, where torch.sign would give 0). Packed codes follow
+Sign convention: ``cmhash.codes.sign`` (v >= 0 -> +1). Packed codes follow
 faiss's layout: n x K/8 uint8, bit j of the code in byte j // 8 at bit position j % 8 (least
 significant first), bit value 1 for +1.
 """
@@ -9,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..codes import sign
 from ..utils import CmhashError
 
 
@@ -21,7 +21,7 @@ def binarize(codes) -> np.ndarray:
         raise CmhashError("codes contain NaN or inf")
     if a.dtype == bool:
         return np.where(a, 1, -1).astype(np.int8)
-    return np.where(a >= 0, 1, -1).astype(np.int8)
+    return sign(a)
 
 
 def pack_codes(codes) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Indexes over packed binary codes: exact exhaustive (own kernel or faiss), multi-index hashing,
 Milvus; see ``base.HammingIndex`` for the interface and ``store.IndexStore`` for collections."""
-from .base import BACKENDS, HammingIndex, HashIndexError, as_packed, load_index, make_index
+from .base import HammingIndex, HashIndexError, as_packed, load_index, make_index
 from .flat import FaissFlatIndex, FlatIndex
 from .kernels import kernel_name
 from .mih import MultiIndexHashing
 from .milvus import MilvusIndex
 
-__all__ = ["BACKENDS", "HammingIndex", "HashIndexError", "as_packed", "load_index", "make_index", "FlatIndex",
+__all__ = ["HammingIndex", "HashIndexError", "as_packed", "load_index", "make_index", "FlatIndex",
            "FaissFlatIndex", "MultiIndexHashing", "MilvusIndex", "kernel_name"]

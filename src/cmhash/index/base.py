@@ -21,21 +21,21 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..registry import INDEX_BACKENDS, register_index_backend
 from ..utils import CmhashError, atomic_path
 
 MAGIC = b"CMHIDX01"
-BACKENDS: dict[str, type["HammingIndex"]] = {}
 
 
 class HashIndexError(CmhashError):
     """Bad codes, ids or index files."""
 
 
-def register_backend(name: str):
+def register_backend(name: str, help: str = ""):
+    """``@register_backend("flat")``: the class joins the index-backend registry under ``name``."""
     def deco(cls):
         cls.backend = name
-        BACKENDS[name] = cls
-        return cls
+        return register_index_backend(name, help)(cls)
     return deco
 
 
@@ -224,9 +224,10 @@ def load_index(path, bits: int | None = None, **options) -> HammingIndex:
                           " (truncated or appended to)")
     if bits is not None and header["bits"] != bits:
         raise HashIndexError(f"{path}: holds {header['bits']}-bit codes, {bits}-bit codes expected")
-    cls = BACKENDS.get(header.get("backend"))
-    if cls is None:
-        raise HashIndexError(f"{path}: unknown backend {header.get('backend')!r}; known: {sorted(BACKENDS)}")
+    if header.get("backend") not in INDEX_BACKENDS:
+        raise HashIndexError(f"{path}: unknown backend {header.get('backend')!r}; "
+                             f"known: {', '.join(INDEX_BACKENDS.names())}")
+    cls = INDEX_BACKENDS.get(header["backend"])
     with open(path, "rb") as f:
         f.seek(start)
         payload = f.read()
@@ -237,6 +238,6 @@ def load_index(path, bits: int | None = None, **options) -> HammingIndex:
 
 def make_index(backend: str, bits: int, **params) -> HammingIndex:
     """A new, empty index: ``flat`` (cmhash's kernel), ``faiss``, ``mih`` or ``milvus``."""
-    if backend not in BACKENDS:
-        raise HashIndexError(f"unknown index backend {backend!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[backend](bits, **params)
+    if backend not in INDEX_BACKENDS:
+        raise HashIndexError(f"unknown index backend {backend!r}; known: {', '.join(INDEX_BACKENDS.names())}")
+    return INDEX_BACKENDS.get(backend)(bits, **params)

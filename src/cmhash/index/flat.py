@@ -107,7 +107,7 @@ class _CodeStore(HammingIndex):
         return idx
 
 
-@register_backend("flat")
+@register_backend("flat", help="exact exhaustive scan, cmhash's compiled kernel (default)")
 class FlatIndex(_CodeStore):
     """Exhaustive exact search with cmhash's compiled kernel (numpy when it is not built).
 
@@ -128,7 +128,7 @@ class FlatIndex(_CodeStore):
         return d, self._map(rows)
 
 
-@register_backend("faiss")
+@register_backend("faiss", help="exact, faiss IndexBinaryFlat")
 class FaissFlatIndex(_CodeStore):
     """faiss's ``IndexBinaryFlat`` behind the same interface.
 

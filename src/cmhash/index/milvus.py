@@ -38,7 +38,7 @@ def _client(uri: str, token: str | None):
             raise HashIndexError(f"cannot open Milvus at {uri!r}: {e}") from None
 
 
-@register_backend("milvus")
+@register_backend("milvus", help="Milvus (embedded milvus-lite file, or uri=http://host:19530)")
 class MilvusIndex(HammingIndex):
     def __init__(self, bits: int, uri: str = "cmhash-milvus.db", collection: str = "cmhash_codes",
                  token: str | None = None, index_type: str = "BIN_FLAT", overwrite: bool = False,

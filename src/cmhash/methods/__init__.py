@@ -1,14 +1,5 @@
-"""Hashing methods; each registers itself with ``@register_method``."""
-from . import dcmh, djsrh, dsah, dsprh, sdeh, ssah, udsph  # noqa: F401  (registration)
+"""Hashing methods: each module here registers one with ``@register_method`` and is found by the
+registry on first use (no import list to keep up to date)."""
 from .base import HashMethod
 
-__all__ = ["HashMethod", "build_method"]
-
-
-def build_method(name: str, bits: int, img_dim: int, txt_dim: int, params: dict | None = None, backbone=None,
-                 map_channels: int = 0, n_labels: int = 0):
-    from ..registry import METHODS
-
-    cls = METHODS.get(name)
-    return cls(cls.make_config(params or {}), bits, img_dim, txt_dim, backbone=backbone, map_channels=map_channels,
-               n_labels=n_labels)
+__all__ = ["HashMethod"]

@@ -1,6 +1,8 @@
 """What every hashing method provides to the one trainer.
 
-A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``. The trainer feeds it
+A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``, built from the config,
+the code length and the ``InputSpec`` (``model.create_model``); a new method is one file in this
+package with ``@register_method``. The trainer feeds it
 batches ``{"image": (B, ...) image-net input (pooled features (B, D), conv maps (B, C, h, w)
 when the method ``uses_feature_map``, or uint8 pixels when fine-tuning), "feat": (B, D) frozen image features F_I,
 "text": (B, d), "label": (B, C) multi-hot labels, "index": (B,) item indices, "row": (B,) positions in
@@ -17,15 +19,20 @@ Hooks for methods that train in alternation or keep per-item state (DCMH, SSAH, 
   training set, if it has one) gets its N rows.
 - ``training_state()`` / ``load_training_state()``: what a checkpoint must hold beyond the
   weights for a killed run to resume exactly (the memory); not needed to encode.
-- ``lr_factor(epoch, epochs)``: a multiplier of every parameter group's initial learning rate.
+- ``lr_factor(epoch, epochs)``: a multiplier of every parameter group's initial learning rate;
+  by default exponential decay to ``Config.lr_decay_to`` when the config has that field, else 1.
+
+What a method supports is declared on its class: ``supervised`` (reads labels), ``distributed``
+(data-parallel training computes the single-process loss), ``memory`` (keeps per-item training
+memories, which data-parallel training does not synchronise).
 """
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn as nn
 
+from ..overrides import make_dataclass
+from ..spec import InputSpec
 from ..utils import CmhashError
 
 
@@ -34,32 +41,40 @@ class HashMethod(nn.Module):
     Config: type = None  # a dataclass
     supervised: bool = False  # reads batch["label"]
     phases: tuple = (None,)
+    #: keeps per-item training memories (``self.memory``)
+    memory_per_item: bool = False
+    #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel
+    #: training computes the single-process loss of the global batch (see ``train.distributed``).
+    distributed: bool = False
 
-    def __init__(self, cfg, bits: int, img_dim: int, txt_dim: int, backbone=None, map_channels: int = 0,
-                 n_labels: int = 0):
+    def __init__(self, cfg, bits: int, spec: InputSpec):
         super().__init__()
         if bits < 1:
             raise CmhashError(f"code length must be positive, got {bits}")
-        if self.supervised and n_labels < 1:
+        if self.supervised and spec.n_labels < 1:
             raise CmhashError(f"{self.name} is supervised and needs labelled training data")
-        self.cfg, self.bits, self.img_dim, self.txt_dim = cfg, bits, img_dim, txt_dim
-        self.map_channels = map_channels  # > 0: the image net takes cached conv maps (B, C, h, w)
-        self.n_labels = n_labels
-        self.register_buffer("train_labels", torch.empty(0, n_labels), persistent=False)
+        self.cfg, self.bits, self.spec = cfg, bits, spec
+        self.img_dim = spec.image.net_dim  # width of the image vector input (0: maps or pixels)
+        self.map_channels = spec.image.map_channels if spec.image.mode == "maps" else 0  # > 0: (B, C, h, w) maps
+        self.txt_dim, self.n_labels = spec.text.dim, spec.n_labels
+        self.register_buffer("train_labels", torch.empty(0, self.n_labels), persistent=False)
+
+    def image_backbone(self):
+        """The backbone the image net trains through (mode ``pixels``), else None."""
+        if self.spec.image.mode != "pixels":
+            return None
+        return self.spec.image.build_backbone()
 
     @classmethod
-    def uses_feature_map(cls, params: dict) -> bool:
+    def uses_feature_map(cls, config) -> bool:
         """Whether the image net wants the backbone's conv map (cached when the backbone is frozen)
-        rather than its pooled features."""
-        return False
+        rather than its pooled features: by default, a config field ``regions`` says so."""
+        return bool(getattr(config, "regions", False))
 
     @classmethod
     def make_config(cls, params: dict):
-        names = {f.name for f in dataclasses.fields(cls.Config)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise CmhashError(f"unknown {cls.name} parameter(s) {unknown}; known: {sorted(names)}")
-        return cls.Config(**params)
+        """The method's ``Config`` from ``params``: unknown keys and mistyped values are errors."""
+        return make_dataclass(cls.Config, params, "method", f"{cls.name} parameter")
 
     def set_epoch(self, epoch: int) -> None:
         for m in self.modules():
@@ -83,15 +98,12 @@ class HashMethod(nn.Module):
             memory.load_state(state)
 
     def lr_factor(self, epoch: int, epochs: int) -> float:
-        return 1.0
-
-    #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel
-    #: training computes the single-process loss of the global batch (see ``train.distributed``).
-    distributed = False
+        decay_to = getattr(self.cfg, "lr_decay_to", None)
+        return 1.0 if decay_to is None else decay_to ** (epoch / max(1, epochs - 1))
 
     def gather(self, *tensors):
         """All ranks' rows of per-item tensors, in rank order, with gradients (identity in one process)."""
-        from ..train.distributed import gather
+        from ..distributed import gather
 
         return gather(*tensors)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..codes import sign
 from ..losses import dcmh_loss, label_similarity
 from ..models import ImageEncoder, Memory, MLPHash
 from ..models.supervised_nets import input_norm
@@ -45,13 +46,15 @@ class DCMH(HashMethod):
     name = "dcmh"
     Config = DCMHConfig
     supervised = True
+    memory_per_item = True
     phases = ("image", "text")
 
-    def __init__(self, cfg: DCMHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
-        enc = ImageEncoder(img_dim, map_channels, backbone, hidden=0, norm=cfg.input_norm)
+    def __init__(self, cfg: DCMHConfig, bits, spec):
+        super().__init__(cfg, bits, spec)
+        backbone = self.image_backbone()
+        enc = ImageEncoder(self.img_dim, self.map_channels, backbone, hidden=0, norm=cfg.input_norm)
         self.img_net = MLPHash(enc.out_dim, bits, 0 if backbone is not None else cfg.img_hidden, enc)
-        self.txt_net = MLPHash(txt_dim, bits, cfg.txt_hidden, input_norm(txt_dim, cfg.input_norm))
+        self.txt_net = MLPHash(self.txt_dim, bits, cfg.txt_hidden, input_norm(self.txt_dim, cfg.input_norm))
         self.memory = Memory(F=bits, G=bits)
         self.register_buffer("B", torch.empty(0, bits), persistent=False)
 
@@ -61,7 +64,7 @@ class DCMH(HashMethod):
 
     def _update_codes(self) -> None:
         total = self.cfg.gamma * (self.memory.F + self.memory.G)
-        self.B = torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+        self.B = sign(total)
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)

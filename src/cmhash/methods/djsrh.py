@@ -44,12 +44,12 @@ class DJSRH(HashMethod):
     name = "djsrh"
     Config = DJSRHConfig
 
-    def __init__(self, cfg: DJSRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, n_labels=n_labels)
-        self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)
-        self.txt_net = TxtNet(txt_dim, bits, cfg.txt_hidden)
-
     distributed = True
+
+    def __init__(self, cfg: DJSRHConfig, bits, spec):
+        super().__init__(cfg, bits, spec)
+        self.img_net = ImgNet(self.img_dim, bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
+        self.txt_net = TxtNet(self.txt_dim, bits, cfg.txt_hidden)
 
     def similarity(self, batch: dict) -> torch.Tensor:
         c = self.cfg

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..codes import sign
 from ..losses import dsah_loss, dsah_similarity
 from ..models import ImgNet, TxtNet
 from ..models.nets import sign_ste
@@ -51,22 +52,21 @@ class DSAH(HashMethod):
     name = "dsah"
     Config = DSAHConfig
 
-    def __init__(self, cfg: DSAHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, n_labels=n_labels)
+    distributed = True
+
+    def __init__(self, cfg: DSAHConfig, bits, spec):
+        super().__init__(cfg, bits, spec)
         if cfg.recon_grad not in ("none", "ste"):
             raise CmhashError(f"dsah recon_grad must be 'none' or 'ste', got {cfg.recon_grad!r}")
-        self.img_net = ImgNet(img_dim, bits, cfg.img_hidden, cfg.img_dropout, backbone)
-        self.txt_net = TxtNet(txt_dim, bits, cfg.txt_hidden)
-        feat_dim = backbone.out_dim if backbone is not None else img_dim
-        self.dec_img = nn.Linear(bits, txt_dim)  # image code -> text vector
-        self.dec_txt = nn.Linear(bits, feat_dim)  # text code -> image feature F_I
+        self.img_net = ImgNet(self.img_dim, bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
+        self.txt_net = TxtNet(self.txt_dim, bits, cfg.txt_hidden)
+        self.dec_img = nn.Linear(bits, self.txt_dim)  # image code -> text vector
+        self.dec_txt = nn.Linear(bits, spec.image.dim)  # text code -> image feature F_I
 
     def _binary(self, code: torch.Tensor) -> torch.Tensor:
         if self.cfg.recon_grad == "ste":
             return sign_ste(code)
-        return torch.where(code >= 0, 1.0, -1.0).to(code.dtype).detach()
-
-    distributed = True
+        return sign(code).detach()
 
     def loss(self, batch):
         c = self.cfg

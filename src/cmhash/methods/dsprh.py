@@ -86,12 +86,12 @@ class DSPRH(HashMethod):
     Config = DSPRHConfig
 
     @classmethod
-    def uses_feature_map(cls, params: dict) -> bool:
-        c = cls.make_config(params)
-        return c.w1 > 0 or c.w2 > 0
+    def uses_feature_map(cls, config: DSPRHConfig) -> bool:
+        return config.w1 > 0 or config.w2 > 0
 
-    def __init__(self, cfg: DSPRHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
+    def __init__(self, cfg: DSPRHConfig, bits, spec):
+        super().__init__(cfg, bits, spec)
+        img_dim, txt_dim, map_channels, backbone = self.img_dim, self.txt_dim, self.map_channels, self.image_backbone()
         if cfg.w1 < 0 or cfg.w2 < 0 or cfg.w3 < 0 or cfg.w1 + cfg.w2 + cfg.w3 <= 0:
             raise CmhashError(f"dsprh fusion weights must be >= 0 and not all 0, got {cfg.w1}/{cfg.w2}/{cfg.w3}")
         if cfg.negatives not in ("hard", "random", "least"):
@@ -103,7 +103,7 @@ class DSPRH(HashMethod):
                                             backbone)
         self.txt_feat = nn.Sequential(nn.Linear(txt_dim, cfg.txt_hidden), nn.ReLU(inplace=True))
         # the frozen image features the text branch rebuilds: the backbone's pooled features
-        target_img = backbone.out_dim if backbone is not None else (img_dim or map_channels)
+        target_img = spec.image.dim
         tb = dict(enc_dim=cfg.enc_dim, cont_dim=cfg.cont_dim, dec_dim=cfg.dec_dim, graph=cfg.graph,
                   power=cfg.adj_power)
         self.img_tb = TwinBottleneck(self.img_feat.out_dim, bits, txt_dim, **tb)  # image -> text space

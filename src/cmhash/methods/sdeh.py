@@ -95,13 +95,10 @@ class SDEH(HashMethod):
     Config = SDEHConfig
     supervised = True
 
-    @classmethod
-    def uses_feature_map(cls, params: dict) -> bool:
-        return bool(params.get("regions", True))
-
-    def __init__(self, cfg: SDEHConfig, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
-        self.img_in = ImageEncoder(img_dim, map_channels, backbone, hidden=0, norm=cfg.input_norm)
+    def __init__(self, cfg: SDEHConfig, bits, spec):
+        super().__init__(cfg, bits, spec)
+        img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
+        self.img_in = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=0, norm=cfg.input_norm)
         region_dim = self.img_in.region_dim
         self.img_bag = None if region_dim else BagTokens(img_dim, cfg.tok_dim, cfg.max_tokens)
         self.img = _Branch(self.img_in.out_dim, region_dim or cfg.tok_dim, cfg)
@@ -129,9 +126,6 @@ class SDEH(HashMethod):
 
     def encode_text(self, t):
         return torch.tanh(self.hash(self.text_branch(t)["s"]))
-
-    def lr_factor(self, epoch: int, epochs: int) -> float:
-        return self.cfg.lr_decay_to ** (epoch / max(1, epochs - 1))
 
     def loss(self, batch):
         c = self.cfg

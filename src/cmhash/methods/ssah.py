@@ -55,22 +55,21 @@ class SSAH(HashMethod):
     name = "ssah"
     Config = SSAHConfig
     supervised = True
+    memory_per_item = True
 
     @property
     def phases(self) -> tuple:
         return ("label",) * max(1, self.cfg.label_passes) + ("disc", "image", "text")
 
-    def __init__(self, cfg, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, map_channels=map_channels, n_labels=n_labels)
-        enc = ImageEncoder(img_dim, map_channels, backbone, hidden=cfg.hidden, norm=cfg.input_norm)
+    def __init__(self, cfg, bits, spec):
+        super().__init__(cfg, bits, spec)
+        img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
+        enc = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=cfg.hidden, norm=cfg.input_norm)
         self.img_net = SemanticHashNet(enc, enc.out_dim, bits, n_labels, cfg.feat_dim)
         self.txt_net = ssah_txt_net(txt_dim, bits, n_labels, cfg.hidden, cfg.feat_dim, cfg.input_norm)
         self.lab_net = lab_net(n_labels, bits, cfg.hidden, cfg.feat_dim)
         self.dis_img, self.dis_txt = Discriminator(cfg.feat_dim), Discriminator(cfg.feat_dim)
         self.memory = Memory(H=bits, FL=cfg.feat_dim)
-
-    def lr_factor(self, epoch: int, epochs: int) -> float:
-        return self.cfg.lr_decay_to ** (epoch / max(1, epochs - 1))
 
     def encode_image(self, x):
         return self.img_net(x)[0]

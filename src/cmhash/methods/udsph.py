@@ -87,15 +87,11 @@ class UDSPH(SSAH):
     name = "udsph"
     Config = UDSPHConfig
 
-    @classmethod
-    def uses_feature_map(cls, params: dict) -> bool:
-        return bool(params.get("regions", True))
-
-    def __init__(self, cfg, bits, img_dim, txt_dim, backbone=None, map_channels=0, n_labels=0):
-        super().__init__(cfg, bits, img_dim, txt_dim, backbone, map_channels, n_labels)
+    def __init__(self, cfg, bits, spec):
+        super().__init__(cfg, bits, spec)
         region_dim = self.img_net.encoder.region_dim
-        self.img_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, img_dim, region_dim, cfg.max_tokens)
-        self.txt_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, txt_dim, 0, cfg.max_tokens)
+        self.img_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, self.img_dim, region_dim, cfg.max_tokens)
+        self.txt_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, self.txt_dim, 0, cfg.max_tokens)
         self.att_scale = nn.Parameter(torch.tensor(10.0))
         self.att_bias = nn.Parameter(torch.tensor(-5.0))
 

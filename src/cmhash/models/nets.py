@@ -10,13 +10,13 @@ import math
 import torch
 import torch.nn as nn
 
+from ..codes import sign
 from .backbones import Backbone
 
 
 def sign_ste(x: torch.Tensor) -> torch.Tensor:
     """sign() forward (0 -> +1), identity gradient backward (straight-through estimator)."""
-    b = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
-    return x + (b - x).detach()
+    return x + (sign(x) - x).detach()
 
 
 class ScaledTanh(nn.Module):

@@ -1,5 +1,5 @@
-"""The one trainer for every method, and the frozen-feature cache."""
-from .features import cached_features
-from .trainer import TrainResult, prepare_inputs, train_run
+"""The trainer (the loop and its state) and the protocol run around it."""
+from .experiment import run_experiment
+from .trainer import TrainResult, Trainer, TrainState, train_run
 
-__all__ = ["cached_features", "TrainResult", "prepare_inputs", "train_run"]
+__all__ = ["run_experiment", "TrainResult", "Trainer", "TrainState", "train_run"]

@@ -7,10 +7,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .cli import main
-from .utils import CmhashError
-
-BACKEND_CHOICES = ("flat", "mih", "faiss", "milvus")
+from ..utils import CmhashError
+from .app import key_values, main, registry_choice
 
 
 @main.command()
@@ -28,8 +26,8 @@ BACKEND_CHOICES = ("flat", "mih", "faiss", "milvus")
 @click.option("--device", default="auto", show_default=True)
 def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, data_options, workers, device):
     """Encode a collection (images and texts) with a trained MODEL (run folder or checkpoint)."""
-    from .data import load_dataset
-    from .encoder import Encoder
+    from ..data import load_dataset
+    from ..encoder import Encoder
 
     enc = Encoder.load(model, bits, device)
     if workers is not None:
@@ -37,7 +35,7 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
     dc = enc.cfg.data
     name = dataset or dc.dataset
     opts = dict(dc.options) if name == dc.dataset and not data_root else {}
-    opts.update(_key_values(data_options))
+    opts.update(key_values(data_options, "--data-option"))
     data = load_dataset(name, data_root or (dc.root if name == dc.dataset else None), **opts).data
     if batch_size < 1:
         raise CmhashError("--batch-size must be positive")
@@ -52,10 +50,10 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
 
 def demo_index(out: Path, bits: int, data) -> Path:
     """The demo's last step: encode every item with the ``bits`` model and index the codes."""
-    from .encoder import Encoder
-    from .index.store import IndexStore
+    from ..encoder import Encoder
+    from ..index.store import IndexStore
 
-    enc = Encoder.load(out, bits, "auto", vocab=data.vocab)
+    enc = Encoder.load(out, bits, "auto")
     click.echo(f"\nencoding all {len(data)} items with the {bits}-bit model and indexing them ...")
     codes = enc.encode_collection(data, out / "codes", cache_dir=enc.cfg.backbone.cache_dir, progress=False)
     store = IndexStore.create(out / "index", bits, "flat", model=enc.info(), vocab=data.vocab,
@@ -75,22 +73,8 @@ def index():
     """Build, grow and describe a searchable index of encoded collections."""
 
 
-def _key_values(pairs) -> dict:
-    """``key=value`` options (--param, --data-option); values parsed as JSON when they are JSON."""
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise CmhashError(f"{p!r}: give key=value, e.g. m=4")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
-
-
 def _add_codes(store, codes_dir: Path, chunk: int = 200_000) -> int:
-    from .encoder import read_codes
+    from ..encoder import read_codes
 
     c = read_codes(codes_dir)
     meta = c["meta"]
@@ -110,18 +94,18 @@ def _add_codes(store, codes_dir: Path, chunk: int = 200_000) -> int:
 @index.command("build")
 @click.argument("codes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="index folder")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="flat", show_default=True,
+@click.option("--backend", type=registry_choice("index backends"), default="flat", show_default=True,
               help="flat: exact scan (own kernel); mih: multi-index hashing (exact, sublinear); faiss; milvus")
 @click.option("--param", "params", multiple=True, help="backend parameter, e.g. --param m=4 or --param uri=http://h:19530")
 @click.option("--overwrite", is_flag=True, help="replace an existing index in --out")
 def index_build(codes, out, backend, params, overwrite):
     """Build an index from one or more folders written by `cmhash encode`."""
-    from .encoder import read_codes
-    from .index.store import IndexStore
+    from ..encoder import read_codes
+    from ..index.store import IndexStore
 
     first = read_codes(codes[0])["meta"]
     store = IndexStore.create(out, first["bits"], backend, model=first["model"], vocab=first.get("vocab"),
-                              label_names=first.get("label_names"), backend_params=_key_values(params),
+                              label_names=first.get("label_names"), backend_params=key_values(params, "--param"),
                               overwrite=overwrite)
     total = sum(_add_codes(store, Path(c)) for c in codes)
     info = store.info()
@@ -136,7 +120,7 @@ def index_build(codes, out, backend, params, overwrite):
 @click.argument("codes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def index_add(index_dir, codes):
     """Add encoded collections to an existing index (same model, same code length)."""
-    from .index.store import IndexStore
+    from ..index.store import IndexStore
 
     store = IndexStore.open(index_dir)
     total = sum(_add_codes(store, Path(c)) for c in codes)
@@ -149,7 +133,7 @@ def index_add(index_dir, codes):
 @click.option("--json", "as_json", is_flag=True)
 def index_info(index_dir, as_json):
     """Describe an index: size, code length, backend, model, files (checksums verified)."""
-    from .index.store import IndexStore
+    from ..index.store import IndexStore
 
     store = IndexStore.open(index_dir)
     info = store.info()
@@ -163,8 +147,8 @@ def index_info(index_dir, as_json):
 
 def open_for_search(index_dir: Path, model: Path | None, device: str = "auto"):
     """The store and an encoder whose model matches it (fingerprint checked)."""
-    from .encoder import Encoder
-    from .index.store import IndexStore
+    from ..encoder import Encoder
+    from ..index.store import IndexStore
 
     store = IndexStore.open(index_dir)
     m = store.manifest.get("model", {})
@@ -172,7 +156,7 @@ def open_for_search(index_dir: Path, model: Path | None, device: str = "auto"):
     if src is None or not Path(src).exists():
         raise CmhashError(f"{index_dir}: the model it was built with ({m.get('checkpoint')}) is not there; "
                           "pass --model")
-    enc = Encoder.load(src, store.bits, device, vocab=store.manifest.get("vocab"))
+    enc = Encoder.load(src, store.bits, device)
     if m.get("fingerprint") and enc.fingerprint != m["fingerprint"]:
         raise CmhashError(f"{src}: model {enc.fingerprint} is not the one the index was built with "
                           f"({m['fingerprint']}): its codes would not be comparable")
@@ -224,7 +208,7 @@ def serve(index_dir, model, host, port, device):
     """Serve an index over HTTP: a JSON API and a web page (http://HOST:PORT/)."""
     import uvicorn
 
-    from .service import create_app
+    from ..service import create_app
 
     store, enc = open_for_search(index_dir, model, device)
     app = create_app(store, enc)

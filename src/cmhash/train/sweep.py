@@ -31,7 +31,8 @@ from typing import Callable
 
 import yaml
 
-from .utils import CmhashError, write_json_atomic, write_text_atomic
+from ..overrides import flatten, nest
+from ..utils import CmhashError, write_text_atomic
 
 SPEC_KEYS = {"title", "method", "dataset", "bits", "set", "variants", "grid", "one_at_a_time", "curves", "data_root"}
 
@@ -122,33 +123,16 @@ def load_spec(spec: str | Path | dict) -> Spec:
 
 
 def _flat(d, where: str) -> dict:
+    """A spec's mapping (``{train.epochs: 5}`` or ``{train: {epochs: 5}}``) -> flat dotted keys."""
     if not isinstance(d, dict):
         raise CmhashError(f"{where}: expected a mapping of section.key: value")
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):  # nested form {method: {alpha: 1}}
-            for k2, v2 in v.items():
-                out[f"{k}.{k2}"] = v2
-        else:
-            out[str(k)] = v
-    for k in out:
-        if len(k.split(".")) != 2 or k.split(".")[0] not in ("data", "backbone", "train", "method"):
-            raise CmhashError(f"{where}: key {k!r} must be data.X, backbone.X, train.X or method.X")
-    return out
+    return flatten(nest(d, where))
 
 
 def _values(v, key: str) -> list:
     if not isinstance(v, list) or not v:
         raise CmhashError(f"{key}: give a non-empty list of values")
     return v
-
-
-def _nest(flat: dict) -> dict:
-    out: dict = {}
-    for k, v in flat.items():
-        sec, key = k.split(".")
-        out.setdefault(sec, {})[key] = v
-    return out
 
 
 def slug(name: str) -> str:
@@ -158,10 +142,11 @@ def slug(name: str) -> str:
 def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print, extra: dict | None = None) -> list[dict]:
     """Run every point at every code length; ``extra``: flat overrides applied last (CLI --set)."""
-    from .config import build_config
-    from .eval.runner import markdown_table, plot_curves
-    from .train.trainer import label_prior, prepare_inputs, run_experiment, wants_maps
-    from .utils import resolve_device
+    from ..config import build_config
+    from ..data.inputs import prepare_inputs, reads_maps
+    from ..eval.report import Report
+    from .experiment import run_experiment
+    from ..utils import resolve_device
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +156,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     for p in spec.points:
         for b in spec.bits:
             flat = {**spec.common, **p.overrides, **(extra or {})}
-            cfgs[p.name, b] = build_config(p.method, spec.dataset, b, _nest(flat), base)
+            cfgs[p.name, b] = build_config(p.method, spec.dataset, b, nest(flat), base)
     # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
     groups: dict[str, list] = {}
     for c in cfgs.values():
@@ -179,35 +164,30 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     prepared = {}
     for key, cs in groups.items():
         device = resolve_device(cs[0].train.device)
-        prepared[key] = prepare_inputs(cs[0], device, with_maps=any(wants_maps(c) for c in cs))
+        prepared[key] = prepare_inputs(cs[0], device, with_maps=any(reads_maps(c) for c in cs))
     if len(prepared) > 1:
         echo(f"  note: the points use {len(prepared)} different data/backbone settings (e.g. image sizes); "
              "their inputs differ")
     inputs = next(iter(prepared.values()))
     inputs.split.save(out / "split.json")
-    rows, curves = [], {}
+    report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
     for (name, b), cfg in cfgs.items():
-        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[_input_key(cfg)], resume=resume, progress=progress,
-                           curves=spec.curves)
+        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[_input_key(cfg)], resume=resume,
+                           progress=progress, curves=spec.curves and b == max(spec.bits))
         point = next(p for p in spec.points if p.name == name)
-        rows.append({"name": name, "bits": b, "param": point.param, "value": point.value, **m})
-        if spec.curves and b == max(spec.bits):
-            curves[name] = m.get("curves", {})
-        echo(f"  {name:<28} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
-             f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  ({m.get('train_seconds', 0):.0f}s)")
-    prior = label_prior(inputs)
-    table = markdown_table(rows)
-    write_text_atomic(out / "results.md", f"# {spec.title}\n\n{spec.method} on {spec.dataset}; label prior "
-                      f"{prior:.3f}\n\n{table}\n")
-    write_json_atomic(out / "results.json", {"title": spec.title, "dataset": spec.dataset, "label_prior": prior,
-                                             "split": inputs.split.sizes(),
-                                             "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
-    plot_sweep(rows, spec, out / "sweep.png")
-    if curves:
-        plot_curves(curves, out / f"curves-{max(spec.bits)}bits.png", f"{spec.title}, {max(spec.bits)} bits")
+        report.add(name, b, m, param=point.param, value=point.value)
+        echo(f"  {name:<28} {b:>3} bits: {summary_line(m)}  ({m.get('train_seconds', 0):.0f}s)")
+    report.write(out, dataset=spec.dataset)
+    plot_sweep(report.rows, spec, out / "sweep.png")
     echo("")
-    echo(table)
-    return rows
+    echo(report.table())
+    return report.rows
+
+
+def summary_line(m: dict) -> str:
+    """The headline numbers of one run's metrics, as every command prints them."""
+    return (f"I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
+            f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}")
 
 
 def _input_key(cfg) -> str:
@@ -223,7 +203,7 @@ def plot_sweep(rows: list[dict], spec: Spec, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .utils import atomic_path
+    from ..utils import atomic_path
 
     metrics = [("i2t", "map@50"), ("t2i", "map@50"), ("i2t", "map"), ("t2i", "map")]
     params = list(dict.fromkeys(r["param"] for r in rows if r["param"] is not None))

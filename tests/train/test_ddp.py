@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmhash.train.trainer import load_checkpoint, model_from_checkpoint
+from cmhash.checkpoint import load_checkpoint
+from cmhash.model import load_model
 
 SIZE = {"djsrh": ["--set", "method.img_hidden=64", "--set", "method.txt_hidden=64"],
         "dsah": ["--set", "method.img_hidden=64", "--set", "method.txt_hidden=64"],
@@ -43,15 +44,15 @@ def test_two_processes_match_one_on_the_global_batch(wiki_like, tmp_path, method
     assert "2 processes, 8 items each per batch" in two.stdout
     a = load_checkpoint(tmp_path / "one" / "bits-16" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "bits-16" / "last.pt")
-    la, lb = [h["loss"] for h in a["history"]], [h["loss"] for h in b["history"]]
+    la, lb = [h["loss"] for h in a["state"]["history"]], [h["loss"] for h in b["state"]["history"]]
     np.testing.assert_allclose(lb, la, rtol=1e-4)  # summation order; DSPRH thresholds at batch quantiles
     if method != "dsprh":  # DSPRH picks hard negatives and pair targets at batch quantiles: a last-bit
         for name, t in a["model"].items():  # difference can change a selection, so weights drift apart slowly
             torch.testing.assert_close(b["model"][name], t, rtol=1e-4, atol=1e-5)
-    ma, _ = model_from_checkpoint(a, state="model")
-    mb, _ = model_from_checkpoint(b, state="model")
-    x = torch.rand(200, a["img_dim"]) * 2
-    t = torch.rand(200, a["txt_dim"]) * 2
+    ma = load_model(tmp_path / "one" / "bits-16" / "last.pt", state="model").net
+    mb = load_model(tmp_path / "two" / "bits-16" / "last.pt", state="model").net
+    x = torch.rand(200, a["spec"]["image"]["dim"]) * 2
+    t = torch.rand(200, a["spec"]["text"]["dim"]) * 2
     with torch.no_grad():
         for enc in ("encode_image", "encode_text"):
             ca = getattr(ma.eval(), enc)(x if enc == "encode_image" else t) >= 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cmhash.losses import djsrh_loss, dsah_loss, dsah_similarity, feature_similarity, joint_semantics_matrix
-from cmhash.methods.dsah import sign_ste
+from cmhash.models.nets import sign_ste
 
 
 def loop_cos(x):

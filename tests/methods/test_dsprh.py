@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from cmhash.losses import (alignment_loss, bidirectional_cosine_triplet, cosine_triplet_loss, dsah_similarity,
                            pairwise_likelihood_loss, pairwise_targets, select_negatives)
-from cmhash.methods import build_method
+from conftest import build_method
 from cmhash.models import (FusionImageFeatures, ISqrtCov, StripPooling, TwinBottleneck, covariance,
                            hamming_adjacency, newton_schulz_sqrt, triu_vec)
 from cmhash.utils import CmhashError
@@ -338,7 +338,7 @@ def test_cli_train_dsprh_on_pixels_then_evaluate(tmp_path):
     assert res.exit_code == 0, res.output
     assert "| DSPRH |" in res.output and list((tmp_path / "c").glob("*-maps.npy"))
     ck = torch.load(out / "bits-8" / "last.pt", weights_only=True)
-    assert ck["map_channels"] == 1280
+    assert ck["spec"]["image"]["map_channels"] == 1280 and ck["spec"]["image"]["mode"] == "maps"
     res = r.invoke(main, ["evaluate", str(out)])
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "bits-8" / "metrics.json").read_text())
@@ -347,7 +347,7 @@ def test_cli_train_dsprh_on_pixels_then_evaluate(tmp_path):
 
 def test_dsprh_learns_on_feature_vectors(wiki_like, tmp_path):
     from cmhash.config import build_config
-    from cmhash.train.trainer import run_experiment
+    from cmhash.train import run_experiment
 
     cfg = build_config("dsprh", "wiki", 16, {"train": {"epochs": 15, "eval_every": 5},
                                              "method": {"feat_dim": 64, "txt_hidden": 64, "enc_dim": 32,
@@ -358,7 +358,7 @@ def test_dsprh_learns_on_feature_vectors(wiki_like, tmp_path):
 
 
 def test_sweep_spec_parsing_and_errors(tmp_path):
-    from cmhash.sweep import builtin_specs, load_spec
+    from cmhash.train.sweep import builtin_specs, load_spec
 
     assert {"dsprh-loss-ablation", "dsprh-fusion", "dsprh-sensitivity", "compare-128"} <= set(builtin_specs())
     abl = load_spec("dsprh-loss-ablation")
@@ -375,7 +375,7 @@ def test_sweep_spec_parsing_and_errors(tmp_path):
     cmp_ = load_spec("compare-128")
     assert [p.method for p in cmp_.points] == ["djsrh", "dsah", "dsprh"]
     for bad, msg in [({"variants": {"a": {}}, "grid": {"method.x": [1]}}, "exactly one"),
-                     ({"variants": {"a": {"alpha": 1}}}, "must be data.X"),
+                     ({"variants": {"a": {"alpha": 1}}}, "must be one of data.X"),
                      ({"grid": {"method.x": []}}, "non-empty list"),
                      ({"bits": [0], "variants": {"a": {}}}, "positive integers"),
                      ({"variantz": {}}, "unknown sweep key")]:
@@ -417,7 +417,8 @@ def test_dsprh_finetunes_through_a_backbone(tmp_path, backbone):
     import warnings
 
     from cmhash.config import build_config
-    from cmhash.train.trainer import prepare_inputs, train_run
+    from cmhash.data.inputs import input_spec, prepare_inputs
+    from cmhash.train import train_run
 
     cfg = build_config("dsprh", "synthetic", 8,
                        {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
@@ -428,7 +429,7 @@ def test_dsprh_finetunes_through_a_backbone(tmp_path, backbone):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = prepare_inputs(cfg)
-        assert inputs.image_input is None and inputs.maps is None
+        assert input_spec(cfg, inputs).image.mode == "pixels" and inputs.maps is None
         res = train_run(cfg, tmp_path / "ft", inputs, progress=False)
     net = res.model.img_feat
     assert net.backbone is not None and net.out_dim == net.backbone.out_dim

@@ -1,5 +1,6 @@
 """End to end: the trainer and the CLI on tiny data (seconds on 2 cores)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,7 +8,9 @@ from click.testing import CliRunner
 
 from cmhash.cli import main
 from cmhash.config import build_config, parse_overrides
-from cmhash.train.trainer import load_checkpoint, prepare_inputs, run_experiment, train_run
+from cmhash.checkpoint import load_checkpoint
+from cmhash.data.inputs import input_spec, prepare_inputs
+from cmhash.train import run_experiment, train_run
 from cmhash.utils import CmhashError
 
 
@@ -61,10 +64,24 @@ def test_checkpoint_errors(wiki_like, tmp_path):
 
 def test_overrides_and_config_errors():
     assert parse_overrides(["method.beta=0.5", "train.epochs=3"]) == {"method": {"beta": 0.5}, "train": {"epochs": 3}}
-    with pytest.raises(CmhashError, match="section.key=value"):
+    with pytest.raises(CmhashError, match="key=value"):
         parse_overrides(["beta"])
-    with pytest.raises(CmhashError, match="must be data.X"):
+    with pytest.raises(CmhashError, match="must be one of data.X"):
         parse_overrides(["model.beta=1"])
+    # typed: a wrong value names the key and the type it needs
+    for item, msg in [("train.epochs=abc", "train.epochs: expected int"), ("train.epochs=2.5", "train.epochs: expected int"),
+                      ("train.seed=abc", "train.seed: expected int"), ("method.beta=abc", "method.beta: expected float"),
+                      ("train.num_threads=x", "train.num_threads: expected int or null"),
+                      ("backbone.finetune=3", "backbone.finetune: expected bool")]:
+        with pytest.raises(CmhashError, match=msg):
+            build_config("djsrh", "wiki", 16, parse_overrides([item]))
+    assert build_config("djsrh", "wiki", 16, parse_overrides(["method.beta=1"])).method_params["beta"] == 1
+    for bits in (0, 7, 12, -8):
+        with pytest.raises(CmhashError, match="multiple of 8"):
+            build_config("djsrh", "wiki", bits)
+    # paths are stored absolute
+    cfg = build_config("djsrh", "wiki", 16, {"data": {"root": "rel/wiki"}})
+    assert Path(cfg.data.root).is_absolute() and Path(cfg.backbone.cache_dir).is_absolute()
     with pytest.raises(CmhashError, match="unknown train setting"):
         build_config("djsrh", "wiki", 16, {"train": {"epoch": 3}})
     cfg = build_config("djsrh", "wiki", 16)
@@ -87,11 +104,16 @@ def test_cli_train_evaluate_and_errors(wiki_like, tmp_path):
     assert res.exit_code == 0, res.output
     assert "map_tie_avg" in res.output
     res = r.invoke(main, ["train", "-m", "nope", "-d", "wiki", "--data-root", str(wiki_like.parent)])
-    assert res.exit_code == 2 and "unknown method 'nope'" in res.output
+    assert res.exit_code == 2 and "'nope' is not one of" in res.output and "djsrh" in res.output  # the registry's
+    res = r.invoke(main, ["train", "-b", "12", "-d", "wiki", "--data-root", str(wiki_like.parent)])
+    assert res.exit_code == 2 and "multiple of 8" in res.output
+    res = r.invoke(main, ["train", "-d", "wiki", "--data-root", str(wiki_like.parent), "--set", "train.epochs=abc"])
+    assert res.exit_code == 2 and "train.epochs: expected int" in res.output
     res = r.invoke(main, ["train", "-d", "wiki", "--data-root", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "missing: file not found" in res.output
     res = r.invoke(main, ["list"])
     assert "djsrh" in res.output and "efficientnet-lite0" in res.output and "mirflickr" in res.output
+    assert "index backends" in res.output and "mih" in res.output
 
 
 def test_cli_demo_small(tmp_path):
@@ -118,7 +140,7 @@ def test_finetune_path_through_a_backbone(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = prepare_inputs(cfg)
-        assert inputs.image_input is None
+        assert input_spec(cfg, inputs).image.mode == "pixels" and inputs.image_source(input_spec(cfg, inputs)) is None
         res = train_run(cfg, tmp_path / "ft", inputs, progress=False)
     assert res.model.img_net.backbone is not None
     assert res.model.img_net.backbone.features[0].weight.grad is not None

@@ -187,7 +187,7 @@ def test_encode_leaves_no_partial_output(tmp_path):
 
     from cmhash.config import build_config
     from cmhash.encoder import Encoder
-    from cmhash.methods import build_method
+    from conftest import make_spec
 
     from PIL import Image
 
@@ -197,14 +197,13 @@ def test_encode_leaves_no_partial_output(tmp_path):
     (tmp_path / "captions.tsv").write_text("".join(f"{i}.png\tred thing number {i}\n" for i in range(6)))
     data = load_dataset("folder", str(tmp_path), image_size=32, min_count=1, n_query=1, n_train=5).data
     cfg = build_config("djsrh", "folder", 16, {"backbone": {"name": "alexnet", "image_size": 64, "finetune": True}})
-    from cmhash.models import build_backbone
+    from cmhash.model import HashModel, build_method
 
+    spec = make_spec(0, backbone="alexnet", image_size=64, vocab=data.vocab)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bb = build_backbone("alexnet", None, 64)
-    model = build_method("djsrh", 16, 0, data.texts.shape[1], {}, bb)
-    ckpt = {"img_dim": 0, "txt_dim": data.texts.shape[1], "map_channels": 0}
-    enc = Encoder(model, cfg, tmp_path / "none.pt", ckpt, torch.device("cpu"), vocab=data.vocab)
+        model = build_method("djsrh", 16, spec)
+    enc = Encoder(HashModel(model, cfg, spec, None, tmp_path / "none.pt", torch.device("cpu")))
     out = tmp_path / "codes"
     with pytest.raises(CmhashError, match="3.png"):
         enc.encode_collection(data, out, batch_size=2, progress=False)

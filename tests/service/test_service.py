@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from cmhash.cli import main
-from cmhash.cli_search import open_for_search
+from cmhash.cli.search import open_for_search
 from cmhash.encoder import Encoder, read_codes
 from cmhash.eval.hamming import pack_codes
 from cmhash.index.store import IndexStore, StoreError
@@ -26,15 +26,16 @@ def test_demo_ends_at_a_servable_index(tiny_demo):
 
 def test_encoder_codes_equal_the_trainers(tiny_demo):
     """Codes written by `encode` equal what evaluation encodes for the same items."""
-    from cmhash.train.trainer import encode, prepare_inputs
+    from cmhash.data.inputs import prepare_inputs
+    from cmhash.model import encode_items as encode
 
     out, _ = tiny_demo
     enc = Encoder.load(out, 16)
     inputs = prepare_inputs(enc.cfg)
     rows = np.arange(200)
     c = read_codes(out / "codes")
-    np.testing.assert_array_equal(np.asarray(c["text"]), pack_codes(encode(enc.model, inputs, rows, "text", "cpu")))
-    np.testing.assert_array_equal(np.asarray(c["image"]), pack_codes(encode(enc.model, inputs, rows, "image", "cpu")))
+    np.testing.assert_array_equal(np.asarray(c["text"]), pack_codes(encode(enc.model.net, inputs, rows, "text", "cpu")))
+    np.testing.assert_array_equal(np.asarray(c["image"]), pack_codes(encode(enc.model.net, inputs, rows, "image", "cpu")))
     # pixels through the backbone give the cached-feature codes (up to float rounding of a bit or two)
     pix = enc.encode_pixels(inputs.data.image_rows(rows[:20]))
     assert (pack_codes(pix) != np.asarray(c["image"][:20])).mean() < 0.05

@@ -7,7 +7,9 @@ from click.testing import CliRunner
 
 from cmhash.cli import main
 from cmhash.config import build_config
-from cmhash.train.trainer import load_checkpoint, model_from_checkpoint, run_experiment, train_run
+from cmhash.checkpoint import load_checkpoint
+from cmhash.model import load_model
+from cmhash.train import run_experiment, train_run
 
 FAST = {"lr_lab": 0.01, "lr_img": 0.01, "lr_txt": 0.01}  # 160 items give few steps: SSAH's nets need larger ones
 SMALL = {"dcmh": {"img_hidden": 64, "txt_hidden": 64},
@@ -38,20 +40,20 @@ def test_resume_restores_the_training_memories(wiki_like, tmp_path, monkeypatch,
 
     cfg = small_cfg(wiki_like.parent, method, epochs=4)
     full = train_run(cfg, tmp_path / "full", progress=False)
-    real_save = trainer._save
+    real_save = trainer.Trainer.save
 
-    def dying_save(path, cfg_, model, opt, epoch, *a, **kw):
-        real_save(path, cfg_, model, opt, epoch, *a, **kw)
-        if epoch == 1 and a[-1] is None:  # the epoch-end checkpoint of epoch 2 (no mid-epoch position)
+    def dying_save(self):
+        real_save(self)
+        if self.state.epoch == 2 and self.state.position is None:  # the epoch-end checkpoint of epoch 2
             raise KeyboardInterrupt("killed after epoch 2")
 
-    monkeypatch.setattr(trainer, "_save", dying_save)
+    monkeypatch.setattr(trainer.Trainer, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, tmp_path / "part", progress=False)
-    monkeypatch.setattr(trainer, "_save", real_save)
-    ck = load_checkpoint(tmp_path / "part" / "last.pt")
-    assert ck["epoch"] == 1 and ck["training_state"]
-    assert all(v.shape[0] > 0 for v in ck["training_state"].values())
+    monkeypatch.setattr(trainer.Trainer, "save", real_save)
+    st = load_checkpoint(tmp_path / "part" / "last.pt")["state"]
+    assert st["epoch"] == 2 and st["training_state"]
+    assert all(v.shape[0] > 0 for v in st["training_state"].values())
     resumed = train_run(cfg, tmp_path / "part", resume=True, progress=False)
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -59,7 +61,7 @@ def test_resume_restores_the_training_memories(wiki_like, tmp_path, monkeypatch,
         assert torch.equal(v, resumed.model.training_state()[name])
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     # the saved best model encodes without the memories
-    model, _ = model_from_checkpoint(load_checkpoint(tmp_path / "part" / "last.pt"))
+    model = load_model(tmp_path / "part" / "last.pt").net
     assert all(v.shape[0] == 0 for v in model.training_state().values())
 
 

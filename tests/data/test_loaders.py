@@ -229,7 +229,7 @@ def test_hdf5_images_read_by_worker_processes(tmp_path):
     import h5py
 
     from cmhash.data.matio import H5Images
-    from cmhash.train.features import image_batches
+    from cmhash.data.features import image_batches
     from cmhash.utils import CmhashError
 
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from cmhash.train.trainer import load_checkpoint
+from cmhash.checkpoint import load_checkpoint
 
 
 SIZE = {"dsprh": ["--set", "method.txt_hidden=256", "--set", "method.feat_dim=256"],
@@ -40,7 +40,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(wiki_medium, tmp_path, m
     while time.time() < deadline and proc.poll() is None:
         if ck.exists():
             try:
-                pos = load_checkpoint(ck).get("position")
+                pos = load_checkpoint(ck)["state"].get("position")
             except Exception:  # noqa: BLE001 - being replaced right now; try again
                 pos = None
             if pos is not None and pos["epoch"] >= 2:
@@ -57,7 +57,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(wiki_medium, tmp_path, m
     assert res.returncode == 0, res.stderr[-2000:]
     a = load_checkpoint(tmp_path / "ref" / "bits-16" / "last.pt")
     b = load_checkpoint(ck)
-    assert a["history"] == b["history"]
+    assert a["state"]["history"] == b["state"]["history"]
     for key in ("model", "best_model"):
         for name, t in a[key].items():
             assert torch.equal(t, b[key][name]), (key, name)
@@ -89,12 +89,14 @@ def test_a_half_written_checkpoint_is_never_read(wiki_medium, tmp_path, monkeypa
             fh.truncate(100)
         raise KeyboardInterrupt  # the process is stopped while writing epoch 3's checkpoint
 
-    monkeypatch.setattr(trainer.torch, "save", dying_save)
+    from cmhash import checkpoint
+
+    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         trainer.train_run(cfg, tmp_path / "r", progress=False)
     monkeypatch.undo()
     assert (tmp_path / "r" / "last.pt").read_bytes() == kept["before"]
-    assert load_checkpoint(tmp_path / "r" / "last.pt")["epoch"] == 1  # 0-based: epoch 2 complete
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["state"]["epoch"] == 2  # epochs 1 and 2 complete
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["last.pt"]
     (tmp_path / "r" / ".last.pt.abc123.tmp").write_bytes(b"\x80\x02half")  # a killed writer's leftover
     res = trainer.train_run(cfg, tmp_path / "r", resume=True, progress=False)

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import PairedData
-from ..models import Backbone
+from .base import PairedData
+from ..models.backbones import Backbone
 from ..utils import atomic_path
 
 

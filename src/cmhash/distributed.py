@@ -21,7 +21,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from ..utils import CmhashError
+from .utils import CmhashError
 
 
 def world() -> tuple[int, int]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmhash.methods import build_method
+from conftest import build_method
 from cmhash.models import (AttentionPool, BagTokens, Discriminator, GlobalLocalEncoder, Memory, MultiScaleText,
                            cross_attention_similarity)
 from cmhash.utils import CmhashError
@@ -179,7 +179,7 @@ def test_ssah_label_passes_repeat_the_label_phase():
 
 def test_sdeh_ablation_spec_names_real_settings():
     from cmhash.methods.sdeh import SDEHConfig
-    from cmhash.sweep import load_spec
+    from cmhash.train.sweep import load_spec
 
     spec = load_spec("sdeh-loss-ablation")
     fields = set(SDEHConfig.__dataclass_fields__)

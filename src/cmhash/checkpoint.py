@@ -1,0 +1,61 @@
+"""Checkpoint files: written atomically, read with a validated format, self-contained.
+
+A checkpoint (``bits-K/last.pt``) holds the run configuration, the ``InputSpec`` (so the model is
+rebuilt without the data folder), the weights (last and best-validation), the frozen backbone's
+weights when they do not come with an installed package (so the original weight file is not
+needed either), and what an exact resume needs: optimisers, per-item memories, every RNG state
+(python, numpy, torch, the method's generators), the epoch, the position inside it and the data
+order. Everything is stored as plain types and tensors: checkpoints load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .utils import CmhashError, atomic_path
+
+FORMAT = "cmhash-checkpoint-v2"
+
+
+def save_checkpoint(path: str | Path, ckpt: dict) -> None:
+    """Write ``ckpt`` (plus the format tag) to ``path`` atomically: a kill leaves the previous file."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **ckpt}, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CmhashError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise CmhashError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith("cmhash-checkpoint"):
+        raise CmhashError(f"{path}: not a cmhash checkpoint")
+    if ckpt["format"] != FORMAT:
+        raise CmhashError(f"{path}: a {ckpt['format']} checkpoint from an older cmhash (no input spec); "
+                          "train the model again with this version")
+    return ckpt
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict:
+    """Every RNG a run draws from: python, numpy, torch and the method's own ``generators``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "generators": {k: g.get_state() for k, g in generators.items()}}
+
+
+def set_rng_state(st: dict, generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(st["python"])
+    for k, v in (st.get("generators") or {}).items():
+        if k in generators:
+            generators[k].set_state(v)

@@ -1,0 +1,74 @@
+"""The ``cmhash`` click group, its error handling and the option parsers every command shares."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from ..config import check_code_length
+from ..overrides import parse_pairs
+from ..registry import ALL
+from ..utils import CmhashError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CmhashError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="cmhash")
+def main():
+    """cmhash: deep cross-modal hashing (train, evaluate, search binary codes for images and texts)."""
+    warnings.simplefilter("default")
+
+
+def code_lengths(value: str) -> list[int]:
+    """``--bits 16,32,64`` -> [16, 32, 64]: each checked (``config.check_code_length``), no repeats."""
+    try:
+        bits = [int(b) for b in str(value).split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give code lengths like 16,32,64") from None
+    if not bits:
+        raise click.BadParameter(f"{value!r}: give code lengths like 16,32,64")
+    try:
+        for b in bits:
+            check_code_length(b)
+    except CmhashError as e:
+        raise click.BadParameter(str(e)) from None
+    return list(dict.fromkeys(bits))
+
+
+def key_values(pairs, what: str = "option") -> dict:
+    """``key=value`` options (--param, --data-option), values parsed as by ``--set``."""
+    return parse_pairs(pairs, what)
+
+
+def registry_choice(kind: str) -> click.Choice:
+    """A click choice of the names registered under ``kind`` (``registry.ALL``), read when used."""
+    class _Lazy(click.Choice):
+        def __init__(self):
+            super().__init__([])
+
+        def convert(self, value, param, ctx):
+            self.choices = ALL[kind].names()
+            return super().convert(value, param, ctx)
+
+        def get_metavar(self, param, *args, **kwargs):
+            return f"[{'|'.join(ALL[kind].names())}]"
+
+    return _Lazy()
+
+
+@main.command("list")
+def list_cmd():
+    """Show the registered methods, datasets, backbones and index backends."""
+    for title, reg in ALL.items():
+        click.secho(title, bold=True)
+        for name, doc in reg.describe().items():
+            click.echo(f"  {name:<20} {doc}")

@@ -1,0 +1,74 @@
+"""The one results path of train, evaluate, sweep, demo and every benchmark script.
+
+    report = Report("djsrh on synthetic", inputs)
+    report.add("DJSRH", 64, metrics)                  # metrics as run_experiment returns them
+    report.add_baselines([16, 32, 64], cca=False)     # random codes (and CCA hashing), same split
+    text = report.write(out)                          # results.md, results.json, curves-<K>bits.png
+
+Rows are ``{"name", "bits", "i2t": {...}, "t2i": {...}}`` plus anything a caller adds (a sweep's
+varied parameter); the table is ``runner.markdown_table``; the label prior is written beside it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..utils import write_json_atomic, write_text_atomic
+from .baselines import cca_hash_metrics, label_prior, random_codes_metrics
+from .runner import markdown_table, plot_curves
+
+
+class Report:
+    def __init__(self, title: str, inputs=None, metrics=("map", "map@50", "ndcg@50")):
+        self.title, self.inputs, self.metrics = title, inputs, tuple(metrics)
+        self.rows: list[dict] = []
+        self.curves: dict[int, dict[str, dict]] = {}  # bits -> name -> PR / top-K curves
+
+    def add(self, name: str, bits: int, metrics: dict, **extra) -> dict:
+        row = {"name": name, "bits": bits, **extra, **metrics}
+        self.rows.append(row)
+        if metrics.get("curves"):
+            self.curves.setdefault(bits, {})[name] = metrics["curves"]
+        return row
+
+    def add_baselines(self, bits: list[int], random: bool = True, cca: bool = False, seed: int = 0,
+                      curves: bool = False) -> None:
+        """Random codes and CCA hashing on the report's inputs, at each code length."""
+        for b in bits:
+            if cca:
+                self.add("CCA hashing", b, cca_hash_metrics(self.inputs, b, seed=seed, curves=curves))
+            if random:
+                self.add("random codes", b, random_codes_metrics(self.inputs, b, seed=seed, curves=curves))
+
+    @property
+    def label_prior(self) -> float | None:
+        return label_prior(self.inputs) if self.inputs is not None else None
+
+    def table(self) -> str:
+        return markdown_table(self.rows, self.metrics)
+
+    def summary(self) -> str:
+        """One line: the split's sizes and the label prior."""
+        if self.inputs is None:
+            return ""
+        s = self.inputs.split
+        return (f"query {len(s.query)}, training {len(s.train)}, database {len(s.database)}, "
+                f"label prior (random ranking precision) {self.label_prior:.3f}")
+
+    def markdown(self, level: int = 1) -> str:
+        return f"{'#' * level} {self.title}\n\n{self.summary()}\n\n{self.table()}"
+
+    def write(self, out: str | Path, plot_bits: int | None = None, **extra) -> str:
+        """``out``/results.md, results.json (rows without curves, ``extra`` keys) and the PR /
+        precision@top-K plot at ``plot_bits`` (default: the largest length with curves)."""
+        out = Path(out)
+        text = self.markdown()
+        write_text_atomic(out / "results.md", text + "\n")
+        s = self.inputs.split if self.inputs is not None else None
+        write_json_atomic(out / "results.json", {
+            "title": self.title, "label_prior": self.label_prior, "split": s.sizes() if s else None,
+            "info": getattr(self.inputs, "info", None), **extra,
+            "rows": [{k: v for k, v in r.items() if k != "curves"} for r in self.rows]})
+        bits = plot_bits if plot_bits is not None else max(self.curves, default=None)
+        if bits in self.curves:
+            plot_curves(self.curves[bits], out / f"curves-{bits}bits.png", f"{self.title}, {bits} bits")
+        return text

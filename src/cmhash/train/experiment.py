@@ -1,0 +1,37 @@
+"""One run of the protocol: train (or resume) a method at one code length, encode the query and
+database items, score them, write ``metrics.json``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import distributed as dist_
+from ..config import RunConfig
+from ..data.inputs import Inputs, prepare_inputs
+from ..eval.runner import evaluate_codes
+from ..model import encode_split
+from ..utils import resolve_device, write_json_atomic
+from .trainer import train_run
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
+                   progress: bool = True, curves: bool = True) -> dict:
+    """Train (or resume) one method at one code length, evaluate on the protocol, write
+    ``metrics.json`` under ``out_dir``; returns the metrics dict."""
+    out = Path(out_dir)
+    done = out / "metrics.json"
+    if resume and done.exists():
+        return json.loads(done.read_text())
+    device = dist_.init_from_env(resolve_device(cfg.train.device))
+    if inputs is None:
+        with dist_.main_first():
+            inputs = prepare_inputs(cfg, device)
+    res = train_run(cfg, out, inputs, resume=resume, progress=progress)
+    codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
+    lab = inputs.data.labels
+    metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
+    metrics.update(method=cfg.method, bits=cfg.bits, best_epoch=res.best_epoch, best_val=res.best_val,
+                   train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs)
+    if dist_.is_main():
+        write_json_atomic(done, metrics)
+    return metrics
