@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from cmhash.config import build_config
-from cmhash.sweep import slug
-from cmhash.train.trainer import prepare_inputs, run_experiment
-from common import DEFAULT_WIKI, finish_dataset, run_datasets
+from cmhash.data.inputs import prepare_inputs
+from cmhash.eval.report import Report
+from cmhash.train.sweep import slug
+from common import DEFAULT_WIKI, finish_dataset, run_datasets, run_into
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
             "DSPRH w/o pairwise": {"gamma": 0.0}}
@@ -35,20 +36,12 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     inputs = prepare_inputs(next(c for _, _, c in built if c.method == "dsprh") if "dsprh" in methods
                             else built[0][2])
     print(f"[{dataset}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
-    rows, curves = [], {}
+    report = Report(dataset, inputs, ("map", "map@50"))
     for name, b, cfg in built:
-        t = time.time()
-        with_curves = b == max(bits) and name in [m.upper() for m in methods]
-        m = run_experiment(cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs,
-                           resume=resume, progress=False, curves=with_curves)
-        rows.append({"name": name, "bits": b, **m})
-        if with_curves and m.get("curves"):
-            curves[name] = m["curves"]
-        print(f"[{dataset}] {name:<26} {b:>3} bits: I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
-              f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}  ({cfg.train.epochs} epochs, best "
-              f"{m['best_epoch']}, {m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)", flush=True)
-    # the paper's Figure 6: PR and precision@top-K at the largest code length
-    return finish_dataset(dataset, inputs, rows, curves, bits, out)
+        # the paper's Figure 6: PR and precision@top-K at the largest code length
+        run_into(report, name, cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs, resume,
+                 curves=b == max(bits) and name in [m.upper() for m in methods])
+    return finish_dataset(report, bits, out / dataset)
 
 
 def main() -> None:

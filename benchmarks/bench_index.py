@@ -98,7 +98,8 @@ def bench_exact(args, res):
 def learned_model(args):
     """A DJSRH 64-bit model on the embedded dataset (trained here once, then reused)."""
     from cmhash.config import build_config
-    from cmhash.train.trainer import prepare_inputs, run_experiment
+    from cmhash.data.inputs import prepare_inputs
+    from cmhash.train import run_experiment
 
     out = Path(args.model_dir)
     cfg = build_config("djsrh", "synthetic", 64, {}, {"backbone": {"cache_dir": str(ROOT / ".cache" / "cmhash")}})
@@ -116,15 +117,12 @@ def learned_codes(args, n_db, sigma, seed=0):
     database holds their codes and copies sign(h + sigma * N(0, 1)) (bits whose output is near zero
     flip first, as they do between photos of one scene). Image queries are fresh copies drawn the
     same way (not in the database); text queries are the model's text codes of the items."""
-    import torch
-
-    from cmhash.encoder import Encoder
+    from cmhash.model import load_model
 
     out, inputs = learned_model(args)
-    enc = Encoder.load(out, 64, "cpu")
-    with torch.inference_mode():
-        h = enc.model.encode_image(torch.from_numpy(inputs.feat)).numpy()  # (3000, 64) real
-        t = enc.model.encode_text(torch.from_numpy(inputs.data.texts)).numpy()
+    model = load_model(out, 64, "cpu")
+    h = model.encode_image(inputs.feat).numpy()  # (3000, 64) real
+    t = model.encode_text(inputs.data.texts).numpy()
     rng = np.random.default_rng(seed)
     base = h >= 0
 

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 from cmhash.config import build_config, load_preset
-from cmhash.train.trainer import prepare_inputs, run_experiment, wants_maps
-from common import DEFAULT_WIKI, finish_dataset, run_datasets
+from cmhash.data.inputs import prepare_inputs, reads_maps
+from cmhash.eval.report import Report
+from common import DEFAULT_WIKI, finish_dataset, run_datasets, run_into
 
 METHODS = ("dcmh", "ssah", "udsph", "sdeh", "dsprh")
 METRICS = ("map", "map@50", "ndcg@50")
@@ -45,24 +46,13 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     built = [(m, b, cfg_for(m, b)) for m in methods for b in bits]
     t0 = time.time()
     # one input for all: pooled features, and conv maps for the methods that read them
-    inputs = prepare_inputs(built[0][2], with_maps=any(wants_maps(c) for _, _, c in built))
+    inputs = prepare_inputs(built[0][2], with_maps=any(reads_maps(c) for _, _, c in built))
     print(f"[{dataset}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
-    rows, curves = [], {}
+    report = Report(dataset, inputs, METRICS)
     for m, b, cfg in built:
-        t = time.time()
-        with_curves = b == max(bits)
-        res = run_experiment(cfg, out / dataset / f"{m}-{b}", inputs, resume=resume, progress=False,
-                             curves=with_curves)
         name = m.upper() + (" (unsupervised)" if m == "dsprh" else "")
-        rows.append({"name": name, "bits": b, **res})
-        if with_curves and res.get("curves"):
-            curves[name] = res["curves"]
-        i2t, t2i = res["i2t"], res["t2i"]
-        print(f"[{dataset}] {name:<22} {b:>3} bits: I->T mAP {i2t['map']:.3f} @50 {i2t['map@50']:.3f} "
-              f"NDCG@50 {i2t['ndcg@50']:.3f} | T->I mAP {t2i['map']:.3f} @50 {t2i['map@50']:.3f} "
-              f"NDCG@50 {t2i['ndcg@50']:.3f}  ({cfg.train.epochs} epochs, best {res['best_epoch']}, "
-              f"{time.time() - t:.0f}s)", flush=True)
-    return finish_dataset(dataset, inputs, rows, curves, bits, out, METRICS)
+        run_into(report, name, cfg, out / dataset / f"{m}-{b}", inputs, resume, curves=b == max(bits))
+    return finish_dataset(report, bits, out / dataset)
 
 
 def main() -> None:

@@ -1,12 +1,14 @@
-"""What the benchmark scripts share: the per-dataset loop and the written summary."""
+"""What the benchmark scripts share: the per-dataset loop, one run into the report, the summary."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
-from cmhash.eval.runner import markdown_table, plot_curves
-from cmhash.train.trainer import label_prior, random_codes_metrics
-from cmhash.utils import write_json_atomic, write_text_atomic
+from cmhash.eval.report import Report
+from cmhash.train import run_experiment
+from cmhash.train.sweep import summary_line
+from cmhash.utils import write_text_atomic
 
 DEFAULT_WIKI = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki")
 
@@ -30,16 +32,19 @@ def run_datasets(datasets: str, wiki: str, title: str, out: Path, bench: Callabl
     return text
 
 
-def finish_dataset(dataset: str, inputs, rows: list[dict], curves: dict, bits: list[int], out: Path,
-                   metrics=("map", "map@50")) -> str:
-    """Add random codes (the floor) to ``rows``, plot the PR / top-K ``curves`` at the largest code
-    length, write ``out``/dataset/results.json; returns the dataset's Markdown section."""
-    rows = rows + [{"name": "random codes", "bits": b, **random_codes_metrics(inputs, b, curves=False)} for b in bits]
-    if curves:
-        plot_curves(curves, out / dataset / f"curves-{max(bits)}bits.png", f"{dataset}, {max(bits)} bits")
-    s = inputs.split
-    write_json_atomic(out / dataset / "results.json",
-                      {"dataset": dataset, "info": inputs.info, "split": s.sizes(),
-                       "rows": [{k: v for k, v in r.items() if k != "curves"} for r in rows]})
-    return (f"## {dataset}: query {len(s.query)}, training {len(s.train)}, database {len(s.database)}, "
-            f"label prior {label_prior(inputs):.3f}\n\n{markdown_table(rows, metrics)}")
+def run_into(report: Report, name: str, cfg, out: Path, inputs, resume: bool, curves: bool = False) -> dict:
+    """One ``run_experiment`` into ``report`` under ``name``, with a progress line."""
+    t = time.time()
+    m = run_experiment(cfg, out, inputs, resume=resume, progress=False, curves=curves)
+    report.add(name, cfg.bits, m)
+    print(f"[{report.title}] {name:<26} {cfg.bits:>3} bits: {summary_line(m)}  ({cfg.train.epochs} epochs, best "
+          f"{m['best_epoch']}, {m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)", flush=True)
+    return m
+
+
+def finish_dataset(report: Report, bits: list[int], out: Path, cca: bool = False) -> str:
+    """Random codes (and CCA hashing) beside the rows, ``out``/results.json and the curves at the
+    largest code length; returns the dataset's Markdown section."""
+    report.add_baselines(bits, cca=cca)
+    report.write(out, plot_bits=max(bits))
+    return report.markdown(level=2)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import CmhashError, atomic_path
+from .utils import CmhashError, atomic_path, load_torch_file
 
 FORMAT = "cmhash-checkpoint-v2"
 
@@ -27,13 +27,7 @@ def save_checkpoint(path: str | Path, ckpt: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CmhashError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise CmhashError(f"{path}: unreadable or truncated checkpoint ({type(e).__name__})") from None
+    ckpt = load_torch_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith("cmhash-checkpoint"):
         raise CmhashError(f"{path}: not a cmhash checkpoint")
     if ckpt["format"] != FORMAT:

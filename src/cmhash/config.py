@@ -93,13 +93,28 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else path
 
 
-def load_preset(method: str, dataset: str) -> dict:
-    """The preset sections for ``method`` merged for ``dataset`` (empty if no preset file)."""
+def _preset_file(method: str) -> dict:
     try:
         text = resources.files("cmhash.presets").joinpath(f"{method}.yaml").read_text()
     except FileNotFoundError:
         return {}
-    presets = yaml.safe_load(text) or {}
+    return yaml.safe_load(text) or {}
+
+
+def method_config(method: str, base: type | None = None) -> type:
+    """The ``Config`` dataclass of ``method`` from the ``params:`` section of ``presets/<method>.yaml``
+    (the hyper-parameters with the paper's values, each documented there): one field per parameter,
+    typed by its default (float, int, bool or str), after the fields of ``base``."""
+    preset = _preset_file(method)
+    if preset.get("params_from") and base is None:  # a method built on another: its parameters first
+        base = method_config(preset["params_from"])
+    fields = [(k, type(v), dataclasses.field(default=v)) for k, v in (preset.get("params") or {}).items()]
+    return dataclasses.make_dataclass(f"{method.upper()}Config", fields, bases=(base,) if base else ())
+
+
+def load_preset(method: str, dataset: str) -> dict:
+    """The preset sections for ``method`` merged for ``dataset`` (empty if no preset file)."""
+    presets = _preset_file(method)
     out: dict = {}
     for key in ("default", dataset):
         _deep_update(out, presets.get(key) or {})

@@ -25,10 +25,19 @@ class Registry(Generic[T]):
         self._help: dict[str, str] = {}
         self._discovered = False
 
-    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+    def register(self, name: str, help: str = "", **declared) -> Callable[[T], T]:
+        """Register under ``name``; ``help`` defaults to the docstring's first line. A class whose
+        ``name`` attribute is not set in its own body gets ``name``, and ``declared`` attributes (what it supports,
+        e.g. ``distributed=True``) are set on it; each must be one the class already defines."""
         def deco(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
                 raise CmhashError(f"{self.kind} {name!r} is registered twice")
+            for key, value in declared.items():
+                if not hasattr(obj, key):
+                    raise CmhashError(f"{self.kind} {name!r}: unknown declaration {key!r}")
+                setattr(obj, key, value)
+            if isinstance(obj, type) and hasattr(obj, "name") and not vars(obj).get("name"):
+                obj.name = name  # a subclass of a registered class gets its own name
             self._items[name] = obj
             self._help[name] = help or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
             return obj

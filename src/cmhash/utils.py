@@ -59,6 +59,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def load_torch_file(path: str | os.PathLike, what: str):
+    """``torch.load(weights_only=True)`` on the CPU; a missing, truncated or foreign file is a
+    ``CmhashError`` that names the file and ``what`` it should have been."""
+    path = Path(path)
+    if not path.is_file():
+        raise CmhashError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
+        raise CmhashError(f"{path}: not a readable {what}, unreadable or truncated ({type(e).__name__}: "
+                          f"{str(e)[:200]})") from None
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -178,11 +178,11 @@ def test_ssah_label_passes_repeat_the_label_phase():
 
 
 def test_sdeh_ablation_spec_names_real_settings():
-    from cmhash.methods.sdeh import SDEHConfig
+    from cmhash.registry import METHODS
     from cmhash.train.sweep import load_spec
 
     spec = load_spec("sdeh-loss-ablation")
-    fields = set(SDEHConfig.__dataclass_fields__)
+    fields = set(METHODS.get("sdeh").config_class().__dataclass_fields__)
     assert len(spec.points) == 7 and len(load_spec("udsph-attention").points) == 4
     for p in spec.points:
         assert all(k.split(".", 1)[1] in fields for k in p.overrides)

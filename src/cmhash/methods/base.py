@@ -1,8 +1,19 @@
 """What every hashing method provides to the one trainer.
 
-A method is an ``nn.Module`` with a hyper-parameter dataclass ``Config``, built from the config,
-the code length and the ``InputSpec`` (``model.create_model``); a new method is one file in this
-package with ``@register_method``. The trainer feeds it
+A method is an ``nn.Module`` built from its hyper-parameters, the code length and the
+``InputSpec`` (``model.create_model``); a new method is one file in this package::
+
+    @register_method("mymethod", distributed=True)   # what it supports, declared
+    class MyMethod(HashMethod):
+        '''One line for ``cmhash list``.'''
+
+        def build(self, cfg):          # the nets, from cfg (its Config) and self.spec / self.bits
+            ...
+        def loss(self, batch): ...
+        def make_optimizer(self): ...
+
+Its hyper-parameters are the ``params:`` section of ``presets/<name>.yaml`` (``config.method_config``,
+each with the paper's value and a comment), or a dataclass given as ``Config``. The trainer feeds it
 batches ``{"image": (B, ...) image-net input (pooled features (B, D), conv maps (B, C, h, w)
 when the method ``uses_feature_map``, or uint8 pixels when fine-tuning), "feat": (B, D) frozen image features F_I,
 "text": (B, d), "label": (B, C) multi-hot labels, "index": (B,) item indices, "row": (B,) positions in
@@ -31,14 +42,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..config import method_config
 from ..overrides import make_dataclass
+from ..registry import register_method
 from ..spec import InputSpec
 from ..utils import CmhashError
 
 
 class HashMethod(nn.Module):
-    name: str = ""
-    Config: type = None  # a dataclass
+    name: str = ""  # set by @register_method
+    Config: type | None = None  # the hyper-parameter dataclass; None: presets/<name>.yaml ``params:``
     supervised: bool = False  # reads batch["label"]
     phases: tuple = (None,)
     #: keeps per-item training memories (``self.memory``)
@@ -58,6 +71,10 @@ class HashMethod(nn.Module):
         self.map_channels = spec.image.map_channels if spec.image.mode == "maps" else 0  # > 0: (B, C, h, w) maps
         self.txt_dim, self.n_labels = spec.text.dim, spec.n_labels
         self.register_buffer("train_labels", torch.empty(0, self.n_labels), persistent=False)
+        self.build(cfg)
+
+    def build(self, cfg) -> None:
+        """Create the method's networks (``self.bits``, ``self.spec`` and the dims above are set)."""
 
     def image_backbone(self):
         """The backbone the image net trains through (mode ``pixels``), else None."""
@@ -72,9 +89,16 @@ class HashMethod(nn.Module):
         return bool(getattr(config, "regions", False))
 
     @classmethod
+    def config_class(cls) -> type:
+        """The hyper-parameter dataclass: ``Config``, or one made from the method's preset file."""
+        if cls.__dict__.get("Config") is None:
+            cls.Config = method_config(cls.name)
+        return cls.Config
+
+    @classmethod
     def make_config(cls, params: dict):
-        """The method's ``Config`` from ``params``: unknown keys and mistyped values are errors."""
-        return make_dataclass(cls.Config, params, "method", f"{cls.name} parameter")
+        """The method's config from ``params``: unknown keys and mistyped values are errors."""
+        return make_dataclass(cls.config_class(), params, "method", f"{cls.name} parameter")
 
     def set_epoch(self, epoch: int) -> None:
         for m in self.modules():

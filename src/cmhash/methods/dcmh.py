@@ -15,7 +15,7 @@ for the fc6/fc7 layers it fine-tunes). Relevance: items sharing a label.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 
@@ -23,40 +23,25 @@ from ..codes import sign
 from ..losses import dcmh_loss, label_similarity
 from ..models import ImageEncoder, Memory, MLPHash
 from ..models.supervised_nets import input_norm
-from ..registry import register_method
-from .base import HashMethod
+from .base import HashMethod, register_method
 
 
-@dataclass
-class DCMHConfig:
-    gamma: float = 1.0  # quantisation
-    eta: float = 1.0  # bit balance
-    lr: float = 10 ** -1.5
-    lr_end: float = 1e-6  # linear decay towards this over the run
-    weight_decay: float = 0.0
-    img_hidden: int = 4096  # fixed-feature mode: stand-in for CNN-F's fc6/fc7 (0: one linear layer)
-    txt_hidden: int = 8192
-    input_norm: bool = True  # standardise fixed input vectors (models.InputNorm); not DCMH's, see there
-
-
-@register_method("dcmh", help="DCMH (CVPR 2017): supervised, pairwise likelihood + quantisation + balance")
+@register_method("dcmh", supervised=True, memory_per_item=True)
 class DCMH(HashMethod):
-    """DCMH (Jiang and Li, CVPR 2017)."""
+    """DCMH (CVPR 2017): supervised, pairwise likelihood + quantisation + balance.
 
-    name = "dcmh"
-    Config = DCMHConfig
-    supervised = True
-    memory_per_item = True
+    DCMH (Jiang and Li, CVPR 2017).
+    """
+
     phases = ("image", "text")
 
-    def __init__(self, cfg: DCMHConfig, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
         backbone = self.image_backbone()
         enc = ImageEncoder(self.img_dim, self.map_channels, backbone, hidden=0, norm=cfg.input_norm)
-        self.img_net = MLPHash(enc.out_dim, bits, 0 if backbone is not None else cfg.img_hidden, enc)
-        self.txt_net = MLPHash(self.txt_dim, bits, cfg.txt_hidden, input_norm(self.txt_dim, cfg.input_norm))
-        self.memory = Memory(F=bits, G=bits)
-        self.register_buffer("B", torch.empty(0, bits), persistent=False)
+        self.img_net = MLPHash(enc.out_dim, self.bits, 0 if backbone is not None else cfg.img_hidden, enc)
+        self.txt_net = MLPHash(self.txt_dim, self.bits, cfg.txt_hidden, input_norm(self.txt_dim, cfg.input_norm))
+        self.memory = Memory(F=self.bits, G=self.bits)
+        self.register_buffer("B", torch.empty(0, self.bits), persistent=False)
 
     def attach_training_set(self, labels: torch.Tensor) -> None:
         super().attach_training_set(labels)

@@ -11,45 +11,25 @@ we follow the code, since this baseline is meant to match it.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 
 from ..losses import djsrh_loss, joint_semantics_matrix
 from ..models import ImgNet, TxtNet
-from ..registry import register_method
-from .base import HashMethod
+from .base import HashMethod, register_method
 
 
-@dataclass
-class DJSRHConfig:
-    beta: float = 0.9
-    eta: float = 0.4
-    mu: float = 1.5
-    lambda1: float = 0.1
-    lambda2: float = 0.1
-    lr_img: float = 0.001
-    lr_txt: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    img_hidden: int = 4096  # fixed-feature mode only (see ImgNet)
-    img_dropout: float = 0.0
-    txt_hidden: int = 4096
-
-
-@register_method("djsrh", help="DJSRH (ICCV 2019): unsupervised, joint-semantics reconstruction")
+@register_method("djsrh", distributed=True)
 class DJSRH(HashMethod):
-    """DJSRH (Su et al., ICCV 2019)."""
+    """DJSRH (ICCV 2019): unsupervised, joint-semantics reconstruction.
 
-    name = "djsrh"
-    Config = DJSRHConfig
+    DJSRH (Su et al., ICCV 2019).
+    """
 
-    distributed = True
-
-    def __init__(self, cfg: DJSRHConfig, bits, spec):
-        super().__init__(cfg, bits, spec)
-        self.img_net = ImgNet(self.img_dim, bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
-        self.txt_net = TxtNet(self.txt_dim, bits, cfg.txt_hidden)
+    def build(self, cfg):
+        self.img_net = ImgNet(self.img_dim, self.bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
+        self.txt_net = TxtNet(self.txt_dim, self.bits, cfg.txt_hidden)
 
     def similarity(self, batch: dict) -> torch.Tensor:
         c = self.cfg

@@ -14,7 +14,7 @@ of the training set instead.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 import torch.nn as nn
@@ -23,45 +23,24 @@ from ..codes import sign
 from ..losses import dsah_loss, dsah_similarity
 from ..models import ImgNet, TxtNet
 from ..models.nets import sign_ste
-from ..registry import register_method
 from ..utils import CmhashError
-from .base import HashMethod
+from .base import HashMethod, register_method
 
 
-@dataclass
-class DSAHConfig:
-    mu: float = 1.5
-    beta: float = 0.9
-    w_diag: float = 1.0
-    w_recon: float = 1.0
-    w_sym: float = 2.0
-    w_intra: float = 0.1
-    recon_grad: str = "none"  # "none" (reference) | "ste"
-    lr: float = 0.005
-    momentum: float = 0.7
-    weight_decay: float = 5e-4
-    img_hidden: int = 4096
-    img_dropout: float = 0.0
-    txt_hidden: int = 4096
-
-
-@register_method("dsah", help="DSAH (ICMR 2020): DJSRH + semantic alignment and cross reconstruction")
+@register_method("dsah", distributed=True)
 class DSAH(HashMethod):
-    """DSAH (Yang et al., ICMR 2020)."""
+    """DSAH (ICMR 2020): DJSRH + semantic alignment and cross reconstruction.
 
-    name = "dsah"
-    Config = DSAHConfig
+    DSAH (Yang et al., ICMR 2020).
+    """
 
-    distributed = True
-
-    def __init__(self, cfg: DSAHConfig, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
         if cfg.recon_grad not in ("none", "ste"):
             raise CmhashError(f"dsah recon_grad must be 'none' or 'ste', got {cfg.recon_grad!r}")
-        self.img_net = ImgNet(self.img_dim, bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
-        self.txt_net = TxtNet(self.txt_dim, bits, cfg.txt_hidden)
-        self.dec_img = nn.Linear(bits, self.txt_dim)  # image code -> text vector
-        self.dec_txt = nn.Linear(bits, spec.image.dim)  # text code -> image feature F_I
+        self.img_net = ImgNet(self.img_dim, self.bits, cfg.img_hidden, cfg.img_dropout, self.image_backbone())
+        self.txt_net = TxtNet(self.txt_dim, self.bits, cfg.txt_hidden)
+        self.dec_img = nn.Linear(self.bits, self.txt_dim)  # image code -> text vector
+        self.dec_txt = nn.Linear(self.bits, self.spec.image.dim)  # text code -> image feature F_I
 
     def _binary(self, code: torch.Tensor) -> torch.Tensor:
         if self.cfg.recon_grad == "ste":

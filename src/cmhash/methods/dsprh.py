@@ -20,7 +20,7 @@ similar half of the batch), and the pairwise targets (soft: lambda cos_I + (1 - 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 import torch.nn as nn
@@ -28,69 +28,22 @@ import torch.nn as nn
 from ..losses import (alignment_loss, bidirectional_cosine_triplet, dsah_similarity, pairwise_likelihood_loss,
                       pairwise_targets)
 from ..models import FusionImageFeatures, TwinBottleneck
-from ..registry import register_method
 from ..utils import CmhashError
-from .base import HashMethod
+from .base import HashMethod, register_method
 
 
-@dataclass
-class DSPRHConfig:
-    # image feature space (section 3.2)
-    w1: float = 0.25  # strip pooling + iSQRT-COV branch
-    w2: float = 0.25  # iSQRT-COV branch
-    w3: float = 0.5  # fc7 branch
-    feat_dim: int = 4096
-    map_dim: int = 256
-    cov_dim: int = 128
-    cov_iters: int = 5
-    strip: bool = True
-    img_dropout: float = 0.0
-    txt_hidden: int = 4096
-    # feature reconstruction layers (section 3.3)
-    enc_dim: int = 1024
-    cont_dim: int = 512
-    dec_dim: int = 1024
-    graph: bool = True
-    adj_power: float = 1.4
-    # semantic-preserving reconstruction loss (section 3.4)
-    alpha: float = 1.0
-    beta: float = 0.03
-    gamma: float = 1.0
-    lam: float = 0.9  # lambda of Eq. 12
-    mu: float = 1.5
-    w_rec: float = 1.0
-    w_intra: float = 1.0
-    w_inter: float = 1.0
-    w_rank: float = 1.0
-    nu: float = 0.001
-    u: float = 1.0
-    margin: float = 0.5
-    negatives: str = "hard"  # hard | random | least
-    neg_quantile: float = 0.5
-    pair_target: str = "soft"  # soft | binary
-    pair_quantile: float = 0.5
-    # optimisation (not in the paper: DJSRH's)
-    lr: float = 0.01
-    lr_backbone: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-
-
-@register_method("dsprh", help="DSPRH (Entropy 2020): fusion image net, twin-bottleneck reconstruction, "
-                               "alignment + cosine triplet + pairwise")
+@register_method("dsprh", distributed=True)
 class DSPRH(HashMethod):
-    """DSPRH (Cheng et al., Entropy 2020)."""
+    """DSPRH (Entropy 2020): fusion image net, twin-bottleneck reconstruction, alignment + cosine triplet + pairwise.
 
-    name = "dsprh"
-    distributed = True  # batch targets gathered; BatchNorm layers of the conv-map branch see per-rank batches
-    Config = DSPRHConfig
+    DSPRH (Cheng et al., Entropy 2020).
+    """
 
     @classmethod
-    def uses_feature_map(cls, config: DSPRHConfig) -> bool:
+    def uses_feature_map(cls, config) -> bool:
         return config.w1 > 0 or config.w2 > 0
 
-    def __init__(self, cfg: DSPRHConfig, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
         img_dim, txt_dim, map_channels, backbone = self.img_dim, self.txt_dim, self.map_channels, self.image_backbone()
         if cfg.w1 < 0 or cfg.w2 < 0 or cfg.w3 < 0 or cfg.w1 + cfg.w2 + cfg.w3 <= 0:
             raise CmhashError(f"dsprh fusion weights must be >= 0 and not all 0, got {cfg.w1}/{cfg.w2}/{cfg.w3}")
@@ -103,11 +56,11 @@ class DSPRH(HashMethod):
                                             backbone)
         self.txt_feat = nn.Sequential(nn.Linear(txt_dim, cfg.txt_hidden), nn.ReLU(inplace=True))
         # the frozen image features the text branch rebuilds: the backbone's pooled features
-        target_img = spec.image.dim
+        target_img = self.spec.image.dim
         tb = dict(enc_dim=cfg.enc_dim, cont_dim=cfg.cont_dim, dec_dim=cfg.dec_dim, graph=cfg.graph,
                   power=cfg.adj_power)
-        self.img_tb = TwinBottleneck(self.img_feat.out_dim, bits, txt_dim, **tb)  # image -> text space
-        self.txt_tb = TwinBottleneck(cfg.txt_hidden, bits, target_img, **tb)  # text -> image space
+        self.img_tb = TwinBottleneck(self.img_feat.out_dim, self.bits, txt_dim, **tb)  # image -> text space
+        self.txt_tb = TwinBottleneck(cfg.txt_hidden, self.bits, target_img, **tb)  # text -> image space
         self._gen = torch.Generator().manual_seed(0)
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:  # (B, K)

@@ -34,7 +34,7 @@ One joint step per batch (no alternation), Adam; the learning rate decays expone
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 import torch.nn as nn
@@ -43,38 +43,13 @@ from ..losses import (consistency_loss, decomposition_loss, distribution_consist
                       label_similarity, multilevel_similarity_loss)
 from ..models import BagTokens, GlobalLocalEncoder, ImageEncoder
 from ..models.supervised_nets import input_norm
-from ..registry import register_method
-from .base import HashMethod
-
-
-@dataclass
-class SDEHConfig:
-    w_ms: float = 1.0  # multi-level semantic similarity
-    graded: bool = True  # False: fit the codes to binary "shares a label" instead (the ablation of SDEH's claim)
-    w_info: float = 1.0  # hash-code informativeness
-    w_balance: float = 0.1  # bit balance inside informativeness
-    w_cons: float = 1.0  # cross-modal consistency
-    w_fd: float = 1.0  # feature-distribution consistency
-    w_dec: float = 1.0  # semantic decomposition (structural)
-    w_orth: float = 0.1  # orthogonality of shared and private parts inside the decomposition
-    hidden: int = 1024  # global branch width
-    local_dim: int = 256  # local branch width
-    feat_dim: int = 512  # fused modality feature f
-    sem_dim: int = 256  # shared / private / label semantic feature width
-    tok_dim: int = 64  # embedding width of bag-of-words tokens
-    max_tokens: int = 16
-    lab_hidden: int = 1024
-    regions: bool = True
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_decay_to: float = 0.1
-    input_norm: bool = True  # standardise the global branches' fixed input vectors (models.InputNorm)
+from .base import HashMethod, register_method
 
 
 class _Branch(nn.Module):
     """One modality: attention-based subnetwork, then the shared / private decomposition."""
 
-    def __init__(self, global_dim: int, token_dim: int, cfg: SDEHConfig):
+    def __init__(self, global_dim: int, token_dim: int, cfg):
         super().__init__()
         self.enc = GlobalLocalEncoder(global_dim, token_dim, cfg.hidden, cfg.local_dim, cfg.feat_dim)
         self.shared = nn.Sequential(nn.Linear(cfg.feat_dim, cfg.sem_dim), nn.ReLU(inplace=True))
@@ -87,16 +62,14 @@ class _Branch(nn.Module):
         return {"f": f, "s": s, "p": p, "recon": self.dec(torch.cat([s, p], 1))}
 
 
-@register_method("sdeh", help="SDEH (2025): attention subnetworks, semantic decomposition, quadruple losses")
+@register_method("sdeh", supervised=True)
 class SDEH(HashMethod):
-    """SDEH (Fei et al., Pattern Recognition 2025), designed from its abstract (see module docstring)."""
+    """SDEH (2025): attention subnetworks, semantic decomposition, quadruple losses.
 
-    name = "sdeh"
-    Config = SDEHConfig
-    supervised = True
+    SDEH (Fei et al., Pattern Recognition 2025), designed from its abstract (see module docstring).
+    """
 
-    def __init__(self, cfg: SDEHConfig, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
         img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
         self.img_in = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=0, norm=cfg.input_norm)
         region_dim = self.img_in.region_dim
@@ -107,8 +80,8 @@ class SDEH(HashMethod):
         self.txt = _Branch(txt_dim, cfg.tok_dim, cfg)
         self.lab = nn.Sequential(nn.Linear(n_labels, cfg.lab_hidden), nn.ReLU(inplace=True),
                                  nn.Linear(cfg.lab_hidden, cfg.sem_dim), nn.ReLU(inplace=True))
-        self.hash = nn.Linear(cfg.sem_dim, bits)  # common to image, text and label
-        self.classifier = nn.Linear(bits, n_labels)
+        self.hash = nn.Linear(cfg.sem_dim, self.bits)  # common to image, text and label
+        self.classifier = nn.Linear(self.bits, n_labels)
 
     def image_branch(self, x: torch.Tensor) -> dict:
         g, regions = self.img_in.split(x)  # g standardised; tokens from the raw input

@@ -20,56 +20,34 @@ fixed input vectors are standardised (``models.InputNorm``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 
 from ..losses import discriminator_loss, generator_loss, label_similarity, ssah_net_loss
 from ..models import Discriminator, ImageEncoder, Memory, SemanticHashNet, lab_net, ssah_txt_net
-from ..registry import register_method
-from .base import HashMethod
+from .base import HashMethod, register_method
 
 
-@dataclass
-class SSAHConfig:
-    alpha: float = 1.0  # feature-level pairwise likelihood
-    gamma: float = 1.0  # hash-level pairwise likelihood
-    beta: float = 1.0  # quantisation
-    eta: float = 1.0  # label prediction
-    delta: float = 1.0  # adversarial
-    feat_dim: int = 512  # SEMANTIC_EMBED
-    hidden: int = 4096
-    lr_lab: float = 1e-2
-    lr_img: float = 10 ** -4.5
-    lr_txt: float = 10 ** -3.5
-    lr_dis: float = 1e-3
-    lr_decay_to: float = 0.1  # learning-rate factor reached at the last epoch (exponential decay)
-    input_norm: bool = True  # standardise fixed input vectors (models.InputNorm); not SSAH's, see there
-    label_passes: int = 1  # passes of the label phase per epoch (the code: up to 10, stopping when the loss rises)
-
-
-@register_method("ssah", help="SSAH (CVPR 2018): supervised, label net + adversarial discriminators")
+@register_method("ssah", supervised=True, memory_per_item=True)
 class SSAH(HashMethod):
-    """SSAH (Li et al., CVPR 2018)."""
+    """SSAH (CVPR 2018): supervised, label net + adversarial discriminators.
 
-    name = "ssah"
-    Config = SSAHConfig
-    supervised = True
-    memory_per_item = True
+    SSAH (Li et al., CVPR 2018).
+    """
 
     @property
     def phases(self) -> tuple:
         return ("label",) * max(1, self.cfg.label_passes) + ("disc", "image", "text")
 
-    def __init__(self, cfg, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
         img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
         enc = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=cfg.hidden, norm=cfg.input_norm)
-        self.img_net = SemanticHashNet(enc, enc.out_dim, bits, n_labels, cfg.feat_dim)
-        self.txt_net = ssah_txt_net(txt_dim, bits, n_labels, cfg.hidden, cfg.feat_dim, cfg.input_norm)
-        self.lab_net = lab_net(n_labels, bits, cfg.hidden, cfg.feat_dim)
+        self.img_net = SemanticHashNet(enc, enc.out_dim, self.bits, n_labels, cfg.feat_dim)
+        self.txt_net = ssah_txt_net(txt_dim, self.bits, n_labels, cfg.hidden, cfg.feat_dim, cfg.input_norm)
+        self.lab_net = lab_net(n_labels, self.bits, cfg.hidden, cfg.feat_dim)
         self.dis_img, self.dis_txt = Discriminator(cfg.feat_dim), Discriminator(cfg.feat_dim)
-        self.memory = Memory(H=bits, FL=cfg.feat_dim)
+        self.memory = Memory(H=self.bits, FL=cfg.feat_dim)
 
     def encode_image(self, x):
         return self.img_net(x)[0]

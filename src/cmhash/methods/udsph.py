@@ -35,27 +35,15 @@ SSAH's code are SSAH's (see ``methods/ssah.py`` and docs/supervised.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+
 
 import torch
 import torch.nn as nn
 
 from ..losses import attention_calibration_loss, attention_preservation_loss, label_similarity
 from ..models import BagTokens, cross_attention_similarity
-from ..registry import register_method
-from .ssah import SSAH, SSAHConfig
-
-
-@dataclass
-class UDSPHConfig(SSAHConfig):
-    att_dim: int = 128  # token width of the attention space
-    max_tokens: int = 16  # tokens taken from a bag-of-words vector
-    smooth: float = 9.0  # SCAN's lambda (softmax temperature over regions)
-    w_att: float = 1.0  # attention calibration (measure)
-    w_pres: float = 1.0  # attention preservation by the codes
-    regions: bool = True  # image tokens from the cached conv map when the data has pixels
-    att_lr_mult: float = 10.0
-    att_pairs: int = 32  # batch items entering the attention terms (0: all; the cost grows as n^2)
+from .base import register_method
+from .ssah import SSAH
 
 
 class _Tokens(nn.Module):
@@ -80,15 +68,15 @@ class _Tokens(nn.Module):
         return torch.cat([g, tok], 1), torch.cat([ones, mask], 1)  # (B, 1 + T, d), (B, 1 + T)
 
 
-@register_method("udsph", help="UDSPH (2022): SSAH + cross-modal attention preserving local correlation")
+@register_method("udsph")
 class UDSPH(SSAH):
-    """UDSPH (Lu et al., 2022), designed from its abstract (see module docstring)."""
+    """UDSPH (2022): SSAH + cross-modal attention preserving local correlation.
 
-    name = "udsph"
-    Config = UDSPHConfig
+    UDSPH (Lu et al., 2022), designed from its abstract (see module docstring).
+    """
 
-    def __init__(self, cfg, bits, spec):
-        super().__init__(cfg, bits, spec)
+    def build(self, cfg):
+        super().build(cfg)
         region_dim = self.img_net.encoder.region_dim
         self.img_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, self.img_dim, region_dim, cfg.max_tokens)
         self.txt_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, self.txt_dim, 0, cfg.max_tokens)

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import register_backbone
-from ..utils import CmhashError
+from ..utils import CmhashError, load_torch_file
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -87,13 +87,7 @@ def load_into(module: nn.Module, sd: dict, source, what: str) -> None:
 
 
 def load_state_dict_file(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CmhashError(f"{path}: weight file not found")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CmhashError(f"{path}: not a readable torch weight file ({type(e).__name__}: {e})") from None
+    sd = load_torch_file(path, "torch weight file")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
