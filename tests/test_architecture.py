@@ -119,15 +119,15 @@ class ToyConfig:
     lr: float = 0.01
 
 
-@register_method("toyhash", help="a toy method from one file")
+@register_method("toyhash", distributed=True)
 class ToyHash(HashMethod):
-    name = "toyhash"
+    """A toy method from one file."""
+
     Config = ToyConfig
 
-    def __init__(self, cfg, bits, spec):
-        super().__init__(cfg, bits, spec)
-        self.img_net = torch.nn.Linear(self.img_dim, bits)
-        self.txt_net = torch.nn.Linear(self.txt_dim, bits)
+    def build(self, cfg):
+        self.img_net = torch.nn.Linear(self.img_dim, self.bits)
+        self.txt_net = torch.nn.Linear(self.txt_dim, self.bits)
 
     def loss(self, batch):
         hi, ht = torch.tanh(self.img_net(batch["image"])), torch.tanh(self.txt_net(batch["text"]))
@@ -152,7 +152,8 @@ def test_a_method_is_one_new_file(tmp_path, monkeypatch, wiki_like):
     monkeypatch.setattr(cmhash.methods, "__path__", [*cmhash.methods.__path__, str(plugin)])
     monkeypatch.setattr(METHODS, "_discovered", False)
     try:
-        assert "toyhash" in METHODS.names()
+        assert "toyhash" in METHODS.names() and METHODS.describe()["toyhash"] == "A toy method from one file."
+        assert METHODS.get("toyhash").distributed and METHODS.get("toyhash").name == "toyhash"
         cfg = build_config("toyhash", "wiki", 16, {"train": {"epochs": 1, "batch_size": 16}},
                            {"data": {"root": str(wiki_like.parent)}})
         m = run_experiment(cfg, tmp_path / "run", progress=False, curves=False)
@@ -160,6 +161,18 @@ def test_a_method_is_one_new_file(tmp_path, monkeypatch, wiki_like):
     finally:
         METHODS._items.pop("toyhash", None)
         sys.modules.pop("cmhash.methods.toyhash", None)
+
+
+def test_registry_declarations_are_checked():
+    from cmhash.methods.base import HashMethod
+    from cmhash.registry import Registry
+    from cmhash.utils import CmhashError
+
+    reg = Registry("method", "cmhash.methods")
+    with pytest.raises(CmhashError, match="unknown declaration 'parallel'"):
+        reg.register("x", parallel=True)(type("X", (HashMethod,), {}))
+    sub = reg.register("y", supervised=True)(type("Y", (HashMethod,), {}))
+    assert sub.name == "y" and sub.supervised and not HashMethod.supervised
 
 
 def _folder(root: Path, n: int = 48) -> Path:

@@ -243,3 +243,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert load_index(path).ntotal == 10
     assert [p.name for p in tmp_path.iterdir()] == ["ix.cmhidx"]
+
+
+def test_backend_parameters_are_checked_by_name_and_type():
+    """``--param`` values go through the typed parser: an unknown key or a wrong type names itself."""
+    with pytest.raises(HashIndexError, match="mih backend parameter m: expected int"):
+        make_index("mih", 64, m="abc")
+    with pytest.raises(HashIndexError, match=r"unknown flat backend parameter\(s\) \['m'\]"):
+        make_index("flat", 64, m=4)
+    assert make_index("mih", 64, m=4, budget=1).budget == 1.0

@@ -54,9 +54,12 @@ def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None) -> Inputs:
     """Load the data and split of ``cfg``; for pixel datasets the frozen backbone's pooled features
     and, when ``with_maps`` (default: the method reads them), its conv maps, cached on disk."""
     dc, bc = cfg.data, cfg.backbone
-    data = (loaded := load_dataset(dc.dataset, dc.root, **dc.options)).data
-    split = Split.load(dc.split_file) if dc.split_file else \
-        loaded.split(dc.protocol, seed=dc.split_seed, n_query=dc.n_query, n_train=dc.n_train)
+    loaded = load_dataset(dc.dataset, dc.root, **dc.options)
+    data = loaded.data
+    if dc.split_file:
+        split = Split.load(dc.split_file)
+    else:
+        split = loaded.split(dc.protocol, seed=dc.split_seed, n_query=dc.n_query, n_train=dc.n_train)
     split.check(len(data))
     info = {"dataset": data.name, "n_items": len(data), "split": split.sizes(), "image_kind": data.image_kind}
     if data.image_kind == "features":

@@ -238,6 +238,13 @@ def load_index(path, bits: int | None = None, **options) -> HammingIndex:
 
 def make_index(backend: str, bits: int, **params) -> HammingIndex:
     """A new, empty index: ``flat`` (cmhash's kernel), ``faiss``, ``mih`` or ``milvus``."""
+    from ..overrides import check_kwargs
+
     if backend not in INDEX_BACKENDS:
         raise HashIndexError(f"unknown index backend {backend!r}; known: {', '.join(INDEX_BACKENDS.names())}")
-    return INDEX_BACKENDS.get(backend)(bits, **params)
+    cls = INDEX_BACKENDS.get(backend)
+    try:
+        params = check_kwargs(cls, params, f"{backend} backend")  # unknown or mistyped --param values
+    except CmhashError as e:
+        raise HashIndexError(str(e)) from None
+    return cls(bits, **params)

@@ -30,7 +30,7 @@ from .base import HashMethod, register_method
 class DCMH(HashMethod):
     """DCMH (CVPR 2017): supervised, pairwise likelihood + quantisation + balance.
 
-    DCMH (Jiang and Li, CVPR 2017).
+    Jiang and Li, CVPR 2017 (module docstring).
     """
 
     phases = ("image", "text")

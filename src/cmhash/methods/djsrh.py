@@ -24,7 +24,7 @@ from .base import HashMethod, register_method
 class DJSRH(HashMethod):
     """DJSRH (ICCV 2019): unsupervised, joint-semantics reconstruction.
 
-    DJSRH (Su et al., ICCV 2019).
+    Su, Zhong and Zhang, ICCV 2019; the authors' code is followed (module docstring).
     """
 
     def build(self, cfg):

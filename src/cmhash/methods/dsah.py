@@ -31,7 +31,7 @@ from .base import HashMethod, register_method
 class DSAH(HashMethod):
     """DSAH (ICMR 2020): DJSRH + semantic alignment and cross reconstruction.
 
-    DSAH (Yang et al., ICMR 2020).
+    Yang et al., ICMR 2020; the authors' code is followed (module docstring).
     """
 
     def build(self, cfg):

@@ -34,9 +34,10 @@ from .base import HashMethod, register_method
 
 @register_method("dsprh", distributed=True)
 class DSPRH(HashMethod):
-    """DSPRH (Entropy 2020): fusion image net, twin-bottleneck reconstruction, alignment + cosine triplet + pairwise.
+    """DSPRH (Entropy 2020): fusion image net, twin bottlenecks, alignment + cosine triplet + pairwise.
 
-    DSPRH (Cheng et al., Entropy 2020).
+    Cheng, Wang and Du, Entropy 2020 (module docstring). The batch targets are gathered across
+    processes; BatchNorm layers of the conv-map branch see per-rank batches.
     """
 
     @classmethod

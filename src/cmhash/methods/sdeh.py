@@ -66,7 +66,7 @@ class _Branch(nn.Module):
 class SDEH(HashMethod):
     """SDEH (2025): attention subnetworks, semantic decomposition, quadruple losses.
 
-    SDEH (Fei et al., Pattern Recognition 2025), designed from its abstract (see module docstring).
+    Fei et al., Pattern Recognition 2025, designed from its abstract (module docstring).
     """
 
     def build(self, cfg):

@@ -33,7 +33,7 @@ from .base import HashMethod, register_method
 class SSAH(HashMethod):
     """SSAH (CVPR 2018): supervised, label net + adversarial discriminators.
 
-    SSAH (Li et al., CVPR 2018).
+    Li et al., CVPR 2018 (module docstring).
     """
 
     @property

@@ -72,7 +72,7 @@ class _Tokens(nn.Module):
 class UDSPH(SSAH):
     """UDSPH (2022): SSAH + cross-modal attention preserving local correlation.
 
-    UDSPH (Lu et al., 2022), designed from its abstract (see module docstring).
+    Lu et al., 2022, designed from its abstract (module docstring).
     """
 
     def build(self, cfg):
