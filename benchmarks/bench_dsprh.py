@@ -11,7 +11,6 @@ a validation part of the training set. Wiki is skipped (with a note) when its fi
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.report import Report
 from cmhash.train.sweep import slug
-from common import DEFAULT_WIKI, finish_dataset, run_datasets, run_into
+from common import bench_parser, finish_dataset, run_datasets, run_into
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
             "DSPRH w/o pairwise": {"gamma": 0.0}}
@@ -45,14 +44,8 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="wiki,synthetic")
-    ap.add_argument("--wiki", default=DEFAULT_WIKI)
-    ap.add_argument("--bits", default="16,32,64,128")
-    ap.add_argument("--methods", default="djsrh,dsah,dsprh")
+    ap = bench_parser(__doc__, "djsrh,dsah,dsprh", "runs/bench-dsprh")
     ap.add_argument("--ablation-bits", default="64", help="code lengths of the loss ablation ('' for none)")
-    ap.add_argument("--out", default="runs/bench-dsprh")
-    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     abl = [int(b) for b in args.ablation_bits.split(",") if b.strip()]

@@ -19,14 +19,13 @@ Wiki is skipped (with a note) when its file is absent.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from cmhash.config import build_config, load_preset
 from cmhash.data.inputs import prepare_inputs, reads_maps
 from cmhash.eval.report import Report
-from common import DEFAULT_WIKI, finish_dataset, run_datasets, run_into
+from common import bench_parser, finish_dataset, run_datasets, run_into
 
 METHODS = ("dcmh", "ssah", "udsph", "sdeh", "dsprh")
 METRICS = ("map", "map@50", "ndcg@50")
@@ -56,15 +55,9 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="wiki,synthetic")
-    ap.add_argument("--wiki", default=DEFAULT_WIKI)
-    ap.add_argument("--bits", default="16,32,64,128")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap = bench_parser(__doc__, ",".join(METHODS), "runs/bench-supervised")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--epochs", default="dsprh=40", help="per-method epochs, e.g. dsprh=40,dcmh=100 ('' for presets)")
-    ap.add_argument("--out", default="runs/bench-supervised")
-    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     epochs = {k: int(v) for k, v in (p.split("=") for p in args.epochs.split(",") if p.strip())}

@@ -6,31 +6,25 @@ DJSRH paper's Wiki row (which used raw images through AlexNet, not these SIFT fe
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.report import Report
-from common import DEFAULT_WIKI, finish_dataset, run_into
+from common import bench_parser, finish_dataset, run_into
 
 PAPER_DJSRH_WIKI = {  # DJSRH (ICCV 2019) Table, mAP@50, AlexNet on raw Wiki images
     "i2t": {16: .388, 32: .403, 64: .412, 128: .421}, "t2i": {16: .611, 32: .635, 64: .646, 128: .658}}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=DEFAULT_WIKI)
-    ap.add_argument("--bits", default="16,32,64,128")
-    ap.add_argument("--methods", default="djsrh,dsah")
+    ap = bench_parser(__doc__, "djsrh,dsah", "runs/bench-wiki", datasets=None)
     ap.add_argument("--epochs", type=int, default=None, help="default: each method's Wiki preset")
-    ap.add_argument("--out", default="runs/bench-wiki")
-    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     out = Path(args.out)
     over = {"train": {"epochs": args.epochs}} if args.epochs else {}
-    cfgs = [build_config(m, "wiki", b, over, {"data": {"root": args.data}}) for m in args.methods.split(",")
+    cfgs = [build_config(m, "wiki", b, over, {"data": {"root": args.wiki}}) for m in args.methods.split(",")
             for b in bits]
     report = Report("Wiki (wikiData.mat: 128-d SIFT BoVW images, 10-d LDA texts)", prepare_inputs(cfgs[0]),
                     ("map", "map@50"))

@@ -1,6 +1,7 @@
 """What the benchmark scripts share: the per-dataset loop, one run into the report, the summary."""
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,19 @@ from cmhash.train.sweep import summary_line
 from cmhash.utils import write_text_atomic
 
 DEFAULT_WIKI = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki")
+
+
+def bench_parser(doc: str, methods: str, out: str, datasets: str | None = "wiki,synthetic") -> argparse.ArgumentParser:
+    """The options every training benchmark takes (more are added by each script)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if datasets:
+        ap.add_argument("--datasets", default=datasets)
+    ap.add_argument("--wiki", "--data", dest="wiki", default=DEFAULT_WIKI, help="the Wiki folder (wikiData.mat)")
+    ap.add_argument("--bits", default="16,32,64,128")
+    ap.add_argument("--methods", default=methods)
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--resume", action="store_true", help="reuse finished runs (metrics.json) in --out")
+    return ap
 
 
 def run_datasets(datasets: str, wiki: str, title: str, out: Path, bench: Callable[[str, str | None], str]) -> str:

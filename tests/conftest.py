@@ -73,7 +73,7 @@ def make_spec(img_dim=0, txt_dim=0, n_labels=0, map_channels=0, backbone=None, i
     return InputSpec(image, text, n_labels)
 
 
-def build_method(name, bits, img_dim, txt_dim, params=None, backbone=None, map_channels=0, n_labels=0):
+def method_on_dims(name, bits, img_dim, txt_dim, params=None, backbone=None, map_channels=0, n_labels=0):
     """A registered method on a spec made from plain dimensions (the unit tests' shorthand)."""
     from cmhash.model import build_method as build
 

@@ -107,8 +107,10 @@ class HashModel:
     # --- the net -------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_image(self, x) -> torch.Tensor:
-        """The image net's real outputs (B, K) for inputs in its own space (see ``image_inputs``)."""
-        return self.net.encode_image(torch.as_tensor(x).to(self.device))
+        """The image net's real outputs (B, K) for inputs in its own space (see ``image_inputs``):
+        feature vectors or maps (float) or, for a fine-tuned backbone, uint8 pixels."""
+        t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+        return self.net.encode_image((t.float() if t.is_floating_point() else t).to(self.device))
 
     @torch.inference_mode()
     def encode_text(self, t) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from cmhash.losses import (alignment_loss, bidirectional_cosine_triplet, cosine_triplet_loss, dsah_similarity,
                            pairwise_likelihood_loss, pairwise_targets, select_negatives)
-from conftest import build_method
+from conftest import method_on_dims as build_method
 from cmhash.models import (FusionImageFeatures, ISqrtCov, StripPooling, TwinBottleneck, covariance,
                            hamming_adjacency, newton_schulz_sqrt, triu_vec)
 from cmhash.utils import CmhashError

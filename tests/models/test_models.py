@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import build_method
+from conftest import method_on_dims as build_method
 from cmhash.models import ImgNet, TxtNet, build_backbone
 from cmhash.models.backbones import AlexNet
 from cmhash.utils import CmhashError

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build_method
+from conftest import method_on_dims as build_method
 from cmhash.models import (AttentionPool, BagTokens, Discriminator, GlobalLocalEncoder, Memory, MultiScaleText,
                            cross_attention_similarity)
 from cmhash.utils import CmhashError

@@ -44,7 +44,7 @@ import torch.nn as nn
 
 from ..config import method_config
 from ..overrides import make_dataclass
-from ..registry import register_method
+from ..registry import register_method  # noqa: F401  (re-exported: methods import it from here)
 from ..spec import InputSpec
 from ..utils import CmhashError
 

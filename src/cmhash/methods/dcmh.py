@@ -15,8 +15,6 @@ for the fc6/fc7 layers it fine-tunes). Relevance: items sharing a label.
 """
 from __future__ import annotations
 
-
-
 import torch
 
 from ..codes import sign

@@ -11,8 +11,6 @@ we follow the code, since this baseline is meant to match it.)
 """
 from __future__ import annotations
 
-
-
 import torch
 
 from ..losses import djsrh_loss, joint_semantics_matrix

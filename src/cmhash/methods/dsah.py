@@ -14,8 +14,6 @@ of the training set instead.
 """
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn as nn
 

@@ -20,8 +20,6 @@ similar half of the batch), and the pairwise targets (soft: lambda cos_I + (1 - 
 """
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn as nn
 

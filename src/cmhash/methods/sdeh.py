@@ -34,8 +34,6 @@ One joint step per batch (no alternation), Adam; the learning rate decays expone
 """
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn as nn
 

@@ -20,8 +20,6 @@ fixed input vectors are standardised (``models.InputNorm``).
 """
 from __future__ import annotations
 
-
-
 import torch
 
 from ..losses import discriminator_loss, generator_loss, label_similarity, ssah_net_loss

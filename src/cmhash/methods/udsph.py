@@ -35,8 +35,6 @@ SSAH's code are SSAH's (see ``methods/ssah.py`` and docs/supervised.md).
 """
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn as nn
 
