@@ -88,7 +88,9 @@ class InputSpec:
     n_labels: int = 0
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["image"].pop("from_checkpoint")  # how this copy was loaded, not what the model reads
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
