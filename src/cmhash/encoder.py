@@ -201,7 +201,7 @@ class Encoder:
         del img_mm, txt_mm
         write_json_atomic(out / "codes.json.pending", {
             "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
-            "spec": self.spec.to_dict(), "vocab": self.vocab,
+            "spec": self.spec.to_dict(),
             "label_names": names, "dataset": data.name})
         return n
 

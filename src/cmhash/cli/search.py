@@ -56,7 +56,7 @@ def demo_index(out: Path, bits: int, data) -> Path:
     enc = Encoder.load(out, bits, "auto")
     click.echo(f"\nencoding all {len(data)} items with the {bits}-bit model and indexing them ...")
     codes = enc.encode_collection(data, out / "codes", cache_dir=enc.cfg.backbone.cache_dir, progress=False)
-    store = IndexStore.create(out / "index", bits, "flat", model=enc.info(), vocab=data.vocab,
+    store = IndexStore.create(out / "index", bits, "flat", model=enc.info(), vocab=enc.vocab,
                               label_names=data.label_names, overwrite=True)
     _add_codes(store, codes)
     query = "dog puppy canine pet"
@@ -104,7 +104,8 @@ def index_build(codes, out, backend, params, overwrite):
     from ..index.store import IndexStore
 
     first = read_codes(codes[0])["meta"]
-    store = IndexStore.create(out, first["bits"], backend, model=first["model"], vocab=first.get("vocab"),
+    store = IndexStore.create(out, first["bits"], backend, model=first["model"],
+                              vocab=first["spec"]["text"]["vocab"],
                               label_names=first.get("label_names"), backend_params=key_values(params, "--param"),
                               overwrite=overwrite)
     total = sum(_add_codes(store, Path(c)) for c in codes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -86,11 +85,10 @@ def input_spec(cfg, inputs: Inputs) -> InputSpec:
     else:
         maps = inputs.maps is not None and reads_maps(cfg)
         mode = "pixels" if cfg.backbone.finetune else ("maps" if maps else "pooled")
-        weights = cfg.backbone.weights
         image = ImageSpec(mode, dim=int(inputs.feat.shape[1]),
                           map_channels=int(inputs.maps.shape[1]) if maps else 0,
                           map_size=[int(s) for s in inputs.maps.shape[2:]] if maps else None,
-                          backbone=cfg.backbone.name, weights=str(Path(weights).resolve()) if weights else None,
+                          backbone=cfg.backbone.name, weights=cfg.backbone.weights,  # absolute (build_config)
                           weights_id=bb.weights_id, weights_shipped=bb.weights_shipped, image_size=bb.input_size)
     vocab = data.vocab if data.vocab and len(data.vocab) == data.texts.shape[1] else None
     text = TextSpec("bow" if vocab else "vectors", int(data.texts.shape[1]), list(vocab) if vocab else None)

@@ -141,9 +141,11 @@ class Trainer:
         self.text_t = torch.from_numpy(np.asarray(data.texts, np.float32)).to(device)
         self.img_src = inputs.image_source(self.spec)
         # the image input on the device when it fits (2 GiB); a larger memory-mapped cache is read per batch
-        small = self.img_src is not None and (self.img_src is inputs.feat or self.img_src.nbytes <= 2 << 30)
-        self.img_t = None if not small else (self.feat_t if self.img_src is inputs.feat
-                                             else torch.from_numpy(np.array(self.img_src)).to(device))
+        self.img_t = None
+        if self.img_src is inputs.feat:
+            self.img_t = self.feat_t
+        elif self.img_src is not None and self.img_src.nbytes <= 2 << 30:
+            self.img_t = torch.from_numpy(np.array(self.img_src)).to(device)
         self.phases = tuple(model.phases)
         self.runner = model
         if self.world_size > 1:
