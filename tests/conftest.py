@@ -69,7 +69,8 @@ def make_spec(img_dim=0, txt_dim=0, n_labels=0, map_channels=0, backbone=None, i
         image = ImageSpec("maps", dim=img_dim or map_channels, map_channels=map_channels, map_size=[4, 4])
     else:
         image = ImageSpec("features", dim=img_dim)
-    text = TextSpec("bow", len(vocab), list(vocab)) if vocab else TextSpec("vectors", txt_dim)
+    text = (TextSpec("encoder", len(vocab), "words", {"analyzer": "words", "vocab": list(vocab)}) if vocab
+            else TextSpec("vectors", txt_dim))
     return InputSpec(image, text, n_labels)
 
 

@@ -208,7 +208,7 @@ def test_a_checkpoint_loads_without_its_weight_file_and_data(tmp_path, finetune)
     cfg = build_config("djsrh", "folder", 16, {
         "train": {"epochs": 1, "batch_size": 8, "eval_every": 1},
         "method": {"img_hidden": 16, "txt_hidden": 16},
-        "data": {"options": {"image_size": 40, "min_count": 1}},
+        "data": {"options": {"image_size": 40}, "text_options": {"min_count": 1}},
         "backbone": {"name": "alexnet", "weights": str(weights), "image_size": 64, "finetune": finetune,
                      "cache_dir": str(tmp_path / "cache"), "workers": 0}}, {"data": {"root": str(data)}})
     run_experiment(cfg, tmp_path / "run", progress=False, curves=False)

@@ -10,7 +10,7 @@ from cmhash.utils import CmhashError
 
 def test_spec_round_trip_and_errors():
     spec = InputSpec(ImageSpec("maps", 1280, 1280, [4, 4], "efficientnet-lite0", None, "imagenet", True, 128),
-                     TextSpec("bow", 3, ["a", "b", "c"]), 5)
+                     TextSpec("encoder", 3, "words", {"analyzer": "words", "vocab": ["a", "b", "c"]}), 5)
     assert InputSpec.from_dict(spec.to_dict()) == spec
     assert spec.image.reads_pixels and spec.image.net_dim == 1280
     assert ImageSpec("pixels", 4096, backbone="alexnet").net_dim == 0
@@ -18,7 +18,10 @@ def test_spec_round_trip_and_errors():
     with pytest.raises(CmhashError, match="unknown image input mode"):
         ImageSpec("jpeg")
     with pytest.raises(CmhashError, match="needs 3 vocabulary words"):
-        TextSpec("bow", 3, ["a"])
+        TextSpec("encoder", 3, "words", {"vocab": ["a"]})
+    old = InputSpec.from_dict({"image": {"mode": "features", "dim": 4}, "text": {"kind": "bow", "dim": 2,
+                                                                                   "vocab": ["dog", "cat"]}})
+    assert old.text == TextSpec("encoder", 2, "words", {"analyzer": "ascii", "vocab": ["dog", "cat"]})
     with pytest.raises(CmhashError, match="damaged input spec"):
         InputSpec.from_dict({"image": {"mode": "features"}})
     assert "from_checkpoint" not in InputSpec(ImageSpec(from_checkpoint=True)).to_dict()["image"]

@@ -12,8 +12,8 @@ from .data import PairedData, Split, load_dataset, make_split, make_synthetic
 from .data.inputs import Inputs, input_spec, prepare_inputs
 from .eval import evaluate_retrieval, map_at_k, mean_average_precision, pack_codes, unpack_codes
 from .model import HashModel, build_method, create_model, load_model
-from .registry import (BACKBONES, DATASETS, INDEX_BACKENDS, METHODS, register_backbone, register_dataset,
-                       register_index_backend, register_method)
+from .registry import (BACKBONES, DATASETS, INDEX_BACKENDS, METHODS, TEXT_ENCODERS, register_backbone,
+                       register_dataset, register_index_backend, register_method, register_text_encoder)
 from .spec import ImageSpec, InputSpec, TextSpec
 from .train import run_experiment, train_run
 from .utils import CmhashError
@@ -22,6 +22,6 @@ __version__ = "0.1.0"
 __all__ = ["sign", "sign_codes", "RunConfig", "build_config", "PairedData", "Split", "load_dataset", "make_split",
            "make_synthetic", "Inputs", "input_spec", "prepare_inputs", "evaluate_retrieval", "map_at_k",
            "mean_average_precision", "pack_codes", "unpack_codes", "HashModel", "build_method", "create_model",
-           "load_model", "BACKBONES", "DATASETS", "INDEX_BACKENDS", "METHODS", "register_backbone",
-           "register_dataset", "register_index_backend", "register_method", "ImageSpec", "InputSpec", "TextSpec",
+           "load_model", "BACKBONES", "DATASETS", "INDEX_BACKENDS", "METHODS", "TEXT_ENCODERS", "register_backbone",
+           "register_dataset", "register_index_backend", "register_method", "register_text_encoder", "ImageSpec", "InputSpec", "TextSpec",
            "run_experiment", "train_run", "CmhashError"]

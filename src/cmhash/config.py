@@ -30,8 +30,10 @@ class DataConfig:
     split_seed: int = 0
     n_query: int | None = None
     n_train: int | None = None
-    split_file: str | None = None  # a saved split (split.json: query/train/database indices) instead of drawing one
+    split_file: str | None = None  # a saved split (--split-file; format in the README) instead of drawing one
     options: dict = field(default_factory=dict)  # passed to the dataset loader
+    text_encoder: str | None = None  # captions -> text vectors (cmhash.text); None: the dataset's default
+    text_options: dict = field(default_factory=dict)  # passed to the text encoder (e.g. max_features, min_count)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from .codes import sign_codes
 from .data.formats import read_image
-from .data.text import tokenize
 from .eval.hamming import pack_codes
 from .model import HashModel, load_model
 from .utils import CmhashError, write_json_atomic
@@ -36,7 +35,8 @@ class Encoder:
         self.model, self.cfg, self.spec = model, model.cfg, model.spec
         self.device, self.method, self.bits = model.device, model.method, model.bits
         self.fingerprint, self.checkpoint = model.fingerprint, model.checkpoint
-        self.vocab = model.spec.text.vocab if model.bow is not None else None
+        self.text_encoder = model.text_encoder  # None: the model reads given text vectors only
+        self.vocab = model.spec.text.vocab  # a bag-of-words encoder's vocabulary, else None
         self.image_mode = model.spec.image.mode
 
     @classmethod
@@ -80,22 +80,35 @@ class Encoder:
 
     # --- texts ---------------------------------------------------------------------------------
     def text_vectors(self, texts: list[str], strict: bool = True) -> np.ndarray:
-        """Free texts -> binary bag-of-words over the model's vocabulary (B, vocab). ``strict``: a text
-        with no known word is an error (a query); otherwise it gets an all-zero vector (a collection
-        item, as the dataset's own vectoriser gives it)."""
-        out = self.model.text_inputs(texts)  # (B, vocab)
+        """Free texts -> the text net's inputs through the model's text encoder (B, dim). ``strict``:
+        a text with no known word is an error naming the encoder (a query); otherwise it gets the
+        encoder's vector as it is (a collection item, all-zero for a bag of words)."""
         if strict:
-            for t, row in zip(texts, out):
-                if not isinstance(t, str) or not t.strip():
-                    raise CmhashError("empty text: give at least one word")
-                if not row.any():
-                    raise CmhashError(f"none of the words of {t[:80]!r} is in the model's vocabulary "
-                                      f"({len(self.vocab)} words, e.g. {', '.join(self.vocab[:8])})")
-        return out
+            for t in texts:
+                self.explain(t, strict=True)
+        return self.model.text_inputs(texts)  # (B, dim)
+
+    def explain(self, text: str, strict: bool = False) -> dict:
+        """{"encoder", "used", "unknown"}: which words of a free-text query the model's text encoder
+        reads and which it does not know. ``strict``: no known word is an error that names the
+        encoder and suggests another."""
+        enc = self.text_encoder
+        if enc is None:
+            self.model.text_inputs([text])  # raises: this model reads text vectors only
+        if not isinstance(text, str) or not text.strip():
+            raise CmhashError("empty text: give at least one word")
+        got = {"encoder": enc.describe(), **enc.explain(text)}
+        if strict and not got["used"]:
+            hint = ("a model trained with --text-encoder minilm reads any English words" if enc.name != "minilm"
+                    else "a model trained with --text-encoder auto (or words, chars) reads the words of its own "
+                         "captions, in any language")
+            vocab = f" ({enc.dim} tokens, e.g. {', '.join(self.vocab[:8])})" if self.vocab else ""
+            raise CmhashError(f"none of the words of {text[:80]!r} is known to this model's text encoder "
+                              f"{enc.describe()}{vocab}; {hint}")
+        return got
 
     def known_words(self, text: str) -> list[str]:
-        bow = self.model.bow
-        return [w for w in tokenize(text) if bow is not None and w in bow._index]
+        return self.explain(text)["used"] if self.text_encoder is not None else []
 
     @torch.inference_mode()
     def encode_text_vectors(self, t) -> np.ndarray:
@@ -154,7 +167,7 @@ class Encoder:
         if write_images:
             (out / "images").mkdir(exist_ok=True)
         names = data.label_names
-        own_vocab = bool(self.vocab) and data.captions is not None and list(data.vocab or []) != self.vocab
+        captions_in = self.text_encoder is not None and data.captions is not None  # through the model's encoder
         pixels = None
         if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
             from .data.features import image_batches
@@ -174,7 +187,7 @@ class Encoder:
                     pix = next(pixels)[1].numpy()
                     ic = self.encode_pixels(pix)
                 img_mm[s:s + len(r)] = pack_codes(ic)
-                if own_vocab:  # captions of another collection: the model's vocabulary, not the dataset's
+                if captions_in:  # captions through the model's own text encoder, as in training
                     tv = self.text_vectors([data.captions[i] for i in r], strict=False)
                 else:
                     tv = np.asarray(data.texts[r], np.float32)

@@ -4,11 +4,12 @@
     net = create_model(cfg, spec)           # a registered HashMethod, untrained
     model = load_model("runs/djsrh-synthetic", bits=64)   # a trained one, ready to encode
     model.encode_image(pixels_or_features)  # (B, K) real outputs; sign_codes(...) gives the codes
-    model.encode_text(["dog puppy"])        # free text through the saved vocabulary
+    model.encode_text(["dog puppy"])        # free text through the saved text encoder
 
 A checkpoint is self-contained: ``load_model`` needs neither the data folder (the ``InputSpec``
 holds the vocabulary and every dimension) nor the backbone's weight file (a fine-tuned backbone
-is in the weights; a frozen one that does not come with an installed package is saved beside them).
+is in the weights; a frozen one that does not come with an installed package is saved beside them;
+a fitted text encoder's vocabulary is in the spec).
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ import torch
 from .checkpoint import load_checkpoint
 from .codes import sign_codes
 from .config import RunConfig
-from .data.text import BowVectorizer
 from .registry import METHODS
 from .spec import InputSpec
+from .text import text_encoder_from_spec
 from .utils import CmhashError, resolve_device
 
 __all__ = ["HashModel", "create_model", "build_method", "load_model", "resolve_checkpoint", "sign_codes",
@@ -71,7 +72,7 @@ def model_fingerprint(net: torch.nn.Module, method: str, bits: int) -> str:
 
 class HashModel:
     """A trained method with what turns raw inputs into its inputs: the frozen backbone (modes
-    ``pooled`` and ``maps``) and the text vectoriser (a bag of words over the saved vocabulary)."""
+    ``pooled`` and ``maps``) and the text encoder it was trained with (``cmhash.text``)."""
 
     def __init__(self, net, cfg: RunConfig, spec: InputSpec, backbone=None, checkpoint: Path | None = None,
                  device="cpu"):
@@ -80,8 +81,9 @@ class HashModel:
         self.backbone = backbone.eval().to(self.device) if backbone is not None else None
         self.method, self.bits = cfg.method, cfg.bits
         self.fingerprint = model_fingerprint(self.net, self.method, self.bits)
-        vocab = spec.text.vocab if spec.text.kind == "bow" else None
-        self.bow = BowVectorizer.from_state({"vocab": vocab, "binary": True}) if vocab else None
+        self.text_encoder = text_encoder_from_spec(spec.text)
+        if self.text_encoder is not None and hasattr(self.text_encoder, "device"):
+            self.text_encoder.device = str(self.device)
 
     # --- raw inputs -> the net's inputs --------------------------------------------------------
     @torch.inference_mode()
@@ -98,11 +100,11 @@ class HashModel:
         return fmap.float() if mode == "maps" else self.backbone.pool(fmap).float()
 
     def text_inputs(self, texts: list[str]) -> np.ndarray:
-        """Free texts -> binary bag of words over the model's vocabulary (B, vocab)."""
-        if self.bow is None:
-            raise CmhashError(f"this {self.method} model reads {self.spec.text.dim}-d text vectors and no vocabulary "
+        """Free texts -> what the text net reads (B, dim), through the model's text encoder."""
+        if self.text_encoder is None:
+            raise CmhashError(f"this {self.method} model reads {self.spec.text.dim}-d text vectors and no text encoder "
                               "is known for them (the dataset gives vectors, not words): give text vectors instead")
-        return self.bow.transform(["" if not isinstance(t, str) else t for t in texts])
+        return self.text_encoder.transform(["" if not isinstance(t, str) else t for t in texts])
 
     # --- the net -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -122,7 +124,8 @@ class HashModel:
     def info(self) -> dict:
         return {"fingerprint": self.fingerprint, "checkpoint": str(self.checkpoint), "method": self.method,
                 "bits": self.bits, "dataset": self.cfg.data.dataset, "image_input": self.spec.image.mode,
-                "backbone": self.spec.image.backbone if self.spec.image.reads_pixels else None}
+                "backbone": self.spec.image.backbone if self.spec.image.reads_pixels else None,
+                "text_encoder": self.text_encoder.describe() if self.text_encoder is not None else None}
 
 
 def load_model(path, bits: int | None = None, device: str = "auto", state: str = "best_model") -> HashModel:

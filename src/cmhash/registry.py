@@ -1,4 +1,4 @@
-"""Registries (timm style): a method, dataset, backbone or index backend is one file plus a decorator.
+"""Registries (timm style): a method, dataset, backbone, text encoder or index backend is one file plus a decorator.
 
     @register_method("djsrh")
     class DJSRH(HashMethod): ...
@@ -76,11 +76,13 @@ METHODS: Registry = Registry("method", "cmhash.methods")
 DATASETS: Registry = Registry("dataset", "cmhash.data")
 BACKBONES: Registry = Registry("backbone", "cmhash.models")
 INDEX_BACKENDS: Registry = Registry("index backend", "cmhash.index")
+TEXT_ENCODERS: Registry = Registry("text encoder", "cmhash.text")
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
 register_index_backend = INDEX_BACKENDS.register
+register_text_encoder = TEXT_ENCODERS.register
 
 #: every registry by the name ``cmhash list`` shows it under
-ALL = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES, "index backends": INDEX_BACKENDS}
+ALL = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES, "text encoders": TEXT_ENCODERS, "index backends": INDEX_BACKENDS}

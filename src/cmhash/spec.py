@@ -8,8 +8,10 @@ The image side has four modes:
   (methods that say ``uses_feature_map``: DSPRH, UDSPH and SDEH with ``regions``);
 - ``pixels``: uint8 pixels through a backbone trained with the method (``--finetune``).
 
-The text side is the dataset's vectors (``vectors``) or a binary bag of words over a saved
-vocabulary (``bow``), so that free text can be encoded later. ``data.inputs.input_spec`` decides
+The text side is the dataset's own vectors (``vectors``: the community's ``.mat`` sets) or a
+registered text encoder (``encoder``: a bag of words fitted on the training captions, or a
+pretrained sentence encoder) with its fitted state, so that free text is encoded later exactly as
+in training (``cmhash.text``). ``data.inputs.input_spec`` decides
 the spec from the configuration and the data; the trainer saves it in every checkpoint and
 ``encode`` in every codes folder; methods, ``model.create_model`` and ``model.load_model`` read it.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from .utils import CmhashError
 
 IMAGE_MODES = ("features", "pooled", "maps", "pixels")
-TEXT_KINDS = ("vectors", "bow")
+TEXT_KINDS = ("vectors", "encoder")
 
 
 @dataclass
@@ -71,14 +73,29 @@ class ImageSpec:
 class TextSpec:
     kind: str = "vectors"
     dim: int = 0
-    vocab: list[str] | None = None  # kind "bow": the words of the dim columns
+    encoder: str | None = None  # kind "encoder": a registered text encoder (cmhash.text) ...
+    state: dict | None = None  # ... and its fitted state (a vocabulary and tokenizer), saved with the model
 
     def __post_init__(self):
         if self.kind not in TEXT_KINDS:
             raise CmhashError(f"unknown text input kind {self.kind!r}; known: {', '.join(TEXT_KINDS)}")
-        if self.kind == "bow" and len(self.vocab or []) != self.dim:
-            raise CmhashError(f"a bag-of-words text input needs {self.dim} vocabulary words, got "
-                              f"{len(self.vocab or [])}")
+        if self.kind == "encoder" and not self.encoder:
+            raise CmhashError("an encoder text input needs the encoder's name")
+        if self.vocab is not None and len(self.vocab) != self.dim:
+            raise CmhashError(f"a bag-of-words text input needs {self.dim} vocabulary words, got {len(self.vocab)}")
+
+    @property
+    def vocab(self) -> list[str] | None:
+        """The vocabulary of a bag-of-words encoder (None for vectors and pretrained encoders)."""
+        return (self.state or {}).get("vocab")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextSpec":
+        d = dict(d)
+        if d.get("kind") == "bow":  # saved before text encoders: an ASCII-token bag of words
+            vocab = d.pop("vocab", None) or []
+            return cls("encoder", int(d.get("dim", len(vocab))), "words", {"analyzer": "ascii", "vocab": list(vocab)})
+        return cls(**d)
 
 
 @dataclass
@@ -95,11 +112,12 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
         try:
-            return cls(ImageSpec(**d["image"]), TextSpec(**d["text"]), int(d.get("n_labels", 0)))
+            return cls(ImageSpec(**d["image"]), TextSpec.from_dict(d["text"]), int(d.get("n_labels", 0)))
         except (KeyError, TypeError) as e:
             raise CmhashError(f"damaged input spec ({type(e).__name__}: {e})") from None
 
     def describe(self) -> str:
         im = self.image
         img = im.mode if im.mode == "features" else f"{im.mode} of {im.backbone} at {im.image_size or 'default'} px"
-        return f"image {img} ({im.dim}-d), text {self.text.kind} ({self.text.dim}-d), {self.n_labels} labels"
+        txt = self.text.encoder if self.text.kind == "encoder" else "vectors"
+        return f"image {img} ({im.dim}-d), text {txt} ({self.text.dim}-d), {self.n_labels} labels"

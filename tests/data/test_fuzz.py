@@ -174,7 +174,7 @@ def test_folder_loader_with_bad_captions_and_images(tmp_path, caption_file, imag
     (tmp_path / "captions.tsv").write_bytes(caption_file)
 
     def go():
-        loaded = load_dataset("folder", str(tmp_path), image_size=16, min_count=1)
+        loaded = load_dataset("folder", str(tmp_path), image_size=16)
         loaded.data.image_rows(np.arange(len(loaded.data)))
         return loaded
 
@@ -195,11 +195,11 @@ def test_encode_leaves_no_partial_output(tmp_path):
         Image.new("RGB", (40, 40), (i * 40, 10, 10)).save(tmp_path / f"{i}.png")
     (tmp_path / "3.png").write_bytes(b"\x89PNG broken")
     (tmp_path / "captions.tsv").write_text("".join(f"{i}.png\tred thing number {i}\n" for i in range(6)))
-    data = load_dataset("folder", str(tmp_path), image_size=32, min_count=1, n_query=1, n_train=5).data
+    data = load_dataset("folder", str(tmp_path), image_size=32, n_query=1, n_train=5).data
     cfg = build_config("djsrh", "folder", 16, {"backbone": {"name": "alexnet", "image_size": 64, "finetune": True}})
     from cmhash.model import HashModel, build_method
 
-    spec = make_spec(0, backbone="alexnet", image_size=64, vocab=data.vocab)
+    spec = make_spec(0, backbone="alexnet", image_size=64, vocab=["red", "thing", "number"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_method("djsrh", 16, spec)

@@ -7,7 +7,6 @@ import scipy.io
 from cmhash.data import DataError, PairedData, Split, load_dataset, make_split, make_synthetic, validate_paired
 from cmhash.data.matio import H5Images, MatFile
 from cmhash.data.protocol import validation_split
-from cmhash.data.text import BowVectorizer
 from cmhash.utils import CmhashError
 
 
@@ -185,22 +184,20 @@ def write_folder(tmp_path, rows, n_img=12):
     (tmp_path / "captions.tsv").write_text("\n".join(rows) + "\n")
 
 
-def test_folder_dataset_with_vocab_from_training_only(tmp_path):
+def test_folder_dataset_keeps_captions_as_text(tmp_path):
     rows = [f"im{i}.png\tred {'cat' if i % 2 else 'dog'} word{i}\t{'a' if i % 2 else 'b'}" for i in range(12)]
-    write_folder(tmp_path, rows)
-    ds = load_dataset("folder", tmp_path, image_size=16, n_query=3, n_train=9, min_count=1)
+    write_folder(tmp_path, rows + ["im0.png\t\ta"])
+    ds = load_dataset("folder", tmp_path, image_size=16, n_query=3, n_train=9)
     d = ds.data
     assert d.image_rows([0, 5]).shape == (2, 3, 16, 16)
-    train_words = {w for i in ds.fixed_split.train for w in rows[i].split("\t")[1].split()}
-    assert set(d.vocab) <= train_words
-    query_only = {f"word{i}" for i in ds.fixed_split.query}
-    assert not query_only & set(d.vocab)
+    assert d.texts is None and d.captions[1] == "red cat word1" and ds.text_encoder == "auto"
+    assert d.info["empty_captions"] == 1  # an empty caption is kept and counted
     assert d.label_names == ["a", "b"]
 
 
 def test_folder_bad_inputs(tmp_path):
-    write_folder(tmp_path, ["im0.png\t   ", "im1.png\tok"])
-    with pytest.raises(DataError, match=r"captions.tsv:1: empty caption"):
+    write_folder(tmp_path, ["im0.png", "im1.png\tok"])
+    with pytest.raises(DataError, match=r"captions.tsv:1: expected 'image<TAB>caption"):
         load_dataset("folder", tmp_path)
     (tmp_path / "captions.tsv").write_bytes(b"im0.png\t\xff\xfe bad\n")
     with pytest.raises(DataError, match="not UTF-8"):
@@ -213,14 +210,6 @@ def test_folder_bad_inputs(tmp_path):
 
     with pytest.raises(DataError, match="not a readable image"):
         FolderImages([tmp_path / "junk.png"], 16).take([0])
-
-
-def test_bow_vectorizer():
-    v = BowVectorizer(max_features=3, min_count=1).fit(["a b b", "b c", "d"])
-    assert v.vocab[0] == "b"
-    x = v.transform(["b zzz", ""])
-    assert x.shape == (2, 3) and x[0].sum() == 1 and x[1].sum() == 0
-    assert BowVectorizer.from_state(v.state()).vocab == v.vocab
 
 
 def test_hdf5_images_read_by_worker_processes(tmp_path):

@@ -102,7 +102,7 @@ def test_web_page_searches_by_text_and_image(server, browser_path, tmp_path):
             page.fill("#q", "qwertyuiop")
             page.click("#search-btn")
             page.wait_for_selector("#status.error")
-            assert "vocabulary" in page.inner_text("#status")
+            assert "text encoder" in page.inner_text("#status")
             assert page.locator(".result").count() == 0
         finally:
             browser.close()

@@ -75,7 +75,7 @@ def test_cli_encode_build_add_info_search(tiny_demo, tmp_path):
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat")])
     assert res.exit_code == 2 and "exactly one of --text or --image" in res.output
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat"), "--text", "xyzzy"])
-    assert res.exit_code == 2 and "vocabulary" in res.output
+    assert res.exit_code == 2 and "known to this model's text encoder words" in res.output
     res = r.invoke(main, ["index", "build", str(tmp_path / "c1"), "-o", str(tmp_path / "ix-flat")])
     assert res.exit_code == 2 and "already exists" in res.output
     (tmp_path / "c3").mkdir()
@@ -189,7 +189,7 @@ def test_api_searches(client):
     ({"q": "dog", "k": "ten"}, 422, "valid integer"),
     ({}, 422, "q: Field required"),
     ({"q": "x" * 1001}, 422, "at most 1000"),
-    ({"q": "qwertyuiop"}, 400, "vocabulary"),
+    ({"q": "qwertyuiop"}, 400, "known to this model's text encoder"),
 ])
 def test_api_validates_text_queries(client, params, status, words):
     c, _ = client

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..spec import TextSpec
 from ..utils import CmhashError
 from .app import key_values, main, registry_choice
 
@@ -105,7 +106,7 @@ def index_build(codes, out, backend, params, overwrite):
 
     first = read_codes(codes[0])["meta"]
     store = IndexStore.create(out, first["bits"], backend, model=first["model"],
-                              vocab=first["spec"]["text"]["vocab"],
+                              vocab=TextSpec.from_dict(first["spec"]["text"]).vocab,
                               label_names=first.get("label_names"), backend_params=key_values(params, "--param"),
                               overwrite=overwrite)
     total = sum(_add_codes(store, Path(c)) for c in codes)
@@ -181,7 +182,9 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
     if (text is None) == (image is None):
         raise CmhashError("give exactly one of --text or --image")
     store, enc = open_for_search(index_dir, model, device)
+    words = None
     if text is not None:
+        words = enc.explain(text, strict=True)  # no known word: an error naming the encoder
         code, modality = enc.encode_texts([text]), "text"
     else:
         if not image.is_file():
@@ -191,8 +194,14 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
     hits = store.search(code, k, target=target)[0]
     store.close()
     if as_json:
-        click.echo(json.dumps({"query": text or str(image), "target": target, "results": hits}, indent=2))
+        out = {"query": text or str(image), "target": target, "results": hits}
+        if words is not None:
+            out.update(known_words=words["used"], unknown_words=words["unknown"], text_encoder=words["encoder"])
+        click.echo(json.dumps(out, indent=2))
         return
+    if words is not None:
+        unknown = f"; unknown: {' '.join(words['unknown'])}" if words["unknown"] else ""
+        click.echo(f"text encoder {words['encoder']}: words used: {' '.join(words['used'])}{unknown}")
     click.echo(f"{modality} -> {target}, top {len(hits)} of {store.ntotal}:")
     for rank, h in enumerate(hits, 1):
         cap = (h.get("caption") or "")[:60]

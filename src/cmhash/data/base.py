@@ -23,7 +23,7 @@ class DataError(CmhashError):
 @dataclass
 class PairedData:
     images: Any  # (N, D) float32 features | (N, 3, H, W) uint8 array | object with .take(idx), .shape
-    texts: np.ndarray  # (N, d) float32
+    texts: np.ndarray | None  # (N, d) float32; None: captions only, vectors come from a text encoder
     labels: np.ndarray  # (N, C) uint8 multi-hot
     name: str = "data"
     image_kind: str = "features"  # "features" | "pixels"
@@ -50,7 +50,7 @@ class PairedData:
         idx = np.asarray(idx, dtype=np.int64)
         images = self.images[idx] if isinstance(self.images, np.ndarray) else _Rows(self.images, idx)
         return PairedData(
-            images=images, texts=self.texts[idx], labels=self.labels[idx], name=self.name,
+            images=images, texts=self.texts[idx] if self.texts is not None else None, labels=self.labels[idx], name=self.name,
             image_kind=self.image_kind, vocab=self.vocab, label_names=self.label_names,
             captions=[self.captions[i] for i in idx] if self.captions is not None else None,
             info=dict(self.info),
@@ -85,17 +85,20 @@ def validate_paired(data: PairedData, source: str = "", drop_empty_labels: bool 
     only when ``drop_empty_labels`` is set, removed.
     """
     source = source or data.name
-    n_img, n_txt, n_lab = data.images.shape[0], data.texts.shape[0], data.labels.shape[0]
+    if data.texts is None and data.captions is None:
+        raise DataError(f"{source}: the dataset has neither text vectors nor captions")
+    n_img, n_lab = data.images.shape[0], data.labels.shape[0]
+    n_txt = data.texts.shape[0] if data.texts is not None else len(data.captions)
     if not (n_img == n_txt == n_lab):
         raise DataError(f"{source}: row counts differ: images {n_img}, texts {n_txt}, labels {n_lab}")
     if n_lab == 0:
         raise DataError(f"{source}: the dataset has no items")
-    if data.texts.ndim != 2:
+    if data.texts is not None and data.texts.ndim != 2:
         raise DataError(f"{source}: texts have shape {data.texts.shape}, expected (N, d)")
     if data.labels.ndim != 2:
         raise DataError(f"{source}: labels have shape {data.labels.shape}, expected (N, C)")
-    lazy_texts = not isinstance(data.texts, np.ndarray) and hasattr(data.texts, "captions")
-    if not lazy_texts:  # lazy bag-of-words rows are 0/1 by construction and are not materialised here
+    lazy_texts = data.texts is None  # captions: vectors come later, from the model's text encoder
+    if not lazy_texts:
         _check_finite(np.asarray(data.texts), "texts", source)
     _check_finite(np.asarray(data.labels, dtype=np.float64), "labels", source)
     lab = np.asarray(data.labels)

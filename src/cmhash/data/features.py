@@ -138,3 +138,30 @@ def cached_features(backbone: Backbone, name: str, data: PairedData, cache_dir: 
     if with_maps:
         return feats, np.load(map_path, mmap_mode="r")
     return feats
+
+
+def cached_text_features(encoder, captions: list[str], cache_dir: str | Path) -> np.ndarray:
+    """(N, dim) float32 outputs of a pretrained text encoder for ``captions``, cached in
+    ``cache_dir`` by encoder and caption text (fitted encoders are cheap and not cached)."""
+    if encoder.cache_id is None:
+        return encoder.transform(captions)
+    h = hashlib.sha1(encoder.cache_id.encode())
+    for c in captions:
+        h.update(c.encode("utf-8", "replace") + b"\0")
+    path = Path(cache_dir) / f"text-{encoder.cache_id}-{h.hexdigest()[:16]}.npy"
+    got = _load_cached(path, (len(captions), encoder.dim))
+    if got is not None:
+        return got
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.empty((len(captions), encoder.dim), np.float32)
+    step = 1024
+    bar = tqdm(total=len(captions), desc=f"{encoder.name} text features", unit="text", leave=False,
+               mininterval=0.2 if sys.stderr.isatty() else 30.0)
+    for s in range(0, len(captions), step):
+        out[s:s + step] = encoder.transform(captions[s:s + step])
+        bar.update(len(captions[s:s + step]))
+    bar.close()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, out)
+    return out

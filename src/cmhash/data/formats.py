@@ -16,7 +16,6 @@ from ..registry import register_dataset
 from .base import DataError, PairedData, validate_paired
 from .matio import MatFile
 from .protocol import Split, make_split
-from .text import BowVectorizer, LazyBow
 
 
 @dataclass
@@ -25,6 +24,7 @@ class LoadedDataset:
     protocol: str = "djsrh"  # default protocol for this dataset
     protocol_params: dict = field(default_factory=dict)
     fixed_split: Split | None = None
+    text_encoder: str | None = None  # default text encoder for its captions (None: the dataset's own vectors)
 
     def split(self, protocol: str | None = None, seed: int = 0, **params) -> Split:
         protocol = protocol or self.protocol
@@ -190,9 +190,7 @@ def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:
         parts = line.rstrip("\n").split("\t")
         if len(parts) < 2:
             raise DataError(f"{path}:{ln}: expected 'image<TAB>caption[<TAB>labels]'")
-        name, caption = parts[0].strip(), parts[1].strip()
-        if not caption:
-            raise DataError(f"{path}:{ln}: empty caption for {name!r}")
+        name, caption = parts[0].strip(), parts[1].strip()  # an empty caption is kept, and counted
         labels = [x.strip() for x in parts[2].split(",") if x.strip()] if len(parts) > 2 else None
         rows.append((name, caption, labels))
     if not rows:
@@ -202,7 +200,9 @@ def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:
 
 @register_dataset("folder", help="your own data: a folder with images and captions.tsv (image<TAB>caption[<TAB>labels])")
 def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224, n_query: int | None = None,
-                n_train: int | None = None, seed: int = 0, max_features: int = 2000, min_count: int = 2, **_):
+                n_train: int | None = None, seed: int = 0, **_):
+    """Captions stay text here: ``data.inputs.prepare_texts`` turns them into vectors with the
+    model's text encoder (default ``auto``), fitted on the training part of the split in use."""
     root = _root(root, "folder")
     rows = read_caption_file(root / captions)
     paths = []
@@ -225,17 +225,15 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     n_query = n_query if n_query is not None else max(1, min(2000, n // 10))
     n_train = n_train if n_train is not None else min(10000, n - n_query)
     split = make_split(labels, "dcmh", n_query=n_query, n_train=n_train, seed=seed)
-    # the vocabulary sees the training captions only
     caps = [r[1] for r in rows]
-    vec = BowVectorizer(max_features=max_features, min_count=min_count).fit([caps[i] for i in split.train])
-    texts = LazyBow(vec, caps)  # rows on demand: bounded memory for large folders
-    data = PairedData(FolderImages(paths, image_size), texts, labels, name=f"folder:{root.name}", image_kind="pixels",
-                      vocab=vec.vocab, label_names=names or None, captions=caps,
-                      info={"files": [str(root / captions)], "has_labels": has_labels})
+    data = PairedData(FolderImages(paths, image_size), None, labels, name=f"folder:{root.name}", image_kind="pixels",
+                      label_names=names or None, captions=caps,
+                      info={"files": [str(root / captions)], "has_labels": has_labels,
+                            "empty_captions": sum(not c for c in caps)})
     if has_labels:
         data = validate_paired(data, str(root / captions))
     split.protocol = "fixed"
-    return LoadedDataset(data, "fixed", {}, fixed_split=split)
+    return LoadedDataset(data, "fixed", {}, fixed_split=split, text_encoder="auto")
 
 
 @register_dataset("synthetic", help="embedded demo set: rendered multi-label images + noisy tag bags (no download)")

@@ -91,7 +91,9 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
     def health():
         return {"status": "ok", "items": store.ntotal, "bits": store.bits, "backend": store.manifest["backend"],
                 "model": encoder.fingerprint, "method": encoder.method,
-                "text_queries": bool(encoder.vocab), "image_queries": encoder.accepts_pixels}
+                "text_queries": encoder.text_encoder is not None,
+                "text_encoder": encoder.text_encoder.describe() if encoder.text_encoder is not None else None,
+                "image_queries": encoder.accepts_pixels}
 
     @app.get("/search/text")
     def search_text(q: str = Query(..., description="query text"), k: int = 10, same_modal: bool = False):
@@ -102,9 +104,10 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
         if len(q) > cfg.max_text:
             raise HTTPException(422, f"q is {len(q)} characters; at most {cfg.max_text}")
         with lock:
+            words = encoder.explain(q, strict=True)  # no known word: a 400 naming the encoder
             code = encoder.encode_texts([q])
         out = _run(code, "text", same_modal, k, t0, q)
-        out["known_words"] = encoder.known_words(q)
+        out.update(known_words=words["used"], unknown_words=words["unknown"], text_encoder=words["encoder"])
         return out
 
     @app.post("/search/image")
