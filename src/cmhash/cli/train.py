@@ -70,10 +70,13 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
 @click.option("--seed", type=int, default=None, help="training seed")
 @click.option("--set", "sets", multiple=True, help="override, e.g. --set method.beta=0.6 --set train.eval_every=2")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="a saved split (split.json of an earlier run: query, train, database indices)")
+              help="JSON split: query/train/database (or train/val/test) lists of row numbers or image names; "
+                   "a run's split.json works too")
+@click.option("--text-encoder", type=registry_choice("text encoders"), default=None,
+              help="captions -> text vectors (folder data; default auto: words or character n-grams by script)")
 @click.option("--resume", is_flag=True, help="continue an interrupted run in --out")
 def train(method, dataset, data_root, bits, out, epochs, device, backbone, backbone_weights, finetune, protocol,
-          seed, sets, split_file, resume):
+          seed, sets, split_file, text_encoder, resume):
     """Train METHOD on DATASET at each code length and evaluate it on the protocol."""
     base: dict = {"train": {}, "backbone": {}, "data": {}}
     if epochs is not None:
@@ -92,6 +95,8 @@ def train(method, dataset, data_root, bits, out, epochs, device, backbone, backb
         base["data"]["protocol"] = protocol
     if split_file:
         base["data"]["split_file"] = split_file
+    if text_encoder:
+        base["data"]["text_encoder"] = text_encoder
     out = out or Path("runs") / f"{method}-{dataset}"
     train_many(method, dataset, code_lengths(bits), data_root, out, list(sets), base, resume)
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}; checkpoints: {out}/bits-*/last.pt")
@@ -121,7 +126,7 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
             split_file = path.parent.parent / "split.json"
             if split_file.exists():
                 cfg.data.split_file = str(split_file)
-            inputs = prepare_inputs(cfg)
+            inputs = prepare_inputs(cfg, text_encoder=model.text_encoder)  # the model's own, as trained
             report = Report(f"{cfg.method} on {cfg.data.dataset}", inputs, metrics)
         codes = encode_split(model.net, inputs, inputs.split.query, inputs.split.database, "cpu")
         lab = inputs.data.labels

@@ -30,6 +30,7 @@ class PairedData:
     vocab: list[str] | None = None
     label_names: list[str] | None = None
     captions: list[str] | None = None
+    names: list[str] | None = None  # item names (a folder's image paths as in captions.tsv), for split files
     info: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -53,6 +54,7 @@ class PairedData:
             images=images, texts=self.texts[idx] if self.texts is not None else None, labels=self.labels[idx], name=self.name,
             image_kind=self.image_kind, vocab=self.vocab, label_names=self.label_names,
             captions=[self.captions[i] for i in idx] if self.captions is not None else None,
+            names=[self.names[i] for i in idx] if self.names is not None else None,
             info=dict(self.info),
         )
 

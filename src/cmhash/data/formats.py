@@ -227,7 +227,7 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     split = make_split(labels, "dcmh", n_query=n_query, n_train=n_train, seed=seed)
     caps = [r[1] for r in rows]
     data = PairedData(FolderImages(paths, image_size), None, labels, name=f"folder:{root.name}", image_kind="pixels",
-                      label_names=names or None, captions=caps,
+                      label_names=names or None, captions=caps, names=[r[0] for r in rows],
                       info={"files": [str(root / captions)], "has_labels": has_labels,
                             "empty_captions": sum(not c for c in caps)})
     if has_labels:

@@ -58,16 +58,17 @@ def reads_maps(cfg) -> bool:
 MAPS_WITH_FEATURES_MAX_ITEMS = 50_000
 
 
-def prepare_texts(cfg, loaded, split: Split, device="cpu"):
+def prepare_texts(cfg, loaded, split: Split, device="cpu", encoder=None):
     """Turn the dataset's captions into text vectors with the configured text encoder, fitted on the
     training part of ``split`` only (never on query items); returns the encoder (None: the dataset's
-    own vectors are used as they are). Rows that come out all-zero (no known token, or an empty
-    caption) are counted in ``data.info["empty_text_rows"]`` and reported."""
+    own vectors are used as they are). ``encoder``: one already fitted (a trained model's). Rows
+    that come out all-zero (an empty caption, or no token in the vocabulary) are counted in
+    ``data.info["empty_text_rows"]`` and reported."""
     from ..text import create_text_encoder
     from ..text.bow import Words
 
     data, dc = loaded.data, cfg.data
-    name = dc.text_encoder or loaded.text_encoder
+    name = encoder.name if encoder is not None else (dc.text_encoder or loaded.text_encoder)
     if name is None:
         if data.vocab is not None and data.captions is not None:  # tag vectors over a known vocabulary
             return Words().load_state({"analyzer": "words", "vocab": list(data.vocab)})
@@ -75,12 +76,14 @@ def prepare_texts(cfg, loaded, split: Split, device="cpu"):
     if data.captions is None:
         raise CmhashError(f"dataset {data.name!r} ships {data.texts.shape[1]}-d text vectors, not captions: a text "
                           f"encoder ({name!r}) does not apply to it")
-    options = dict(dc.text_options)
-    if name == "minilm":
-        options.setdefault("device", str(device))
-    enc = create_text_encoder(name, **options)
     captions = data.captions
-    enc.fit([captions[i] for i in split.train])  # the training part of the split actually used
+    enc = encoder
+    if enc is None:
+        options = dict(dc.text_options)
+        if name == "minilm":
+            options.setdefault("device", str(device))
+        enc = create_text_encoder(name, **options)
+        enc.fit([captions[i] for i in split.train])  # the training part of the split actually used
     data.texts = cached_text_features(enc, captions, cfg.backbone.cache_dir)  # (N, dim)
     empty = int((~data.texts.any(1)).sum())
     data.info["empty_text_rows"] = empty
@@ -91,7 +94,7 @@ def prepare_texts(cfg, loaded, split: Split, device="cpu"):
     return enc
 
 
-def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None) -> Inputs:
+def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None, text_encoder=None) -> Inputs:
     """Load the data and split of ``cfg``, encode its captions (``prepare_texts``) and, for pixel
     datasets, the frozen backbone's pooled features and conv maps, cached on disk (the maps when
     the method reads them, or always when the dataset has at most ``MAPS_WITH_FEATURES_MAX_ITEMS``
@@ -100,11 +103,11 @@ def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None) -> Inputs:
     loaded = load_dataset(dc.dataset, dc.root, **dc.options)
     data = loaded.data
     if dc.split_file:
-        split = Split.load(dc.split_file)
+        split = Split.load(dc.split_file, data.names)
     else:
         split = loaded.split(dc.protocol, seed=dc.split_seed, n_query=dc.n_query, n_train=dc.n_train)
     split.check(len(data))
-    text_encoder = prepare_texts(cfg, loaded, split, device)
+    text_encoder = prepare_texts(cfg, loaded, split, device, text_encoder)
     info = {"dataset": data.name, "n_items": len(data), "split": split.sizes(), "image_kind": data.image_kind,
             "text_encoder": text_encoder.describe() if text_encoder is not None else "dataset vectors",
             "empty_text_rows": int(data.info.get("empty_text_rows", 0))}

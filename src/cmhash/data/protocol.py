@@ -44,14 +44,26 @@ class Split:
         })
 
     @classmethod
-    def load(cls, path: str | Path) -> "Split":
+    def load(cls, path: str | Path, names: list[str] | None = None) -> "Split":
+        """A split file (``--split-file``), JSON, in one of two shapes:
+
+        - ``{"query": [...], "train": [...], "database": [...]}`` (what ``save`` writes);
+        - the captioning community's ``{"train": [...], "val": [...], "test": [...]}``: queries are
+          test + val, training and database are train (+ ``restval`` when present).
+
+        Entries are row numbers, or item names (a folder dataset's image paths as written in
+        ``captions.tsv``) resolved through ``names``."""
         try:
             d = json.loads(Path(path).read_text())
-            return cls(np.asarray(d["query"], np.int64), np.asarray(d["train"], np.int64),
-                       np.asarray(d["database"], np.int64), d.get("protocol", "custom"),
-                       d.get("seed", 0), d.get("params", {}))
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"{path}: not a readable split file ({e})") from None
+            if "query" not in d and "test" in d:  # Karpathy-style train / val / test
+                train = list(d["train"]) + list(d.get("restval", []))
+                d = {"query": list(d["test"]) + list(d.get("val", [])), "train": train, "database": train,
+                     "protocol": "karpathy"}
+            parts = [_rows(d[k], names, path, k) for k in ("query", "train", "database")]
+            return cls(*parts, d.get("protocol", "custom"), d.get("seed", 0), d.get("params", {}))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path}: not a readable split file ({type(e).__name__}: {e}); expected JSON with "
+                            "query/train/database (or train/val/test) lists of row numbers or item names") from None
 
     def check(self, n: int) -> None:
         for name in ("query", "train", "database"):
@@ -60,6 +72,20 @@ class Split:
                 raise DataError(f"split has an empty {name} set")
             if idx.min() < 0 or idx.max() >= n:
                 raise DataError(f"split's {name} indices fall outside 0..{n - 1}")
+
+
+def _rows(entries: list, names: list[str] | None, path, part: str) -> np.ndarray:
+    """Row numbers from a split file's list of row numbers or item names."""
+    if not entries or not isinstance(entries[0], str):
+        return np.asarray(entries, np.int64)
+    if names is None:
+        raise DataError(f"{path}: the {part} list holds names, but this dataset's items have no names; give row "
+                        "numbers")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [e for e in entries if e not in index]
+    if missing:
+        raise DataError(f"{path}: {len(missing)} {part} names are not items of the dataset (first: {missing[0]!r})")
+    return np.asarray([index[e] for e in entries], np.int64)
 
 
 def _stratified(labels: np.ndarray, total: int, first_factor: int, taken: np.ndarray,
