@@ -53,7 +53,7 @@ def cross_attention_similarity(img_tok: torch.Tensor, txt_tok: torch.Tensor, img
     s = F.leaky_relu(torch.einsum("ird,jwd->ijrw", v, e), 0.1)  # (Bi, Bt, R, W)
     s = s.masked_fill(~txt_mask[None, :, None, :], 0.0)
     s = s / (s.norm(dim=3, keepdim=True) + eps)  # over words
-    s = s.masked_fill(~img_mask[:, None, :, None], float("-inf"))
+    s = s.masked_fill(~img_mask[:, None, :, None], -1e4)  # finite after x smooth: no NaN on a fully masked row
     a = torch.softmax(smooth * s, dim=2)  # (Bi, Bt, R, W) over regions
     att = torch.einsum("ijrw,ird->ijwd", a, img_tok)  # (Bi, Bt, W, d) attended image vector per word
     rel = F.cosine_similarity(att, txt_tok.unsqueeze(0).expand_as(att), dim=-1, eps=eps)  # (Bi, Bt, W)
@@ -71,9 +71,11 @@ class AttentionPool(nn.Module):
 
     def forward(self, tok: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         logit = self.score(torch.tanh(self.proj(tok))).squeeze(-1)  # (B, T)
-        if mask is not None:
-            logit = logit.masked_fill(~mask, float("-inf"))
-        a = torch.softmax(logit, dim=1)
+        if mask is None:
+            a = torch.softmax(logit, dim=1)
+        else:  # a finite fill: a row with every token masked (an empty text) pools to zero, not NaN
+            a = torch.softmax(logit.masked_fill(~mask, torch.finfo(logit.dtype).min), dim=1)
+            a = a * mask.any(1, keepdim=True).to(a.dtype)
         return torch.einsum("bt,btd->bd", a, tok), a
 
 

@@ -202,6 +202,21 @@ class Trainer:
         return {"image": image, "feat": self.feat_t[it], "text": self.text_t[it], "label": self.lab_t[it],
                 "index": it, "row": row}
 
+    def nan_cause(self, batch: dict) -> str:
+        """The likely cause of a non-finite loss on ``batch``, and where the run can restart."""
+        if not all(torch.isfinite(batch[k].float()).all() for k in ("image", "text") if batch[k].is_floating_point()):
+            cause = "the batch's inputs hold NaN or inf (check the data and the feature cache)"
+        elif not batch["text"].any(1).all():
+            n = int((~batch["text"].any(1)).sum())
+            cause = (f"{n} of the batch's {len(batch['text'])} texts are empty (all-zero vectors); the method should "
+                     "handle them, so please report this, and try another --text-encoder meanwhile")
+        else:
+            cause = "the optimisation diverged; lower the learning rate (--set method.lr=... or the method's lr_* settings)"
+        last = self.out / "last.pt" if self.out else None
+        where = (f"; the last checkpoint ({last}) is intact: --resume continues from it" if last and last.is_file()
+                 else "; no checkpoint was written yet")
+        return cause + where
+
     def data_order(self, epoch: int, phase_index: int) -> np.ndarray:
         g = torch.Generator().manual_seed(self.tc.seed * 1_000_003 + epoch + 7919 * phase_index)
         return self.train_idx[torch.randperm(len(self.train_idx), generator=g).numpy()]
@@ -231,11 +246,11 @@ class Trainer:
             running = first_running if resumed else 0.0
             for b in range(first_b if resumed else 0, self.n_batches):
                 glob = perm[b * tc.batch_size:(b + 1) * tc.batch_size]  # the global batch
-                loss, _ = self.runner(self.batch(glob[self.rank * local:(self.rank + 1) * local]), phase)
+                batch = self.batch(glob[self.rank * local:(self.rank + 1) * local])
+                loss, _ = self.runner(batch, phase)
                 if not torch.isfinite(loss):
                     raise CmhashError(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}"
-                                      f"{f' ({phase} phase)' if phase else ''}; lower the learning rate (the last "
-                                      "checkpoint is intact)")
+                                      f"{f' ({phase} phase)' if phase else ''}: {self.nan_cause(batch)}")
                 step_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 step_opt.step()
