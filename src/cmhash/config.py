@@ -50,6 +50,9 @@ class BackboneConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 80
+    # > 0: ``epochs`` is meant for a training set of this many items, and is scaled to the one in use
+    # (about the same number of steps: ``scale_epochs``); the folder presets use it. 0: epochs as given.
+    epochs_at_items: int = 0
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"
@@ -81,6 +84,19 @@ class RunConfig:
                    backbone=make_dataclass(BackboneConfig, d.get("backbone", {}), "backbone"),
                    train=make_dataclass(TrainConfig, d.get("train", {}), "train"),
                    method_params=dict(d.get("method_params", {})))
+
+
+def scale_epochs(tc: TrainConfig, n_train: int) -> TrainConfig:
+    """Resolve ``epochs_at_items``: epochs x epochs_at_items / n_train, rounded, within
+    [max(1, epochs / 10), 10 x epochs] (a folder of 200 items trains 10x the epochs of one of
+    2,000 for the same number of steps; one of 20,000 a tenth). Sets ``epochs_at_items`` to 0, so
+    resolving twice changes nothing; ``eval_every`` is kept within the epochs."""
+    if tc.epochs_at_items > 0 and n_train > 0:
+        scaled = round(tc.epochs * tc.epochs_at_items / n_train)
+        tc.epochs = int(min(max(scaled, max(1, tc.epochs // 10)), 10 * tc.epochs))
+        tc.eval_every = max(1, min(tc.eval_every, tc.epochs))
+        tc.epochs_at_items = 0
+    return tc
 
 
 def check_code_length(bits) -> int:
@@ -145,6 +161,9 @@ def build_config(method: str, dataset: str, bits: int, overrides: dict | None = 
     _deep_update(merged, preset)
     _deep_update(merged, base or {})
     _deep_update(merged, overrides or {})
+    given = {**(base or {}).get("train", {}), **(overrides or {}).get("train", {})}
+    if "epochs" in given and "epochs_at_items" not in given:  # epochs given by the user are taken as they are
+        merged.setdefault("train", {})["epochs_at_items"] = 0
     method_params = merged.pop("method", {})
     cfg = RunConfig.from_dict({"method": method, "bits": bits, **merged, "method_params": method_params})
     from .registry import METHODS

@@ -159,7 +159,7 @@ def test_alignment_loss_by_hand():
     s, s_i, s_t = dsah_similarity(fi, t, 1.5, 0.9)
     rec_i, rec_t = torch.rand(4, 3), torch.rand(4, 5)
     got, parts = alignment_loss(ci, ct, s, s_i, s_t, rec_i, t, rec_t, fi, 1.5, w_rec=0.7, w_intra=0.5,
-                                w_inter=2.0, w_rank=0.3, nu=0.01, u=0.5)
+                                w_inter=2.0, w_rank=0.3, nu=0.01, u=0.5, rank_form="mu")
     n = 4
     intra = inter = fh_i = fh_t = 0.0
     for i in range(n):
@@ -186,6 +186,28 @@ def test_alignment_loss_by_hand():
     assert parts["rank"] == pytest.approx(rank, rel=1e-5) and parts["rec"] == pytest.approx(rec, rel=1e-5)
     zero, _ = alignment_loss(ci, ct, s, s_i, s_t, None, None, None, None, 1.5, 0, 0, 0, 0, 0)
     assert zero.item() == 0.0
+
+
+@pytest.mark.parametrize("form", ["hinge", "unit", "mu"])
+def test_diagonal_ranking_by_hand(form):
+    from cmhash.losses import diagonal_ranking_loss
+
+    ci, ct, _, _ = _items()
+    c = F.normalize(ci, dim=1) @ F.normalize(ct, dim=1).T
+    n, m = 4, 0.3
+    cos = [[_cos(ci[i], ct[j]) for j in range(n)] for i in range(n)]
+    if form == "hinge":  # each matched pair against its row and its column
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+        rows = sum(max(0.0, m + cos[i][j] - cos[i][i]) for i, j in pairs) / len(pairs)
+        cols = sum(max(0.0, m + cos[i][j] - cos[j][j]) for i, j in pairs) / len(pairs)
+        want = (rows + cols) / 2
+    else:
+        target = 1.5 if form == "mu" else 1.0
+        want = sum((cos[i][i] - target) ** 2 for i in range(n)) / n
+    assert diagonal_ranking_loss(c, form, mu=1.5, margin=m).item() == pytest.approx(want, rel=1e-5)
+    same = torch.ones(3, 4) / 2  # a collapsed batch: every code the same
+    collapsed = diagonal_ranking_loss(same @ same.T, "hinge", margin=m)
+    assert collapsed.item() == pytest.approx(m)  # the hinge reading penalises collapse by the full margin
 
 
 def test_cosine_triplet_by_hand():

@@ -5,6 +5,7 @@ from .cosine_triplet import bidirectional_cosine_triplet, cosine_triplet_loss, s
 from .cross_modal_consistency import consistency_loss
 from .dcmh import dcmh_loss
 from .decomposition import decomposition_loss
+from .diagonal_ranking import diagonal_ranking_loss
 from .distribution_consistency import distribution_consistency_loss, mmd2
 from .djsrh import djsrh_loss
 from .dsah import dsah_loss
@@ -17,7 +18,7 @@ from .udsph_attention import attention_calibration_loss, attention_preservation_
 
 __all__ = ["alignment_loss", "attention_calibration_loss", "attention_preservation_loss",
            "bidirectional_cosine_triplet", "consistency_loss", "cosine_triplet_loss", "dcmh_loss",
-           "decomposition_loss", "discriminator_loss", "distribution_consistency_loss", "djsrh_loss", "dsah_loss",
+           "decomposition_loss", "diagonal_ranking_loss", "discriminator_loss", "distribution_consistency_loss", "djsrh_loss", "dsah_loss",
            "dsah_similarity", "feature_similarity", "generator_loss", "informativeness_loss",
            "joint_semantics_matrix", "label_similarity", "mmd2", "multilevel_similarity_loss",
            "pairwise_likelihood_loss", "pairwise_targets", "select_negatives", "ssah_net_loss"]

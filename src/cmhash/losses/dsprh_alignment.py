@@ -17,9 +17,9 @@ the batch feature similarities (frozen image features, text vectors).
               the text branch the image feature space; ^ = row-L2-normalised targets)
     L_intra = ||B_I B_I^T - S||^2 + ||B_T B_T^T - S||^2                    within a modality
     L_inter = ||B_I B_T^T - S||^2                                          between modalities
-    L_rank  = ||diag(B_I B_T^T) - mu||^2                                   diagonal ranking:
-              a pair's codes should be the most similar entries of its row, as the
-              "diagonalisation trend" sentence says; target mu = S_ii, as in DSAH
+    L_rank  = diagonal ranking of B_I B_T^T (``losses.diagonal_ranking``): by default
+              each matched pair outranks its row and column by a margin ("hinge");
+              DSAH's ||diag(B_I B_T^T) - mu||^2 is the form "mu"
     L_I^fh  = ||B_I B_I^T - mu S_I||^2,  L_T^fh = ||B_T B_T^T - mu S_T||^2  feature vs hash space (Eqs. 15-16)
 
     L_align = w_rec L_rec + w_intra L_intra + w_inter L_inter + w_rank L_rank
@@ -32,12 +32,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .diagonal_ranking import diagonal_ranking_loss
+
 
 def alignment_loss(code_img: torch.Tensor, code_txt: torch.Tensor, s: torch.Tensor, s_img: torch.Tensor,
                    s_txt: torch.Tensor, recon_img: torch.Tensor | None, target_txt: torch.Tensor | None,
                    recon_txt: torch.Tensor | None, target_img: torch.Tensor | None, mu: float = 1.5,
                    w_rec: float = 1.0, w_intra: float = 1.0, w_inter: float = 1.0, w_rank: float = 1.0,
-                   nu: float = 0.001, u: float = 1.0) -> tuple[torch.Tensor, dict]:
+                   nu: float = 0.001, u: float = 1.0, rank_form: str = "hinge",
+                   rank_margin: float = 0.2) -> tuple[torch.Tensor, dict]:
     b_i, b_t = F.normalize(code_img, dim=1), F.normalize(code_txt, dim=1)  # (B, K)
     bi_bi, bt_bt, bi_bt = b_i @ b_i.T, b_t @ b_t.T, b_i @ b_t.T  # (B, B)
     zero = code_img.new_zeros(())
@@ -46,8 +49,7 @@ def alignment_loss(code_img: torch.Tensor, code_txt: torch.Tensor, s: torch.Tens
         rec = F.mse_loss(recon_img, F.normalize(target_txt, dim=1)) + F.mse_loss(recon_txt, F.normalize(target_img, dim=1))
     intra = F.mse_loss(bi_bi, s) + F.mse_loss(bt_bt, s)
     inter = F.mse_loss(bi_bt, s)
-    diag = torch.diagonal(bi_bt)
-    rank = F.mse_loss(diag, torch.full_like(diag, mu))
+    rank = diagonal_ranking_loss(bi_bt, rank_form, mu, rank_margin)
     fh_i, fh_t = F.mse_loss(bi_bi, mu * s_img), F.mse_loss(bt_bt, mu * s_txt)
     total = w_rec * rec + w_intra * intra + w_inter * inter + w_rank * rank + nu * (fh_i + u * fh_t)
     return total, {"rec": rec.item(), "intra": intra.item(), "inter": inter.item(), "rank": rank.item(),

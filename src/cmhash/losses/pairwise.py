@@ -44,7 +44,18 @@ def label_similarity(la: torch.Tensor, lb: torch.Tensor, kind: str = "binary") -
     raise ValueError(f"unknown label similarity {kind!r}; use binary or cosine")
 
 
-def pairwise_likelihood_loss(code_img: torch.Tensor, code_txt: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """mean_ij softplus(theta_ij) - s_ij theta_ij, theta = 1/2 a b^T: (Ba, K), (Bb, K), (Ba, Bb) -> ()."""
+def pairwise_likelihood_loss(code_img: torch.Tensor, code_txt: torch.Tensor, target: torch.Tensor,
+                             balance: bool = False) -> torch.Tensor:
+    """mean_ij w_ij [softplus(theta_ij) - s_ij theta_ij], theta = 1/2 a b^T: (Ba, K), (Bb, K), (Ba, Bb) -> ().
+
+    w_ij = 1, or with ``balance`` HashNet's weighted likelihood (Cao et al., ICCV 2017, Eq. 4):
+    similar pairs weigh 1 / (2 p) and dissimilar ones 1 / (2 (1 - p)), p the share of similar
+    pairs in ``target`` (soft targets interpolate), so that both kinds count equally however rare
+    similar pairs are (single-label data with C classes: p ~ 1 / C)."""
     theta = 0.5 * code_img @ code_txt.T  # (Ba, Bb)
-    return (F.softplus(theta) - target * theta).mean()
+    nll = F.softplus(theta) - target * theta
+    if not balance:
+        return nll.mean()
+    p = target.detach().mean().clamp(1e-6, 1 - 1e-6)
+    w = target.detach() * (0.5 / p) + (1 - target.detach()) * (0.5 / (1 - p))
+    return (w * nll).mean()

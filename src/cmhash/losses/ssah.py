@@ -22,10 +22,11 @@ from .pairwise import pairwise_likelihood_loss
 
 def ssah_net_loss(h: torch.Tensor, f: torch.Tensor, lab_pred: torch.Tensor, labels: torch.Tensor,
                   h_mem: torch.Tensor, f_mem: torch.Tensor, s: torch.Tensor, alpha: float = 1.0, gamma: float = 1.0,
-                  beta: float = 1.0, eta: float = 1.0) -> tuple[torch.Tensor, dict]:
-    """h (B, K), f (B, F), lab_pred/labels (B, C), h_mem (N, K), f_mem (N, F), s (B, N)."""
-    pair_f = pairwise_likelihood_loss(f, f_mem, s)
-    pair_h = pairwise_likelihood_loss(h, h_mem, s)
+                  beta: float = 1.0, eta: float = 1.0, balance: bool = False) -> tuple[torch.Tensor, dict]:
+    """h (B, K), f (B, F), lab_pred/labels (B, C), h_mem (N, K), f_mem (N, F), s (B, N).
+    ``balance``: similar and dissimilar pairs weigh the same in J (``pairwise_likelihood_loss``)."""
+    pair_f = pairwise_likelihood_loss(f, f_mem, s, balance)
+    pair_h = pairwise_likelihood_loss(h, h_mem, s, balance)
     quant = ((torch.sign(h).detach() - h) ** 2).mean()
     label = ((lab_pred - labels) ** 2).mean()
     loss = alpha * pair_f + gamma * pair_h + beta * quant + eta * label

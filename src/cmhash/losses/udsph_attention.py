@@ -20,11 +20,21 @@ from .pairwise import pairwise_likelihood_loss
 
 
 def attention_calibration_loss(s_att: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
-                               bias: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(scale * s_att + bias, target)
+                               bias: torch.Tensor, balance: bool = False) -> torch.Tensor:
+    """``balance``: related and unrelated pairs weigh the same (as ``pairwise_likelihood_loss``)."""
+    weight = None
+    if balance:
+        p = target.mean().clamp(1e-6, 1 - 1e-6)
+        weight = target * (0.5 / p) + (1 - target) * (0.5 / (1 - p))
+    return F.binary_cross_entropy_with_logits(scale * s_att + bias, target, weight=weight)
 
 
 def attention_preservation_loss(h_img: torch.Tensor, h_txt: torch.Tensor, s_att: torch.Tensor, scale: torch.Tensor,
-                                bias: torch.Tensor) -> torch.Tensor:
+                                bias: torch.Tensor, balance: bool = False,
+                                labels: torch.Tensor | None = None) -> torch.Tensor:
+    """``labels`` (Bi, Bt) in [0, 1]: the target is (S + P) / 2, the label agreement graded by the
+    attention, instead of P alone."""
     p = torch.sigmoid(scale * s_att + bias).detach()  # (Bi, Bt)
-    return pairwise_likelihood_loss(h_img, h_txt, p)
+    if labels is not None:
+        p = (labels + p) / 2
+    return pairwise_likelihood_loss(h_img, h_txt, p, balance)

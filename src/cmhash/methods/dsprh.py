@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ..losses import (alignment_loss, bidirectional_cosine_triplet, dsah_similarity, pairwise_likelihood_loss,
                       pairwise_targets)
+from ..losses.diagonal_ranking import RANK_FORMS
 from ..models import FusionImageFeatures, TwinBottleneck
 from ..utils import CmhashError
 from .base import HashMethod, register_method
@@ -50,6 +51,8 @@ class DSPRH(HashMethod):
             raise CmhashError(f"dsprh negatives must be hard, random or least, got {cfg.negatives!r}")
         if cfg.pair_target not in ("soft", "binary"):
             raise CmhashError(f"dsprh pair_target must be soft or binary, got {cfg.pair_target!r}")
+        if cfg.rank_form not in RANK_FORMS:
+            raise CmhashError(f"dsprh rank_form must be one of {', '.join(RANK_FORMS)}, got {cfg.rank_form!r}")
         self.img_feat = FusionImageFeatures(img_dim, map_channels, cfg.feat_dim, (cfg.w1, cfg.w2, cfg.w3),
                                             cfg.map_dim, cfg.cov_dim, cfg.cov_iters, cfg.strip, cfg.img_dropout,
                                             backbone)
@@ -91,7 +94,8 @@ class DSPRH(HashMethod):
         total = code_i.new_zeros(())
         if c.alpha > 0:
             l_align, p = alignment_loss(code_i, code_t, s, s_i, s_t, rec_i, batch["text"], rec_t, batch["feat"], c.mu,
-                                        c.w_rec if need_rec else 0.0, c.w_intra, c.w_inter, c.w_rank, c.nu, c.u)
+                                        c.w_rec if need_rec else 0.0, c.w_intra, c.w_inter, c.w_rank, c.nu, c.u,
+                                        c.rank_form, c.rank_margin)
             total = total + c.alpha * l_align
             parts.update(p, align=l_align.item())
         if c.beta > 0:

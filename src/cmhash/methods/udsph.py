@@ -18,8 +18,10 @@ What the abstract says, and how each part is built:
      (and trains) the hashing networks' features and not only the input;
    - "measured": the similarity is calibrated into P_ij = sigmoid(kappa S^att_ij + b), trained by
      BCE against label agreement (``losses.attention_calibration_loss``);
-   - "preservation": the codes keep it, DCMH's likelihood on H_I H_T^T with P (detached) as
-     soft targets (``losses.attention_preservation_loss``).
+   - "preservation": the codes keep it, DCMH's likelihood on H_I H_T^T with soft targets
+     (``losses.attention_preservation_loss``): (S + P) / 2, the label agreement graded by the
+     attention (P detached; ``pres_target: attention`` takes P alone, which on UCM-captions pulls
+     every pair to the base rate while the attention is still uninformative: mAP .59 against .86).
 3. "Multi-label semantic information ... guide the training of two modality-specific Hashing
    networks by self-supervised adversarial learning": SSAH's LabNet (pairwise likelihood against
    its memorised features and codes, label prediction, quantisation) and its two discriminators.
@@ -40,6 +42,7 @@ import torch.nn as nn
 
 from ..losses import attention_calibration_loss, attention_preservation_loss, label_similarity
 from ..models import BagTokens, cross_attention_similarity
+from ..utils import CmhashError
 from .base import register_method
 from .ssah import SSAH
 
@@ -74,6 +77,8 @@ class UDSPH(SSAH):
     """
 
     def build(self, cfg):
+        if cfg.pres_target not in ("mixed", "attention"):
+            raise CmhashError(f"udsph pres_target must be mixed or attention, got {cfg.pres_target!r}")
         super().build(cfg)
         region_dim = self.img_net.encoder.region_dim
         self.img_tokens = _Tokens(cfg.feat_dim, cfg.att_dim, self.img_dim, region_dim, cfg.max_tokens)
@@ -115,8 +120,10 @@ class UDSPH(SSAH):
             h_i, h_t = o_h, out[0][:n]
         lab = batch["label"][:n]
         s_pair = label_similarity(lab, lab)  # (n, n)
-        l_att = attention_calibration_loss(s_att, s_pair, self.att_scale, self.att_bias)
-        l_pres = attention_preservation_loss(h_i, h_t, s_att, self.att_scale, self.att_bias)
+        bal = self.balanced_pairs
+        l_att = attention_calibration_loss(s_att, s_pair, self.att_scale, self.att_bias)  # calibrated to the base rate
+        l_pres = attention_preservation_loss(h_i, h_t, s_att, self.att_scale, self.att_bias, bal,
+                                             s_pair if c.pres_target == "mixed" else None)
         parts.update(att=l_att.item(), pres=l_pres.item())
         return loss + c.w_att * l_att + c.w_pres * l_pres, parts
 

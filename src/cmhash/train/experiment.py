@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .. import distributed as dist_
-from ..config import RunConfig
+from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, prepare_inputs
 from ..eval.runner import evaluate_codes
 from ..model import encode_split
@@ -20,12 +20,15 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     ``metrics.json`` under ``out_dir``; returns the metrics dict."""
     out = Path(out_dir)
     done = out / "metrics.json"
-    if resume and done.exists():
-        return json.loads(done.read_text())
     device = dist_.init_from_env(resolve_device(cfg.train.device))
     if inputs is None:
         with dist_.main_first():
             inputs = prepare_inputs(cfg, device)
+    scale_epochs(cfg.train, len(inputs.split.train))
+    if resume and done.exists():
+        finished = json.loads(done.read_text())
+        if finished.get("epochs") == cfg.train.epochs:
+            return finished  # else --resume with other --epochs: continue (or stop) from last.pt
     res = train_run(cfg, out, inputs, resume=resume, progress=progress)
     codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
     lab = inputs.data.labels

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist_
 from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..config import RunConfig
+from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, input_spec, prepare_inputs
 from ..data.protocol import validation_split
 from ..eval.metrics import evaluate_retrieval
@@ -96,11 +96,12 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
         {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
 
 
-_VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes")
+_VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
 
 
 def same_config(a: dict, b: dict) -> bool:
-    """Configs equal up to settings that do not change the result (device, threads, checkpointing)."""
+    """Configs equal up to settings a resumed run may change: device, threads, checkpointing, and
+    the number of epochs (``--resume`` with other ``--epochs`` extends or shortens the run)."""
     def strip(d):
         d = dict(d)
         d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in _VOLATILE}
@@ -320,6 +321,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     if inputs is None:
         with dist_.main_first():  # rank 0 fills the feature cache, the others read it
             inputs = prepare_inputs(cfg, device)
+    scale_epochs(tc, len(inputs.split.train))
     out = Path(out_dir) if out_dir else None
     trainer = Trainer(cfg, inputs, device, out, progress)
     if resume and out and (out / "last.pt").exists():
