@@ -59,7 +59,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     eval_every: int = 5
     select_metric: str = "map@50"  # mean of I->T and T->I on the validation part
-    num_threads: int | None = None
+    num_threads: int | None = None  # CPU threads; None: the cores other processes leave free (utils.auto_threads)
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: only by time and at epoch ends)
     checkpoint_minutes: float = 10.0  # and whenever this long has passed since the last checkpoint
 

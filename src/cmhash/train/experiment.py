@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from .. import distributed as dist_
 from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, prepare_inputs
@@ -34,7 +36,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     lab = inputs.data.labels
     metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
     metrics.update(method=cfg.method, bits=cfg.bits, best_epoch=res.best_epoch, best_val=res.best_val,
-                   train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs)
+                   train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs, threads=torch.get_num_threads())
     if dist_.is_main():
         write_json_atomic(done, metrics)
     return metrics

@@ -30,7 +30,7 @@ from ..data.protocol import validation_split
 from ..eval.metrics import evaluate_retrieval
 from ..model import create_model, encode_split
 from ..registry import METHODS
-from ..utils import CmhashError, resolve_device, seed_everything
+from ..utils import CmhashError, auto_threads, resolve_device, seed_everything
 
 
 class OptimizerSet:
@@ -317,6 +317,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     device = dist_.init_from_env(resolve_device(tc.device))
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(auto_threads())  # the free cores (utils.auto_threads: measured there)
     seed_everything(tc.seed)
     if inputs is None:
         with dist_.main_first():  # rank 0 fills the feature cache, the others read it
