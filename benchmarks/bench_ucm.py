@@ -10,7 +10,11 @@ training = database = train, 1,680), in one run:
     python benchmarks/bench_ucm.py [--data ../shared/data/ucm-captions] [--bits 16,32,64,128]
                                    [--methods djsrh,dsah,dsprh,dcmh,ssah,udsph,sdeh]
                                    [--encoders words,minilm] [--query-bits 64]
-                                   [--out runs/bench-ucm] [--resume]
+                                   [--out runs/bench-ucm] [--resume] [--threads N]
+
+Two processes can share the work (``--encoders words --threads 1`` and ``--encoders minilm
+--threads 1`` into one ``--out``); a last ``--resume`` run with both encoders then reads the
+finished runs and writes the joint tables.
 
 Every method uses its ``folder`` preset (cmhash/presets/*.yaml: sized for about 2,000 items, scaled
 by the training-set size); the images go once through the frozen EfficientNet-Lite0 at 224 px
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--encoders", default="words,minilm")
     ap.add_argument("--query-bits", type=int, default=64, help="code length of the short-query table")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=None, help="train.num_threads (default: the free cores)")
     ap.set_defaults(wiki=DEFAULT_UCM)
     args = ap.parse_args()
     root, out = Path(args.wiki), Path(args.out)
@@ -97,6 +102,7 @@ def main() -> None:
         def cfg_for(m, b):
             c = build_config(m, "folder", b, None, base)
             c.train.epochs = max(1, round(c.train.epochs * args.epochs_scale))
+            c.train.num_threads = args.threads
             return c
 
         t0 = time.time()

@@ -162,10 +162,12 @@ def test_api_searches(client):
     c, out = client
     h = c.get("/health").json()
     assert h["status"] == "ok" and h["items"] == 200 and h["bits"] == 16
-    r = c.get("/search/text", params={"q": "dog puppy pet", "k": 8})
+    assert h["text_queries"] and h["text_encoder"] == "words"
+    r = c.get("/search/text", params={"q": "dog puppy pet zzyzx", "k": 8})
     assert r.status_code == 200
     body = r.json()
     assert body["target"] == "image" and len(body["results"]) == 8 and body["known_words"] == ["dog", "puppy", "pet"]
+    assert body["unknown_words"] == ["zzyzx"] and body["text_encoder"] == "words"
     d = [x["distance"] for x in body["results"]]
     assert d == sorted(d)
     png = (out / "codes" / "images" / "11.png").read_bytes()
