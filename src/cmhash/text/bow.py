@@ -22,7 +22,7 @@ import unicodedata
 
 import numpy as np
 
-from ..data.base import DataError
+from ..utils import CmhashError
 from ..registry import register_text_encoder
 from .base import TextEncoder
 
@@ -109,7 +109,7 @@ class BagOfWords(TextEncoder):
 
     def _check_analyzer(self) -> None:
         if self.analyzer not in ANALYZERS:
-            raise DataError(f"unknown tokenizer {self.analyzer!r} for text encoder {self.name!r}; known: "
+            raise CmhashError(f"unknown tokenizer {self.analyzer!r} for text encoder {self.name!r}; known: "
                             f"{', '.join(ANALYZERS)}")
 
     def fit(self, captions: list[str]) -> "BagOfWords":
@@ -121,7 +121,7 @@ class BagOfWords(TextEncoder):
         try:
             vec.fit(captions)
         except ValueError:  # "empty vocabulary" / "After pruning, no terms remain"
-            raise DataError(f"text encoder {self.describe()}: no token occurs in {self.min_count} or more of the "
+            raise CmhashError(f"text encoder {self.describe()}: no token occurs in {self.min_count} or more of the "
                             f"{len(captions)} training captions; try another --text-encoder or a lower "
                             "min_count") from None
         vocab = [None] * len(vec.vocabulary_)
@@ -148,7 +148,7 @@ class BagOfWords(TextEncoder):
 
     def transform(self, captions: list[str]) -> np.ndarray:
         if self._vec is None:
-            raise DataError(f"text encoder {self.name!r} used before it was fitted")
+            raise CmhashError(f"text encoder {self.name!r} used before it was fitted")
         return self._vec.transform(["" if not isinstance(c, str) else c for c in captions]).toarray()  # (N, V)
 
     def tokens(self, text: str) -> list[str]:
