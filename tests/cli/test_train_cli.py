@@ -144,3 +144,34 @@ def test_finetune_path_through_a_backbone(tmp_path):
         res = train_run(cfg, tmp_path / "ft", inputs, progress=False)
     assert res.model.img_net.backbone is not None
     assert res.model.img_net.backbone.features[0].weight.grad is not None
+
+
+def test_resume_extends_and_shortens_a_run(wiki_like, tmp_path):
+    """--resume with other --epochs continues a finished run to the new length, or stops a run
+    earlier; a finished run at the same length is read back, not trained again."""
+    m2 = run_experiment(small_cfg(wiki_like.parent, epochs=2), tmp_path / "run", progress=False, curves=False)
+    assert m2["epochs"] == 2
+    m4 = run_experiment(small_cfg(wiki_like.parent, epochs=4), tmp_path / "run", resume=True, progress=False,
+                        curves=False)
+    assert m4["epochs"] == 4
+    assert [h["epoch"] for h in load_checkpoint(tmp_path / "run" / "last.pt")["state"]["history"]] == [1, 2, 3, 4]
+    again = run_experiment(small_cfg(wiki_like.parent, epochs=4), tmp_path / "run", resume=True, progress=False,
+                           curves=False)
+    assert again == m4  # read back
+    m3 = run_experiment(small_cfg(wiki_like.parent, epochs=3), tmp_path / "run", resume=True, progress=False,
+                        curves=False)
+    assert m3["epochs"] == 3  # nothing left to train: the kept best state is evaluated
+
+
+def test_epochs_scale_with_the_training_set_size():
+    from cmhash.config import TrainConfig, scale_epochs
+
+    assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 1000).epochs == 80
+    assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 100).epochs == 400  # at most 10x
+    assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 10**6).epochs == 4  # at least a tenth
+    tc = scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000, eval_every=5), 1680)
+    assert (tc.epochs, tc.epochs_at_items) == (48, 0) and scale_epochs(tc, 10).epochs == 48  # resolved once
+    assert scale_epochs(TrainConfig(epochs=7), 10).epochs == 7  # no scaling asked
+    cfg = build_config("djsrh", "folder", 16, None, {"train": {"epochs": 5}})
+    assert cfg.train.epochs == 5 and cfg.train.epochs_at_items == 0  # epochs given by the user stay as given
+    assert build_config("djsrh", "folder", 16).train.epochs_at_items == 2000
