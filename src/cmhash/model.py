@@ -82,8 +82,8 @@ class HashModel:
         self.method, self.bits = cfg.method, cfg.bits
         self.fingerprint = model_fingerprint(self.net, self.method, self.bits)
         self.text_encoder = text_encoder_from_spec(spec.text)
-        if self.text_encoder is not None and hasattr(self.text_encoder, "device"):
-            self.text_encoder.device = str(self.device)
+        if self.text_encoder is not None:
+            self.text_encoder.to(self.device)
 
     # --- raw inputs -> the net's inputs --------------------------------------------------------
     @torch.inference_mode()

@@ -79,10 +79,7 @@ def prepare_texts(cfg, loaded, split: Split, device="cpu", encoder=None):
     captions = data.captions
     enc = encoder
     if enc is None:
-        options = dict(dc.text_options)
-        if name == "minilm":
-            options.setdefault("device", str(device))
-        enc = create_text_encoder(name, **options)
+        enc = create_text_encoder(name, **dc.text_options).to(device)
         enc.fit([captions[i] for i in split.train])  # the training part of the split actually used
     data.texts = cached_text_features(enc, captions, cfg.backbone.cache_dir)  # (N, dim)
     empty = int((~data.texts.any(1)).sum())

@@ -21,6 +21,10 @@ class TextEncoder:
     def describe(self) -> str:
         return self.name
 
+    def to(self, device) -> "TextEncoder":
+        """Run on ``device`` (an encoder with weights); a bag of words has nothing to move."""
+        return self
+
     def fit(self, captions: list[str]) -> "TextEncoder":
         return self
 

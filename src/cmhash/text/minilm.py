@@ -61,6 +61,12 @@ class MiniLM(TextEncoder):
     def describe(self) -> str:
         return "minilm"
 
+    def to(self, device) -> "MiniLM":
+        self.device = str(device)
+        if self._model is not None:
+            self._model.to(self.device)
+        return self
+
     def transform(self, captions: list[str]) -> np.ndarray:
         texts = ["" if not isinstance(c, str) else c for c in captions]
         if not texts:
