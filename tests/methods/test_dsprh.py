@@ -188,7 +188,7 @@ def test_alignment_loss_by_hand():
     assert zero.item() == 0.0
 
 
-@pytest.mark.parametrize("form", ["hinge", "unit", "mu"])
+@pytest.mark.parametrize("form", ["softmax", "hinge", "unit", "mu"])
 def test_diagonal_ranking_by_hand(form):
     from cmhash.losses import diagonal_ranking_loss
 
@@ -196,7 +196,12 @@ def test_diagonal_ranking_by_hand(form):
     c = F.normalize(ci, dim=1) @ F.normalize(ct, dim=1).T
     n, m = 4, 0.3
     cos = [[_cos(ci[i], ct[j]) for j in range(n)] for i in range(n)]
-    if form == "hinge":  # each matched pair against its row and its column
+    if form == "softmax":  # cross-entropy of each row and each column at temperature 0.1
+        def ce(i, scores):
+            return -math.log(math.exp(scores[i] / 0.1) / sum(math.exp(v / 0.1) for v in scores))
+        want = (sum(ce(i, cos[i]) for i in range(n)) / n + sum(ce(j, [cos[i][j] for i in range(n)])
+                                                                for j in range(n)) / n) / 2
+    elif form == "hinge":  # each matched pair against its row and its column
         pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
         rows = sum(max(0.0, m + cos[i][j] - cos[i][i]) for i, j in pairs) / len(pairs)
         cols = sum(max(0.0, m + cos[i][j] - cos[j][j]) for i, j in pairs) / len(pairs)
@@ -204,10 +209,11 @@ def test_diagonal_ranking_by_hand(form):
     else:
         target = 1.5 if form == "mu" else 1.0
         want = sum((cos[i][i] - target) ** 2 for i in range(n)) / n
-    assert diagonal_ranking_loss(c, form, mu=1.5, margin=m).item() == pytest.approx(want, rel=1e-5)
+    assert diagonal_ranking_loss(c, form, mu=1.5, margin=m, tau=0.1).item() == pytest.approx(want, rel=1e-5)
     same = torch.ones(3, 4) / 2  # a collapsed batch: every code the same
     collapsed = diagonal_ranking_loss(same @ same.T, "hinge", margin=m)
     assert collapsed.item() == pytest.approx(m)  # the hinge reading penalises collapse by the full margin
+    assert diagonal_ranking_loss(same @ same.T, "softmax").item() == pytest.approx(math.log(3), rel=1e-5)
 
 
 def test_cosine_triplet_by_hand():

@@ -95,7 +95,7 @@ class DSPRH(HashMethod):
         if c.alpha > 0:
             l_align, p = alignment_loss(code_i, code_t, s, s_i, s_t, rec_i, batch["text"], rec_t, batch["feat"], c.mu,
                                         c.w_rec if need_rec else 0.0, c.w_intra, c.w_inter, c.w_rank, c.nu, c.u,
-                                        c.rank_form, c.rank_margin)
+                                        c.rank_form, c.rank_margin, c.rank_tau)
             total = total + c.alpha * l_align
             parts.update(p, align=l_align.item())
         if c.beta > 0:
