@@ -99,7 +99,7 @@ def test_web_page_searches_by_text_and_image(server, browser_path, tmp_path):
             assert page.locator('.result[data-id="42"]').count() == 1
             assert int(page.locator('.result[data-id="42"] .dist').inner_text().split("=")[1]) <= 1
             # a bad query: the API's message is shown as an error, the grid is emptied
-            page.fill("#q", "qwertyuiop")
+            page.fill("#q", "☃ ☂")
             page.click("#search-btn")
             page.wait_for_selector("#status.error")
             assert "text encoder" in page.inner_text("#status")

@@ -51,7 +51,15 @@ class MiniLM(TextEncoder):
             except ImportError:
                 raise CmhashError("text encoder 'minilm' needs sentence-transformers (pip install "
                                   "sentence-transformers)") from None
-            self._model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
+            from transformers.utils import logging as hf_logging
+
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in a search's output
+            try:
+                self._model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
         return self._model
 
     @property
