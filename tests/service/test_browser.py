@@ -96,8 +96,12 @@ def test_web_page_searches_by_text_and_image(server, browser_path, tmp_path):
             page.check("#same")
             page.set_input_files("#image", str(out / "codes" / "images" / "42.png"))
             page.wait_for_function("document.getElementById('status').textContent.includes('image \u2192 image')")
-            assert page.locator('.result[data-id="42"]').count() == 1
-            assert int(page.locator('.result[data-id="42"] .dist').inner_text().split("=")[1]) <= 1
+            # its own code is in the index: the nearest results are at distance 0 (or 1, after the
+            # PNG round trip); with 16-bit codes more than 10 items may share it, so 42 itself may not
+            # be among the 10 shown
+            first = int(page.locator(".result .dist").first.inner_text().split("=")[1])
+            assert first <= 1
+            assert page.locator('.result[data-id="42"]').count() == 1 or first == 0
             # a bad query: the API's message is shown as an error, the grid is emptied
             page.fill("#q", "☃ ☂")
             page.click("#search-btn")
