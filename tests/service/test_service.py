@@ -75,7 +75,7 @@ def test_cli_encode_build_add_info_search(tiny_demo, tmp_path):
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat")])
     assert res.exit_code == 2 and "exactly one of --text or --image" in res.output
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat"), "--text", "☃ ☂"])  # no word at all
-    assert res.exit_code == 2 and "known to this model's text encoder minilm" in res.output
+    assert res.exit_code == 2 and "known to this model's text encoder words" in res.output
     res = r.invoke(main, ["index", "build", str(tmp_path / "c1"), "-o", str(tmp_path / "ix-flat")])
     assert res.exit_code == 2 and "already exists" in res.output
     (tmp_path / "c3").mkdir()
@@ -162,12 +162,12 @@ def test_api_searches(client):
     c, out = client
     h = c.get("/health").json()
     assert h["status"] == "ok" and h["items"] == 200 and h["bits"] == 16
-    assert h["text_queries"] and h["text_encoder"] == "minilm"  # the demo's text encoder
-    r = c.get("/search/text", params={"q": "dog puppy pet", "k": 8})
+    assert h["text_queries"] and h["text_encoder"] == "words"  # the demo's tag vocabulary
+    r = c.get("/search/text", params={"q": "dog puppy pet zzyzx", "k": 8})
     assert r.status_code == 200
     body = r.json()
     assert body["target"] == "image" and len(body["results"]) == 8 and body["known_words"] == ["dog", "puppy", "pet"]
-    assert body["unknown_words"] == [] and body["text_encoder"] == "minilm"
+    assert body["unknown_words"] == ["zzyzx"] and body["text_encoder"] == "words"
     d = [x["distance"] for x in body["results"]]
     assert d == sorted(d)
     png = (out / "codes" / "images" / "11.png").read_bytes()
