@@ -107,8 +107,10 @@ class Encoder:
                               f"{enc.describe()}{vocab}; {hint}")
         return got
 
-    def known_words(self, text: str) -> list[str]:
-        return self.explain(text)["used"] if self.text_encoder is not None else []
+    def encode_query(self, text: str) -> tuple[np.ndarray, dict]:
+        """One free-text query -> (int8 (1, K) code, ``explain``'s words); no known word is an error."""
+        words = self.explain(text, strict=True)
+        return self.encode_text_vectors(self.model.text_inputs([text])), words
 
     @torch.inference_mode()
     def encode_text_vectors(self, t) -> np.ndarray:

@@ -184,8 +184,7 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
     store, enc = open_for_search(index_dir, model, device)
     words = None
     if text is not None:
-        words = enc.explain(text, strict=True)  # no known word: an error naming the encoder
-        code, modality = enc.encode_texts([text]), "text"
+        (code, words), modality = enc.encode_query(text), "text"  # no known word: an error naming the encoder
     else:
         if not image.is_file():
             raise CmhashError(f"{image}: no such image file")

@@ -65,13 +65,12 @@ def prepare_texts(cfg, loaded, split: Split, device="cpu", encoder=None):
     that come out all-zero (an empty caption, or no token in the vocabulary) are counted in
     ``data.info["empty_text_rows"]`` and reported."""
     from ..text import create_text_encoder
-    from ..text.bow import Words
 
     data, dc = loaded.data, cfg.data
     name = encoder.name if encoder is not None else (dc.text_encoder or loaded.text_encoder)
     if name is None:
         if data.vocab is not None and data.captions is not None:  # tag vectors over a known vocabulary
-            return Words().load_state({"analyzer": "words", "vocab": list(data.vocab)})
+            return create_text_encoder("words").load_state({"analyzer": "words", "vocab": list(data.vocab)})
         return None
     if data.captions is None:
         raise CmhashError(f"dataset {data.name!r} ships {data.texts.shape[1]}-d text vectors, not captions: a text "

@@ -49,6 +49,8 @@ class SSAH(HashMethod):
         return ("label",) * max(1, self.cfg.label_passes) + ("disc", "image", "text")
 
     def build(self, cfg):
+        if cfg.pair_weights not in ("auto", "balanced", "none"):  # checked before training, not at its first step
+            raise CmhashError(f"pair_weights must be auto, balanced or none, got {cfg.pair_weights!r}")
         img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
         enc = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=cfg.hidden, norm=cfg.input_norm)
         self.img_net = SemanticHashNet(enc, enc.out_dim, self.bits, n_labels, cfg.feat_dim)
@@ -74,8 +76,6 @@ class SSAH(HashMethod):
         """Whether J weighs similar and dissimilar pairs equally: ``pair_weights`` "balanced", or
         "auto" when fewer than ``SPARSE_SIMILARITY`` of the training pairs are similar."""
         c = self.cfg
-        if c.pair_weights not in ("auto", "balanced", "none"):
-            raise CmhashError(f"pair_weights must be auto, balanced or none, got {c.pair_weights!r}")
         if c.pair_weights != "auto":
             return c.pair_weights == "balanced"
         if getattr(self, "_sparse", None) is None:

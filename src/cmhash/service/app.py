@@ -104,8 +104,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
         if len(q) > cfg.max_text:
             raise HTTPException(422, f"q is {len(q)} characters; at most {cfg.max_text}")
         with lock:
-            words = encoder.explain(q, strict=True)  # no known word: a 400 naming the encoder
-            code = encoder.encode_texts([q])
+            code, words = encoder.encode_query(q)  # no known word: a 400 naming the encoder
         out = _run(code, "text", same_modal, k, t0, q)
         out.update(known_words=words["used"], unknown_words=words["unknown"], text_encoder=words["encoder"])
         return out

@@ -16,6 +16,6 @@ backbones; ``cmhash list`` shows them, ``--text-encoder`` picks one).
 An encoder's fitted state is saved in the model's ``InputSpec`` (``TextSpec.encoder`` and
 ``state``), so every free-text query goes through the encoder the model was trained with.
 """
-from .base import EncodedTexts, TextEncoder, create_text_encoder, text_encoder_from_spec
+from .base import TextEncoder, create_text_encoder, text_encoder_from_spec
 
-__all__ = ["EncodedTexts", "TextEncoder", "create_text_encoder", "text_encoder_from_spec"]
+__all__ = ["TextEncoder", "create_text_encoder", "text_encoder_from_spec"]

@@ -1,4 +1,4 @@
-"""The text-encoder interface and the lazily encoded caption column."""
+"""The text-encoder interface, and building one by name or from a model's ``TextSpec``."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,30 +64,3 @@ def text_encoder_from_spec(text_spec) -> TextEncoder | None:
         raise CmhashError(f"text encoder {text_spec.encoder!r} gives {enc.dim}-d vectors, the model reads "
                           f"{text_spec.dim}-d ones")
     return enc
-
-
-class EncodedTexts:
-    """A caption column through an encoder, as an (N, dim) float32 array computed on demand:
-    ``texts[idx]`` encodes those rows only, ``np.asarray(texts)`` all of them. A folder of 100,000
-    captions over a 2,000-word vocabulary would take 800 MB as a dense matrix; encoding a
-    collection reads it batch by batch instead."""
-
-    ndim = 2
-    dtype = np.dtype(np.float32)
-
-    def __init__(self, encoder: TextEncoder, captions: list[str]):
-        self.encoder, self.captions = encoder, captions
-        self.shape = (len(captions), encoder.dim)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, idx) -> np.ndarray:
-        if isinstance(idx, (int, np.integer)):
-            return self.encoder.transform([self.captions[int(idx)]])[0]
-        rows = np.arange(self.shape[0])[idx]
-        return self.encoder.transform([self.captions[i] for i in np.atleast_1d(rows)])
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self.encoder.transform(self.captions)
-        return out if dtype is None else out.astype(dtype, copy=False)
