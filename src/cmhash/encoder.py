@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .codes import sign_codes
-from .data.formats import read_image
+from .data.formats import MAX_PIXELS, read_image
 from .eval.hamming import pack_codes
 from .model import HashModel, load_model
 from .utils import CmhashError, write_json_atomic
@@ -71,12 +71,13 @@ class Encoder:
             raise CmhashError(f"pixels must be uint8 (B, 3, H, W), got {x.dtype} {x.shape}")
         return self.encode_image_input(self.model.image_inputs(x))
 
-    def encode_image_files(self, sources) -> np.ndarray:
-        """Image files (paths or bytes) -> int8 (B, K)."""
+    def encode_image_files(self, sources, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+        """Image files (paths or bytes) -> int8 (B, K); an image of more than ``max_pixels`` pixels is
+        refused before it is decoded."""
         if not self.accepts_pixels:
             raise CmhashError(f"this {self.method} model was trained on {self.spec.image.dim}-d image features "
                               f"({self.cfg.data.dataset}), not on pixels: it cannot encode an image file")
-        return self.encode_pixels(np.stack([read_image(s, self.image_size) for s in sources]))
+        return self.encode_pixels(np.stack([read_image(s, self.image_size, max_pixels) for s in sources]))
 
     # --- texts ---------------------------------------------------------------------------------
     def text_vectors(self, texts: list[str], strict: bool = True) -> np.ndarray:
@@ -169,6 +170,13 @@ class Encoder:
         if write_images:
             (out / "images").mkdir(exist_ok=True)
         names = data.label_names
+        # item sources are relative to the collection's folder (codes.json "root"): an index serves
+        # files from inside it only, and never shows a server path
+        root = getattr(data.images, "root", None) if hasattr(data.images, "paths") else None
+        if hasattr(data.images, "paths") and root is None:
+            root = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in data.images.paths]))
+        elif write_images:
+            root = final.resolve()
         captions_in = self.text_encoder is not None and data.captions is not None  # through the model's encoder
         pixels = None
         if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
@@ -200,11 +208,11 @@ class Encoder:
                 for j, row in enumerate(r):
                     item = {"id": int(ids[s + j])}
                     if hasattr(data.images, "paths"):
-                        item["source"] = str(Path(data.images.paths[row]).resolve())
+                        item["source"] = Path(data.images.paths[row]).resolve().relative_to(root).as_posix()
                     elif pix is not None:
                         name = f"{int(ids[s + j])}.png"
                         _write_png(pix[j], out / "images" / name)
-                        item["source"] = str(final.resolve() / "images" / name)
+                        item["source"] = f"images/{name}"
                     if data.captions is not None:
                         item["caption"] = data.captions[row]
                     if names is not None:
@@ -216,7 +224,7 @@ class Encoder:
         del img_mm, txt_mm
         write_json_atomic(out / "codes.json.pending", {
             "format": CODES_FORMAT, "bits": self.bits, "n": n, "model": self.info(),
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.to_dict(), "root": str(root) if root is not None else None,
             "label_names": names, "dataset": data.name})
         return n
 
@@ -264,10 +272,14 @@ def read_codes(path) -> dict:
                           "(run `cmhash encode` again)")
     try:
         meta = json.loads(m.read_text())
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise CmhashError(f"{m}: damaged (not JSON)") from None
-    if meta.get("format") != CODES_FORMAT:
-        raise CmhashError(f"{m}: unknown format {meta.get('format')!r}")
+    if not isinstance(meta, dict) or meta.get("format") != CODES_FORMAT:
+        raise CmhashError(f"{m}: unknown format {meta.get('format') if isinstance(meta, dict) else None!r}")
+    for key, kind in (("n", int), ("bits", int), ("model", dict), ("spec", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CmhashError(f"{m}: damaged ({key!r} missing or not a{'n' if kind is int else ''} "
+                              f"{kind.__name__})")
     try:
         img = np.load(p / "image.npy", mmap_mode="r")
         txt = np.load(p / "text.npy", mmap_mode="r")
@@ -276,10 +288,43 @@ def read_codes(path) -> dict:
     want = (meta["n"], meta["bits"] // 8)
     if img.shape != want or txt.shape != want:
         raise CmhashError(f"{p}: code files have shapes {img.shape} / {txt.shape}, the manifest says {want}")
-    items = []
-    with open(p / "items.jsonl") as f:
-        for line in f:
-            items.append(json.loads(line))
-    if len(items) != meta["n"]:
-        raise CmhashError(f"{p}: items.jsonl has {len(items)} records, the manifest says {meta['n']}")
+    legacy = "root" not in meta  # written before sources were relative: absolute paths
+    items = _read_items(p / "items.jsonl", meta["n"], legacy)
+    if legacy:
+        srcs = [it["source"] for it in items if isinstance(it.get("source"), str) and os.path.isabs(it["source"])]
+        meta["root"] = os.path.commonpath([os.path.dirname(x) for x in srcs]) if srcs else None
+        for it in items:
+            if it.get("source") in srcs:
+                it["source"] = Path(it["source"]).relative_to(meta["root"]).as_posix()
     return {"meta": meta, "image": img, "text": txt, "items": items}
+
+
+def _read_items(path: Path, n: int, legacy: bool = False) -> list[dict]:
+    """``items.jsonl``: one JSON object per line with an integer ``id``; each damage named by line."""
+    if not path.is_file():
+        raise CmhashError(f"{path}: missing; the codes folder is incomplete (run `cmhash encode` again)")
+    items, seen = [], set()
+    try:
+        with open(path, encoding="utf-8") as f:
+            for ln, line in enumerate(f, 1):
+                try:
+                    it = json.loads(line)
+                except ValueError:
+                    raise CmhashError(f"{path}:{ln}: damaged record (not JSON{', cut short' if not line.endswith(chr(10)) else ''}); "
+                                      "run `cmhash encode` again") from None
+                if not isinstance(it, dict) or isinstance(it.get("id"), bool) or not isinstance(it.get("id"), int) \
+                        or not 0 <= it["id"] < 2**63:
+                    raise CmhashError(f"{path}:{ln}: a record needs an integer id >= 0, got {str(it)[:80]}")
+                if it["id"] in seen:
+                    raise CmhashError(f"{path}:{ln}: id {it['id']} repeats")
+                src = it.get("source")
+                if src is not None and (not isinstance(src, str) or (Path(src).is_absolute() and not legacy)
+                                        or ".." in Path(src).parts):
+                    raise CmhashError(f"{path}:{ln}: source {src!r} must be a path inside the collection's folder")
+                seen.add(it["id"])
+                items.append(it)
+    except UnicodeDecodeError as e:
+        raise CmhashError(f"{path}: not UTF-8 (byte {e.start}); the file is damaged") from None
+    if len(items) != n:
+        raise CmhashError(f"{path}: {len(items)} records, codes.json says {n} (truncated?)")
+    return items

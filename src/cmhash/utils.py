@@ -39,6 +39,68 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+class WriteLock:
+    """An exclusive lock on ``path`` (``fcntl.flock``) held by one writer at a time, across processes.
+
+    The kernel drops it when its holder dies, so a killed writer never leaves a stale lock. The
+    holder's pid is written into the file, so a waiting writer can name it. ``acquire(timeout)``
+    waits up to ``timeout`` seconds (0: not at all) and then raises ``CmhashError``."""
+
+    def __init__(self, path: str | os.PathLike, what: str = "this folder"):
+        self.path, self.what, self._fd = Path(path), what, None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: float = 600.0, on_wait=None) -> "WriteLock":
+        import fcntl
+        import time
+
+        if self._fd is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, told = time.monotonic() + timeout, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._holder(fd)
+                    os.close(fd)
+                    raise CmhashError(f"{self.what} is being written by another process{holder}; waited "
+                                      f"{timeout:g} s: try again when it has finished") from None
+                if on_wait is not None and not told:
+                    on_wait(f"waiting for another writer of {self.what}{self._holder(fd)} ...")
+                    told = True
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd) -> str:
+        try:
+            pid = os.pread(fd, 32, 0).decode().strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
+        return f" (pid {pid})" if pid.isdigit() else ""
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "WriteLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

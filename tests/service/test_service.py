@@ -70,8 +70,11 @@ def test_cli_encode_build_add_info_search(tiny_demo, tmp_path):
     assert res.exit_code == 0 and "image -> image" in res.output, res.output
     assert " id 3 " in res.output.splitlines()[1] or "d=0" in res.output.splitlines()[1]
     # errors
-    res = r.invoke(main, ["index", "add", str(tmp_path / "ix-flat"), str(tmp_path / "c2")])
-    assert res.exit_code == 2 and "already in the index" in res.output
+    res = r.invoke(main, ["index", "add", str(tmp_path / "ix-flat"), str(tmp_path / "c2")])  # again: nothing to do
+    assert res.exit_code == 0 and "added 0 items (50 were already there" in res.output, res.output
+    res = r.invoke(main, ["encode", str(out), "-o", str(tmp_path / "c4"), "--limit", "60", "--id-start", "950"])
+    res = r.invoke(main, ["index", "add", str(tmp_path / "ix-flat"), str(tmp_path / "c4")])  # ids 1000.. other codes
+    assert res.exit_code == 2 and "already in the index" in res.output and "with other codes" in res.output
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat")])
     assert res.exit_code == 2 and "exactly one of --text or --image" in res.output
     res = r.invoke(main, ["search", str(tmp_path / "ix-flat"), "--text", "☃ ☂"])  # no word at all
@@ -101,7 +104,7 @@ def test_store_round_trip_and_remove(tmp_path):
     assert back.ntotal == 28 and back.items([0]) == {} and back.items([3])[3]["caption"] == "item 3"
     assert back.search(txt[:3], 9, target="image") == store.search(txt[:3], 9, target="image")
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == \
-        ["image-g000004.cmhidx", "items-g000004.sqlite", "manifest.json", "text-g000004.cmhidx"]
+        [".write.lock", "image-g000004.cmhidx", "items-g000004.sqlite", "manifest.json", "text-g000004.cmhidx"]
 
 
 def test_store_mismatches_and_damage_are_clear_errors(tmp_path):
@@ -147,7 +150,7 @@ def test_crash_mid_commit_leaves_the_previous_index(tmp_path, monkeypatch):
     assert back.ntotal == 20 and back.search(txt[:4], 6, target="image") == before
     back.add(img[20:22], txt[20:22])
     names = sorted(p.name for p in (tmp_path / "s").iterdir())
-    assert names == ["image-g000003.cmhidx", "items-g000003.sqlite", "manifest.json", "text-g000003.cmhidx"]
+    assert names == [".write.lock", "image-g000003.cmhidx", "items-g000003.sqlite", "manifest.json", "text-g000003.cmhidx"]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +218,8 @@ def test_api_validates_uploads(client):
         assert words in r.json()["error"]["message"]
     assert c.get("/items/99999").status_code == 404
     assert c.get("/items/99999").json()["error"]["message"] == "no item 99999"
-    assert c.get("/items/abc").status_code == 422
+    for bad in ("abc", "-1", "99999999999999999999", "1e3", "9223372036854775808"):  # every bad id is a 404
+        assert c.get(f"/items/{bad}").status_code == 404 and c.get(f"/items/{bad}/image").status_code == 404
     assert c.get("/nope").json()["error"]["status"] == 404
 
 

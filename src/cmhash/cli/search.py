@@ -57,9 +57,10 @@ def demo_index(out: Path, bits: int, data) -> Path:
     enc = Encoder.load(out, bits, "auto")
     click.echo(f"\nencoding all {len(data)} items with the {bits}-bit model and indexing them ...")
     codes = enc.encode_collection(data, out / "codes", cache_dir=enc.cfg.backbone.cache_dir, progress=False)
+    loaded = _read_folders([codes])
     store = IndexStore.create(out / "index", bits, "flat", model=enc.info(), vocab=enc.vocab,
-                              label_names=data.label_names, overwrite=True)
-    _add_codes(store, codes)
+                              label_names=data.label_names, overwrite=True, commit=False, hold_lock=True)
+    _add_folders(store, loaded, present="error")
     query = "dog puppy canine pet"
     hits = store.search(enc.encode_texts([query]), 5, target="image")[0]
     store.close()
@@ -71,25 +72,59 @@ def demo_index(out: Path, bits: int, data) -> Path:
 
 @main.group()
 def index():
-    """Build, grow and describe a searchable index of encoded collections."""
+    """Build, grow, shrink and describe a searchable index of encoded collections."""
 
 
-def _add_codes(store, codes_dir: Path, chunk: int = 200_000) -> int:
+def _read_folders(folders, bits: int | None = None, fingerprint: str | None = None, where: str = "") -> list:
+    """Every codes folder read and checked, against each other and against the index (``bits``,
+    ``fingerprint``), before anything is changed: (folder, codes, ids) per folder."""
     from ..encoder import read_codes
 
-    c = read_codes(codes_dir)
-    meta = c["meta"]
-    if meta["bits"] != store.bits:
-        raise CmhashError(f"{codes_dir}: {meta['bits']}-bit codes; the index holds {store.bits}-bit codes")
-    have = store.manifest.get("model", {}).get("fingerprint")
-    if have and have != meta["model"]["fingerprint"]:
-        raise CmhashError(f"{codes_dir}: encoded by model {meta['model']['fingerprint']}, the index by {have}: "
-                          "codes of different models are not comparable")
-    n = meta["n"]
-    for s in range(0, n, chunk):
-        items = c["items"][s:s + chunk]
-        store.add(np.asarray(c["image"][s:s + chunk]), np.asarray(c["text"][s:s + chunk]), items)
-    return n
+    loaded, owner = [], {}
+    folders = list(map(Path, folders))
+    for f in {f for f in folders if folders.count(f) > 1}:
+        raise CmhashError(f"{f} is given twice")
+    for f in folders:
+        c = read_codes(f)
+        meta = c["meta"]
+        bits = meta["bits"] if bits is None else bits
+        if meta["bits"] != bits:
+            raise CmhashError(f"{f}: {meta['bits']}-bit codes; {where or 'the first folder holds'} {bits}-bit codes")
+        fp = meta["model"].get("fingerprint")
+        fingerprint = fp if fingerprint is None else fingerprint
+        if fp != fingerprint:
+            raise CmhashError(f"{f}: encoded by model {fp}, {where or 'the first folder'} by {fingerprint}: "
+                              "codes of different models are not comparable")
+        ids = np.fromiter((it["id"] for it in c["items"]), np.int64, len(c["items"]))
+        for i in ids[np.isin(ids, np.fromiter(owner, np.int64, len(owner)))][:1] if owner else ():
+            raise CmhashError(f"{f}: id {int(i)} is also in {owner[int(i)]}; encode one of them with --id-start")
+        owner.update(dict.fromkeys(ids.tolist(), f))
+        loaded.append((f, c, ids))
+    return loaded
+
+
+def _add_folders(store, loaded, present: str) -> tuple[int, int]:
+    """Add every folder's items in one transaction (one commit); returns (added, already there)."""
+    added = skipped = 0
+    for f, c, ids in loaded:
+        got = store.add(np.asarray(c["image"]), np.asarray(c["text"]), c["items"], ids=ids,
+                        root=c["meta"].get("root"), commit=False, present=present)
+        added, skipped = added + len(got), skipped + len(ids) - len(got)
+    store.commit()
+    return added, skipped
+
+
+def _folders_fingerprint(folders) -> list[str]:
+    """What a build was made from: each codes folder's files, hashed (``index build`` run again on the
+    same folders finds its index complete)."""
+    from ..index.store import sha256_file
+
+    return [":".join(sha256_file(Path(f) / n)[:16] for n in ("codes.json", "image.npy", "text.npy", "items.jsonl"))
+            for f in folders]
+
+
+_WAIT = click.option("--wait", type=click.FloatRange(0), default=600.0, show_default=True,
+                     help="seconds to wait for another writer of the index to finish")
 
 
 @index.command("build")
@@ -98,20 +133,39 @@ def _add_codes(store, codes_dir: Path, chunk: int = 200_000) -> int:
 @click.option("--backend", type=registry_choice("index backends"), default="flat", show_default=True,
               help="flat: exact scan (own kernel); mih: multi-index hashing (exact, sublinear); faiss; milvus")
 @click.option("--param", "params", multiple=True, help="backend parameter, e.g. --param m=4 or --param uri=http://h:19530")
-@click.option("--overwrite", is_flag=True, help="replace an existing index in --out")
-def index_build(codes, out, backend, params, overwrite):
-    """Build an index from one or more folders written by `cmhash encode`."""
-    from ..encoder import read_codes
-    from ..index.store import IndexStore
+@click.option("--overwrite", is_flag=True, help="replace an existing index in --out (kept until the new one is complete)")
+@_WAIT
+def index_build(codes, out, backend, params, overwrite, wait):
+    """Build an index from one or more folders written by `cmhash encode`.
 
-    first = read_codes(codes[0])["meta"]
+    All-or-nothing: every folder is checked first, and the index (or the one it replaces) changes
+    only when the whole build is written; a build that dies is completed by running it again."""
+    from ..index.store import IndexStore, StoreError
+
+    loaded = _read_folders(codes)
+    made_from = _folders_fingerprint(codes)
+    if (out / "manifest.json").exists() and not overwrite:
+        try:
+            old = IndexStore.open(out, verify=False)
+        except StoreError:
+            old = None
+        if old is not None:
+            done = old.manifest.get("built_from") == made_from and old.manifest.get("backend") == backend
+            old.close()
+            if done:
+                click.echo(f"{out} was already built from these folders ({old.ntotal} items): nothing to do")
+                return
+    first = loaded[0][1]["meta"]
     store = IndexStore.create(out, first["bits"], backend, model=first["model"],
                               vocab=TextSpec.from_dict(first["spec"]["text"]).vocab,
                               label_names=first.get("label_names"), backend_params=key_values(params, "--param"),
-                              overwrite=overwrite)
-    total = sum(_add_codes(store, Path(c)) for c in codes)
-    info = store.info()
-    store.close()
+                              overwrite=overwrite, commit=False, hold_lock=True, wait=wait, on_wait=click.echo)
+    try:
+        store.manifest["built_from"] = made_from
+        total, _ = _add_folders(store, loaded, present="error")
+        info = store.info()
+    finally:
+        store.close()
     click.echo(f"built {out}: {total} items, {info['bits']} bits, backend {backend}, "
                f"{info['bytes_per_item']} bytes/item on disk")
     click.echo(f"search it: cmhash search {out} --text \"...\"   or serve it: cmhash serve {out}")
@@ -120,14 +174,69 @@ def index_build(codes, out, backend, params, overwrite):
 @index.command("add")
 @click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
 @click.argument("codes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def index_add(index_dir, codes):
-    """Add encoded collections to an existing index (same model, same code length)."""
+@_WAIT
+def index_add(index_dir, codes, wait):
+    """Add encoded collections to an existing index (same model, same code length).
+
+    One transaction: all folders or none. Run again after a failure or a kill, it completes the
+    add (items already in the index with the same codes are skipped)."""
     from ..index.store import IndexStore
 
-    store = IndexStore.open(index_dir)
-    total = sum(_add_codes(store, Path(c)) for c in codes)
-    click.echo(f"added {total} items; {index_dir} now holds {store.ntotal}")
-    store.close()
+    store = IndexStore.open(index_dir, hold_lock=True, wait=wait, on_wait=click.echo)
+    try:
+        loaded = _read_folders(codes, store.bits, store.manifest.get("model", {}).get("fingerprint"),
+                               where=f"the index {index_dir} holds")
+        added, skipped = _add_folders(store, loaded, present="skip")
+    finally:
+        store.close()
+    again = f" ({skipped} were already there with the same codes)" if skipped else ""
+    click.echo(f"added {added} items{again}; {index_dir} now holds {store.ntotal} (generation {store.generation})")
+
+
+def _id_list(values, ids_file) -> np.ndarray:
+    words = list(values)
+    if ids_file is not None:
+        try:
+            words += Path(ids_file).read_text(encoding="utf-8").split()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CmhashError(f"{ids_file}: cannot read ids ({e})") from None
+    out = []
+    for w in words:
+        for part in w.split(","):
+            if not part.strip():
+                continue
+            try:
+                v = int(part)
+            except ValueError:
+                raise CmhashError(f"{part!r} is not an item id (ids are integers >= 0)") from None
+            if not 0 <= v < 2**63:
+                raise CmhashError(f"{part}: item ids are integers from 0 to 2^63-1")
+            out.append(v)
+    if not out:
+        raise CmhashError("give the ids to remove (arguments, comma-separated, or --ids-file)")
+    return np.unique(np.asarray(out, np.int64))
+
+
+@index.command("remove")
+@click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("ids", nargs=-1)
+@click.option("--ids-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a file of ids (whitespace- or comma-separated)")
+@_WAIT
+def index_remove(index_dir, ids, ids_file, wait):
+    """Remove items by id from an index (one transaction); ids not in the index are reported."""
+    from ..index.store import IndexStore
+
+    want = _id_list(ids, ids_file)
+    store = IndexStore.open(index_dir, hold_lock=True, wait=wait, on_wait=click.echo)
+    try:
+        gone = store.remove(want, commit=False)
+        store.commit()
+    finally:
+        store.close()
+    missing = len(want) - gone
+    click.echo(f"removed {gone} items" + (f" ({missing} of the ids given were not in the index)" if missing else "")
+               + f"; {index_dir} now holds {store.ntotal} (generation {store.generation})")
 
 
 @index.command("info")
@@ -207,20 +316,47 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
         click.echo(f"{rank:>3}. id {h['id']:<8} d={h['distance']:<3} {', '.join(h.get('labels') or [])[:40]:<40} {cap}")
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 @main.command()
 @click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--model", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0 exposes it)")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="a host name clients may use in the Host header; bound to loopback, only localhost, "
+                   "127.0.0.1 and ::1 are accepted unless more are given (* accepts any)")
 @click.option("--device", default="auto", show_default=True)
-def serve(index_dir, model, host, port, device):
-    """Serve an index over HTTP: a JSON API and a web page (http://HOST:PORT/)."""
+def serve(index_dir, model, host, port, allow_hosts, device):
+    """Serve an index over HTTP: a JSON API and a web page (http://HOST:PORT/).
+
+    A writer (`cmhash index add` / `remove`) may change the index while it is served: requests
+    switch to the new generation once it is verified."""
+    import socket
+
     import uvicorn
 
     from ..service import create_app
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:  # in use, not an address of this machine, no permission
+        sock.close()
+        raise CmhashError(f"cannot listen on {host}:{port}: {e.strerror or e}"
+                          + (" (another server is using it: pick another --port)" if e.errno == 98 else "")) from None
+    sock.listen(128)
     store, enc = open_for_search(index_dir, model, device)
-    app = create_app(store, enc)
+    if allow_hosts:
+        hosts = list(allow_hosts)
+    elif host in LOOPBACK:
+        hosts = list(LOOPBACK)
+    else:
+        hosts = ["*"]  # bound to a public address: any name may reach it (restrict with --allow-host)
+    app = create_app(store, enc, allowed_hosts=hosts + ([host] if "*" not in hosts else []))
     click.echo(f"serving {store.ntotal} items ({store.bits} bits, {store.manifest['backend']}) "
                f"on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

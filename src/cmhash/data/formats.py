@@ -7,6 +7,8 @@ as features (``<prefix>-iall-vgg.mat``, XAll, n x 4096). Both MAT v5 and v7.3 fi
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,8 +140,8 @@ def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = F
 class FolderImages:
     """Lazy images from files: each read with PIL, shorter side resized to ``size``, centre-cropped."""
 
-    def __init__(self, paths: list[Path], size: int = 224):
-        self.paths, self.size = list(paths), size
+    def __init__(self, paths: list[Path], size: int = 224, root: Path | None = None):
+        self.paths, self.size, self.root = list(paths), size, root  # root: the folder every path lies in
         self.shape = (len(self.paths), 3, size, size)
         self.dtype = np.dtype(np.uint8)
 
@@ -153,9 +155,14 @@ class FolderImages:
         return read_image(path, self.size)
 
 
-def read_image(source, size: int) -> np.ndarray:
+MAX_PIXELS = 100_000_000  # an image file larger than this (in pixels) is refused before decoding
+
+
+def read_image(source, size: int, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """An image file (a path, or its bytes) -> uint8 (3, size, size): RGB, the shorter side resized
-    to ``size``, centre-cropped. Used for dataset folders and for query images alike."""
+    to ``size``, centre-cropped. Used for dataset folders and for query images alike. The pixel
+    count is read from the header and checked against ``max_pixels`` before anything is decoded
+    (a decompression bomb is refused at no cost)."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -163,6 +170,9 @@ def read_image(source, size: int) -> np.ndarray:
     name = "upload" if isinstance(source, (bytes, bytearray)) else source
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise DataError(f"{name}: {im.width} x {im.height} pixels is more than the {max_pixels:,} allowed "
+                                "(a decompression bomb, or resize it first)")
             im = im.convert("RGB")
             w, h = im.size
             s = size / min(w, h)
@@ -175,8 +185,9 @@ def read_image(source, size: int) -> np.ndarray:
         raise DataError(f"{name}: not a readable image ({e})") from None
 
 
-def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:
-    """``path<TAB>caption[<TAB>label,label,...]`` per line; blank lines are skipped."""
+def read_caption_file(path: Path) -> list[tuple[int, tuple[str, str, list[str] | None]]]:
+    """``path<TAB>caption[<TAB>label,label,...]`` per line -> (line number, (name, caption, labels));
+    blank lines are skipped."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -192,7 +203,7 @@ def read_caption_file(path: Path) -> list[tuple[str, str, list[str] | None]]:
             raise DataError(f"{path}:{ln}: expected 'image<TAB>caption[<TAB>labels]'")
         name, caption = parts[0].strip(), parts[1].strip()  # an empty caption is kept, and counted
         labels = [x.strip() for x in parts[2].split(",") if x.strip()] if len(parts) > 2 else None
-        rows.append((name, caption, labels))
+        rows.append((ln, (name, caption, labels)))
     if not rows:
         raise DataError(f"{path}: no captions")
     return rows
@@ -205,17 +216,28 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     model's text encoder (default ``auto``), fitted on the training part of the split in use."""
     root = _root(root, "folder")
     rows = read_caption_file(root / captions)
-    paths = []
-    for name, _, _ in rows:
+    paths, real_root = [], root.resolve()
+    for ln, (name, _, _) in rows:
         try:
             p = (root / name).resolve()
+            inside = p.is_relative_to(real_root)
             found = bool(name) and p.is_file()
         except (OSError, ValueError) as e:  # a NUL byte, a name too long, ...
-            raise DataError(f"{root / captions}: image name {name!r} is not a usable path ({e})") from None
+            raise DataError(f"{root / captions}:{ln}: image name {name!r} is not a usable path ({e})") from None
+        if not inside:  # an absolute path or ../ (symbolic links resolved): the collection is its folder
+            raise DataError(f"{root / captions}:{ln}: image {name!r} lies outside the folder {root}; images must be "
+                            "inside the dataset folder (copy or link the folder, not single files)")
         if not found:
-            raise DataError(f"{root / captions}: image {name!r} not found under {root}")
+            raise DataError(f"{root / captions}:{ln}: image {name!r} not found under {root}")
         paths.append(p)
-    has_labels = all(r[2] is not None for r in rows)
+    lines = [ln for ln, _ in rows]
+    rows = [r for _, r in rows]
+    unlabelled = [ln for ln, r in zip(lines, rows) if not r[2]]
+    has_labels = len(unlabelled) < len(rows)
+    if has_labels and unlabelled:
+        shown = ", ".join(map(str, unlabelled[:10])) + (" ..." if len(unlabelled) > 10 else "")
+        warnings.warn(f"{root / captions}: {len(unlabelled)} of {len(rows)} rows have no labels (lines {shown}); "
+                      "they count as relevant to nothing when retrieval is scored", stacklevel=2)
     names = sorted({x for r in rows for x in (r[2] or [])})
     labels = np.zeros((len(rows), max(1, len(names))), np.uint8)
     for i, r in enumerate(rows):
@@ -226,11 +248,12 @@ def load_folder(root=None, captions: str = "captions.tsv", image_size: int = 224
     n_train = n_train if n_train is not None else min(10000, n - n_query)
     split = make_split(labels, "dcmh", n_query=n_query, n_train=n_train, seed=seed)
     caps = [r[1] for r in rows]
-    data = PairedData(FolderImages(paths, image_size), None, labels, name=f"folder:{root.name}", image_kind="pixels",
+    data = PairedData(FolderImages(paths, image_size, real_root), None, labels, name=f"folder:{root.name}", image_kind="pixels",
                       label_names=names or None, captions=caps, names=[r[0] for r in rows],
                       info={"files": [str(root / captions)], "has_labels": has_labels,
+                            "unlabelled_rows": len(unlabelled) if has_labels else len(rows),
                             "empty_captions": sum(not c for c in caps)})
-    if has_labels:
+    if has_labels and not unlabelled:
         data = validate_paired(data, str(root / captions))
     split.protocol = "fixed"
     return LoadedDataset(data, "fixed", {}, fixed_split=split, text_encoder="auto")

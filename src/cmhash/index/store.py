@@ -2,34 +2,52 @@
 
 Layout of a store folder::
 
-    manifest.json          format, code length, backend, model fingerprint, vocabulary, files + sha256
+    manifest.json          format, code length, backend, model fingerprint, vocabulary, roots, files + sha256
     image-g000003.cmhidx   image codes (HammingIndex file), generation 3
     text-g000003.cmhidx    text codes
-    items-g000003.sqlite   id, source, caption, labels
+    items-g000003.sqlite   id, source (relative to its root), caption, labels, root
+    .write.lock            held by the one writer at a time (``utils.WriteLock``)
     milvus.db              (backend milvus: the embedded milvus-lite file, both collections)
 
-Every change writes a new generation of the files, fsyncs them, then replaces ``manifest.json``
-atomically; only then are the previous generation's files deleted. A crash at any point leaves a
-manifest that names complete, checksummed files (leftovers of an unfinished generation are
-removed at the next commit). ``open`` verifies each file's size and sha256, the code length and,
-when given, the model fingerprint, and says which check failed.
+**Writes are transactions.** ``add`` and ``remove`` change the open store in memory; ``commit``
+(which ``add``/``remove`` call unless given ``commit=False``) takes the write lock, checks that no
+other writer committed since this store was opened, writes a new generation of every file,
+fsyncs it, then replaces ``manifest.json`` atomically; only then are the previous generation's
+files deleted. A writer killed at any line leaves the manifest naming the previous generation's
+complete, checksummed files (the next commit removes the leftovers), and ``cmhash index add``
+run again completes the job (items already present with the same codes are skipped). ``create``
+commits nothing until its first commit, so ``index build --overwrite`` keeps the previous index
+until the new one is complete.
+
+**Readers never see a writer.** Generation files are never changed once written; ``open`` reads
+the index files into memory and keeps one read-only SQLite connection to its generation's items
+file, which stays readable after a writer deletes the file (POSIX). ``changed()`` says when a newer
+generation was committed; the service then opens it and switches.
+
+Item ``source`` paths are stored relative to a root folder (the encoded collection's folder, in
+``manifest["roots"]``); ``source_path`` gives the file only when it lies inside that root.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..utils import CmhashError, atomic_path, write_json_atomic
+from ..utils import CmhashError, WriteLock, atomic_path, write_json_atomic
 from .base import HashIndexError, load_index, make_index
 
 FORMAT = "cmhash-store-v1"
 MODALITIES = ("image", "text")
+LOCK_NAME = ".write.lock"
+_GEN_FILE = re.compile(r"^(image|text|items)-g(\d{6})\.(cmhidx|sqlite)$")
 
 
 class StoreError(CmhashError):
@@ -44,31 +62,74 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-class IndexStore:
-    """Open with ``IndexStore.open(path)`` or create with ``IndexStore.create(path, bits, ...)``."""
+def _read_manifest(path: Path) -> dict:
+    mpath = path / "manifest.json"
+    if not mpath.is_file():
+        raise StoreError(f"{path}: not an index folder (no manifest.json); build one with `cmhash index build`")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise StoreError(f"{mpath}: manifest is not valid JSON (damaged)") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else None
+        raise StoreError(f"{mpath}: unknown format {got!r} (expected {FORMAT})")
+    return manifest
 
-    def __init__(self, path: Path, manifest: dict, indexes: dict):
-        self.path, self.manifest, self.indexes = path, manifest, indexes
+
+def _last_generation(path: Path) -> int:
+    """The highest generation named by the manifest or by any generation file (a killed writer's)."""
+    gens = [int(m.group(2)) for p in path.iterdir() if (m := _GEN_FILE.match(p.name))] if path.is_dir() else []
+    try:
+        gens.append(int(json.loads((path / "manifest.json").read_text()).get("generation", 0)))
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        pass
+    return max(gens, default=0)
+
+
+class IndexStore:
+    """Open with ``IndexStore.open(path)`` or create with ``IndexStore.create(path, bits, ...)``.
+
+    ``hold_lock=True`` (the CLI's writers) takes the write lock when opening or creating and keeps it
+    until ``close``: a second writer waits up to ``wait`` seconds, then fails with a clear message."""
+
+    def __init__(self, path: Path, manifest: dict, indexes: dict, lock: WriteLock | None = None,
+                 fresh: bool = False):
+        self.path, self.manifest, self.indexes = Path(path), manifest, indexes
+        self._lock = lock or WriteLock(self.path / LOCK_NAME, f"index {self.path}")
+        self._base = int(manifest["generation"])  # the generation these contents were read from
+        self._fresh = fresh  # a build: the items table starts empty instead of from the previous generation
+        self._ops: list[tuple[str, list]] = []  # uncommitted item changes, in order
+        self._dirty = fresh
+        self._db, self._db_mutex = None, threading.Lock()
+        self._seen = None  # the manifest's (inode, mtime, size) when last found unchanged (``changed``)
 
     # --- creation and opening ----------------------------------------------------------------
     @classmethod
     def create(cls, path, bits: int, backend: str = "flat", model: dict | None = None,
                vocab: list[str] | None = None, label_names: list[str] | None = None,
-               backend_params: dict | None = None, overwrite: bool = False) -> "IndexStore":
+               backend_params: dict | None = None, overwrite: bool = False, commit: bool = True,
+               hold_lock: bool = False, wait: float = 600.0, on_wait=None) -> "IndexStore":
+        """A new, empty store. Nothing on disk changes until it commits (``commit=True``: now, empty;
+        ``False``: at the first ``commit``), so an ``overwrite`` that fails keeps the previous index."""
         path = Path(path)
-        if (path / "manifest.json").exists() and not overwrite:
-            raise StoreError(f"{path}: an index already exists here (use `cmhash index add`, or --overwrite)")
         path.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for p in path.iterdir():
-                if p.is_file() and (p.suffix in (".cmhidx", ".sqlite", ".db") or p.name == "manifest.json"):
-                    p.unlink()
-        manifest = {"format": FORMAT, "bits": int(bits), "backend": backend, "backend_params": backend_params or {},
-                    "model": model or {}, "vocab": vocab, "label_names": label_names, "generation": 0,
-                    "n_items": 0, "files": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        indexes = {m: cls._new_index(path, manifest, m) for m in MODALITIES}
-        store = cls(path, manifest, indexes)
-        store._commit(_items_rows=[])
+        lock = WriteLock(path / LOCK_NAME, f"index {path}")
+        if hold_lock:
+            lock.acquire(wait, on_wait)
+        try:
+            if (path / "manifest.json").exists() and not overwrite:
+                raise StoreError(f"{path}: an index already exists here (use `cmhash index add`, or --overwrite)")
+            manifest = {"format": FORMAT, "bits": int(bits), "backend": backend,
+                        "backend_params": backend_params or {}, "model": model or {}, "vocab": vocab,
+                        "label_names": label_names, "roots": [], "generation": _last_generation(path),
+                        "n_items": 0, "files": {}, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            indexes = {m: cls._new_index(path, manifest, m) for m in MODALITIES}
+        except BaseException:
+            lock.release()
+            raise
+        store = cls(path, manifest, indexes, lock, fresh=True)
+        if commit:
+            store.commit()
         return store
 
     @staticmethod
@@ -81,42 +142,81 @@ class IndexStore:
         return make_index(manifest["backend"], manifest["bits"], **params)
 
     @classmethod
-    def open(cls, path, bits: int | None = None, fingerprint: str | None = None, verify: bool = True) -> "IndexStore":
+    def open(cls, path, bits: int | None = None, fingerprint: str | None = None, verify: bool = True,
+             hold_lock: bool = False, wait: float = 600.0, on_wait=None) -> "IndexStore":
         path = Path(path)
-        mpath = path / "manifest.json"
-        if not mpath.is_file():
-            raise StoreError(f"{path}: not an index folder (no manifest.json); build one with `cmhash index build`")
+        lock = WriteLock(path / LOCK_NAME, f"index {path}")
+        if hold_lock:
+            if not (path / "manifest.json").is_file():
+                _read_manifest(path)  # the clear "not an index folder" error, before any lock file is made
+            lock.acquire(wait, on_wait)
         try:
-            manifest = json.loads(mpath.read_text())
-        except (ValueError, UnicodeDecodeError):
-            raise StoreError(f"{mpath}: manifest is not valid JSON (damaged)") from None
-        if manifest.get("format") != FORMAT:
-            raise StoreError(f"{mpath}: unknown format {manifest.get('format')!r} (expected {FORMAT})")
+            store = cls._open(path, bits, fingerprint, verify, lock)
+        except BaseException:
+            lock.release()
+            raise
+        return store
+
+    @classmethod
+    def _open(cls, path: Path, bits, fingerprint, verify, lock) -> "IndexStore":
+        manifest = _read_manifest(path)
+        mpath = path / "manifest.json"
         if bits is not None and manifest["bits"] != bits:
             raise StoreError(f"{path}: holds {manifest['bits']}-bit codes; this model makes {bits}-bit codes")
         have = manifest.get("model", {}).get("fingerprint")
         if fingerprint is not None and have and have != fingerprint:
             raise StoreError(f"{path}: built with model {have}, but this model is {fingerprint}: codes of different "
                              "models are not comparable (re-encode, or pass the model the index was built with)")
-        for name, f in manifest["files"].items():
-            p = path / f["path"]
-            if not p.is_file():
-                raise StoreError(f"{p}: missing ({name} file of generation {manifest['generation']})")
-            if p.stat().st_size != f["bytes"]:
-                raise StoreError(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']} (truncated?)")
-            if verify and sha256_file(p) != f["sha256"]:
-                raise StoreError(f"{p}: checksum mismatch (the file was altered or damaged)")
-        indexes = {}
-        for m in MODALITIES:
-            opts = {}
-            if manifest["backend"] == "milvus":
-                opts["uri"] = str(path / "milvus.db") if "uri" not in manifest["backend_params"] else \
-                    manifest["backend_params"]["uri"]
-            try:
-                indexes[m] = load_index(path / manifest["files"][m]["path"], bits=manifest["bits"], **opts)
-            except HashIndexError as e:
-                raise StoreError(str(e)) from None
-        return cls(path, manifest, indexes)
+        if set(manifest.get("files", {})) != {*MODALITIES, "items"}:
+            raise StoreError(f"{mpath}: names files {sorted(manifest.get('files', {}))}, expected image, text, items")
+        # the items file is opened before the checks, so a writer that deletes it afterwards changes nothing
+        items_p = path / manifest["files"]["items"]["path"]
+        db = _connect(items_p) if items_p.is_file() else None
+        try:
+            for name, f in manifest["files"].items():
+                p = path / f["path"]
+                if not p.is_file():
+                    raise StoreError(f"{p}: missing ({name} file of generation {manifest['generation']}); if a "
+                                     "writer just committed, open the index again")
+                if p.stat().st_size != f["bytes"]:
+                    raise StoreError(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']} (truncated?)")
+                if verify and sha256_file(p) != f["sha256"]:
+                    raise StoreError(f"{p}: checksum mismatch (the file was altered or damaged)")
+            indexes = {}
+            for m in MODALITIES:
+                opts = {}
+                if manifest["backend"] == "milvus":
+                    opts["uri"] = str(path / "milvus.db") if "uri" not in manifest["backend_params"] else \
+                        manifest["backend_params"]["uri"]
+                try:
+                    indexes[m] = load_index(path / manifest["files"][m]["path"], bits=manifest["bits"], **opts)
+                except HashIndexError as e:
+                    raise StoreError(str(e)) from None
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        store = cls(path, manifest, indexes, lock)
+        store._db = db
+        return store
+
+    def changed(self) -> bool:
+        """Whether a writer committed a newer generation than the one this store holds (a ``stat`` of
+        the manifest per call; it is read only when it was replaced)."""
+        try:
+            st = os.stat(self.path / "manifest.json")
+        except OSError:
+            return False
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key == self._seen:
+            return False
+        try:
+            gen = int(json.loads((self.path / "manifest.json").read_text())["generation"])
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return False  # mid-replace or damaged: keep answering from this generation
+        if gen == self._base:
+            self._seen = key
+        return gen != self._base
 
     # --- properties ----------------------------------------------------------------------------
     @property
@@ -127,76 +227,169 @@ class IndexStore:
     def ntotal(self) -> int:
         return self.indexes["image"].ntotal
 
+    @property
+    def generation(self) -> int:
+        return self._base
+
     def _items_path(self) -> Path | None:
         f = self.manifest["files"].get("items")
         return self.path / f["path"] if f else None
 
     # --- changes -------------------------------------------------------------------------------
-    def add(self, image_codes, text_codes, items: list[dict] | None = None, ids=None) -> np.ndarray:
-        """Add items (one image code and one text code each) and commit a new generation.
+    def add(self, image_codes, text_codes, items: list[dict] | None = None, ids=None, root=None,
+            commit: bool = True, present: str = "error") -> np.ndarray:
+        """Add items (one image code and one text code each); ``commit`` writes a new generation.
 
-        ``items``: per item a dict with optional ``id``, ``source``, ``caption``, ``labels`` (names)."""
+        ``items``: per item a dict with optional ``id``, ``source`` (a path relative to ``root``, the
+        folder its files lie in), ``caption``, ``labels`` (names). ``present="skip"``: items whose id is
+        already in the store with the same two codes are left out (a re-run of an add that was
+        killed after its commit); the same id with other codes is always an error. Returns the ids
+        added."""
+        from .base import as_packed
+
         n = len(image_codes)
         if len(text_codes) != n:
             raise StoreError(f"{n} image codes but {len(text_codes)} text codes: one of each per item")
         if items is not None and len(items) != n:
             raise StoreError(f"{n} codes but {len(items)} item records")
-        if ids is None and items is not None and all("id" in it for it in items):
-            ids = [int(it["id"]) for it in items]
-        new_ids = self.indexes["image"].add(image_codes, ids)
+        if ids is None and items is not None and n and all("id" in it for it in items):
+            ids = [it["id"] for it in items]
+        img = as_packed(image_codes, self.bits, "image codes") if n else np.zeros((0, self.bits // 8), np.uint8)
+        txt = as_packed(text_codes, self.bits, "text codes") if n else np.zeros((0, self.bits // 8), np.uint8)
+        keep = np.ones(n, bool)
+        if ids is not None and self.ntotal:
+            ids = np.asarray(ids)
+            if ids.dtype.kind not in "iu":
+                raise StoreError(f"ids must be integers, got {ids.dtype}")
+            there = np.isin(ids, self.indexes["image"].ids)
+            if there.any():
+                same = (self.indexes["image"].reconstruct(ids[there]) == img[there]).all(1) & \
+                       (self.indexes["text"].reconstruct(ids[there]) == txt[there]).all(1)
+                if present != "skip" or not same.all():
+                    bad = ids[there][~same] if present == "skip" else ids[there]
+                    raise StoreError(f"{int(there.sum())} ids already in the index (e.g. {bad[:5].tolist()})"
+                                     + (" with other codes" if present == "skip" else "")
+                                     + "; remove them first (`cmhash index remove`) or encode with other ids "
+                                     "(--id-start)")
+                keep = ~there
+        if not keep.all():
+            img, txt, ids = img[keep], txt[keep], np.asarray(ids)[keep]
+            items = [it for it, k in zip(items, keep) if k] if items is not None else None
+        if not len(img):
+            return np.zeros(0, np.int64)
         try:
-            self.indexes["text"].add(text_codes, new_ids)
+            new_ids = self.indexes["image"].add(img, ids)
+        except HashIndexError as e:
+            raise StoreError(str(e)) from None
+        try:
+            self.indexes["text"].add(txt, new_ids)
         except Exception:
             self.indexes["image"].remove(new_ids)
             raise
+        r = self._root_index(root)
         rows = [(int(i), (it or {}).get("source"), (it or {}).get("caption"),
-                 json.dumps((it or {}).get("labels") or []))
-                for i, it in zip(new_ids, items if items is not None else [None] * n)]
-        self._commit(_items_rows=rows)
+                 json.dumps((it or {}).get("labels") or []), r if (it or {}).get("source") else None)
+                for i, it in zip(new_ids, items if items is not None else [None] * len(new_ids))]
+        self._ops.append(("insert", rows))
+        self._dirty = True
+        if commit:
+            self.commit()
         return new_ids
 
-    def remove(self, ids) -> int:
+    def _root_index(self, root) -> int | None:
+        if root is None:
+            return None
+        root = str(Path(root).resolve())
+        roots = self.manifest.setdefault("roots", [])
+        if root not in roots:
+            roots.append(root)
+        return roots.index(root)
+
+    def remove(self, ids, commit: bool = True) -> int:
+        """Remove the items with these ids (those not present are ignored); returns how many went."""
         ids = np.asarray(ids, np.int64).ravel()
         n = self.indexes["image"].remove(ids)
         self.indexes["text"].remove(ids)
-        self._commit(_items_rows=[], _delete=ids.tolist())
+        if n:
+            self._ops.append(("delete", [(int(i),) for i in ids]))
+            self._dirty = True
+        if commit:
+            self.commit()
         return n
 
-    def _commit(self, _items_rows, _delete=()) -> None:
-        gen = self.manifest["generation"] + 1
+    def commit(self) -> None:
+        """Write the changes as a new generation (see the module's docstring); nothing if none."""
+        if not self._dirty:
+            return
+        held = self._lock.held
+        if not held:
+            self._lock.acquire()
+        try:
+            disk = _last_generation(self.path) if self._fresh else self._disk_generation()
+            if not self._fresh and disk != self._base:
+                raise StoreError(f"{self.path}: another writer committed generation {disk} since this store read "
+                                 f"generation {self._base}; open it again and repeat the change")
+            self._write_generation(max(disk, self._base) + 1)
+        finally:
+            if not held:
+                self._lock.release()
+
+    def _disk_generation(self) -> int:
+        try:
+            return int(_read_manifest(self.path)["generation"])
+        except (StoreError, KeyError, ValueError, TypeError):
+            return -1
+
+    def _write_generation(self, gen: int) -> None:
         files = {}
         for m in MODALITIES:
             p = self.path / f"{m}-g{gen:06d}.cmhidx"
             self.indexes[m].save(p)
             files[m] = p
         items = self.path / f"items-g{gen:06d}.sqlite"
-        old = self._items_path()
+        old = None if self._fresh else self._items_path()
         with atomic_path(items) as tmp:  # a copy of the previous generation, changed, then moved into place
             if old is not None and old.exists():
                 shutil.copyfile(old, tmp)
             con = sqlite3.connect(tmp)
             try:
                 con.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, source TEXT, caption TEXT, "
-                            "labels TEXT)")
-                con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?)", _items_rows)
-                if len(_delete):
-                    con.executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in _delete])
+                            "labels TEXT, root INTEGER)")
+                if "root" not in {r[1] for r in con.execute("PRAGMA table_info(items)")}:
+                    con.execute("ALTER TABLE items ADD COLUMN root INTEGER")  # a store from before roots
+                for op, rows in self._ops:
+                    if op == "insert":
+                        con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", rows)
+                    else:
+                        con.executemany("DELETE FROM items WHERE id = ?", rows)
                 con.commit()
+                (count,) = con.execute("SELECT COUNT(*) FROM items").fetchone()
             finally:
                 con.close()
+            if count != self.ntotal:  # validated before anything is replaced
+                raise StoreError(f"{self.path}: the new generation would hold {self.ntotal} codes but {count} item "
+                                 "records; nothing was changed")
         files["items"] = items
-        manifest = dict(self.manifest, generation=gen, n_items=self.indexes["image"].ntotal,
+        if not self._fresh:  # what a build was made from (``index build`` run again): no longer all it holds
+            self.manifest.pop("built_from", None)
+        manifest = dict(self.manifest, generation=gen, n_items=self.ntotal,
                         updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
                         files={k: {"path": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
                                for k, p in files.items()})
+        _fsync_dir(self.path)
         write_json_atomic(self.path / "manifest.json", manifest)
-        self.manifest = manifest
+        _fsync_dir(self.path)
+        self.manifest, self._base, self._fresh, self._ops, self._dirty = manifest, gen, False, [], False
         keep = {f["path"] for f in manifest["files"].values()}
-        for p in self.path.iterdir():  # the previous generation, and leftovers of a crashed one
-            stale = p.suffix == ".cmhidx" or p.name.startswith("items-g")
+        for p in self.path.iterdir():  # the previous generation, and leftovers of a killed writer
+            stale = bool(_GEN_FILE.match(p.name))
             killed_writer = p.name.startswith(".") and p.name.endswith(".tmp")  # atomic_path's temporaries
             if p.is_file() and p.name not in keep and (stale or killed_writer):
                 p.unlink()
+        with self._db_mutex:
+            if self._db is not None:
+                self._db.close()
+            self._db = _connect(items)
 
     # --- queries -------------------------------------------------------------------------------
     def search(self, codes, k: int = 10, target: str = "image") -> list[list[dict]]:
@@ -209,22 +402,44 @@ class IndexStore:
                 for dr, ir in zip(d, ids)]
 
     def items(self, ids) -> dict[int, dict]:
-        """Metadata of ``ids`` (those not present are left out)."""
-        ids = [int(i) for i in np.asarray(ids).ravel()]
-        out = {}
-        p = self._items_path()
-        if not ids or p is None:
-            return out
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
+        """Metadata of ``ids`` (those not present are left out): id, source (relative to its root),
+        caption, labels."""
+        return {i: {k: v for k, v in m.items() if k != "root"} for i, m in self._records(ids).items()}
+
+    def _records(self, ids) -> dict[int, dict]:
         try:
+            ids = [int(i) for i in np.asarray(ids).ravel()]
+        except (TypeError, ValueError, OverflowError):
+            return {}
+        ids = [i for i in ids if 0 <= i < 2**63]  # SQLite integers; anything else is no item
+        out: dict[int, dict] = {}
+        if not ids or self._items_path() is None:
+            return out
+        with self._db_mutex:
+            if self._db is None:
+                self._db = _connect(self._items_path())
+            has_root = "root" in {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+            cols = "id, source, caption, labels" + (", root" if has_root else ", NULL")
             for s in range(0, len(ids), 900):
                 part = ids[s:s + 900]
-                q = f"SELECT id, source, caption, labels FROM items WHERE id IN ({','.join('?' * len(part))})"
-                for i, src, cap, lab in con.execute(q, part):
-                    out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]")}
-        finally:
-            con.close()
+                q = f"SELECT {cols} FROM items WHERE id IN ({','.join('?' * len(part))})"
+                for i, src, cap, lab, root in self._db.execute(q, part):
+                    if src and root is None and os.path.isabs(src):  # a store from before roots
+                        src = os.path.basename(src)
+                    out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"),
+                              "root": root}
         return out
+
+    def source_path(self, item_id: int) -> Path | None:
+        """The image file of an item, only when it lies inside its root folder (symbolic links
+        resolved); None when the item has no file there."""
+        rec = self._records([item_id]).get(int(item_id)) if isinstance(item_id, (int, np.integer)) else None
+        roots = self.manifest.get("roots") or []
+        if not rec or not rec["source"] or rec["root"] is None or not 0 <= rec["root"] < len(roots):
+            return None
+        root = Path(roots[rec["root"]]).resolve()
+        p = (root / rec["source"]).resolve()
+        return p if p.is_relative_to(root) and p.is_file() else None
 
     def info(self) -> dict:
         size = sum((self.path / f["path"]).stat().st_size for f in self.manifest["files"].values())
@@ -239,6 +454,30 @@ class IndexStore:
                 "vocab_size": len(m.get("vocab") or []), "updated": m.get("updated")}
 
     def close(self) -> None:
+        """Close the items connection and the backends, and release the write lock if held."""
+        with self._db_mutex:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        self._lock.release()
         for ix in self.indexes.values():
             if hasattr(ix, "close"):
                 ix.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a generation's items file (never changed once written)."""
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

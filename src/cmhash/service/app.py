@@ -9,11 +9,26 @@ Endpoints (all errors are JSON ``{"error": {"status": int, "message": str}}`` wi
 - ``GET /items/{id}``            an item's metadata; ``GET /items/{id}/image`` its thumbnail (JPEG)
 
 Validation: ``k`` in 1..``max_k``; a query text of 1..``max_text`` characters with at least one
-word the model knows; uploads up to ``max_upload`` bytes, of an image type, that decode.
+word the model knows; uploads up to ``max_upload`` bytes, of an image type, that decode, of at most
+``max_pixels`` pixels (checked from the header, before anything is decoded: a decompression bomb
+costs nothing); an id that is not an item's is a 404 whatever its form. With ``allowed_hosts``,
+a request whose ``Host`` header names another host is refused (400): a page on another site
+cannot reach a server bound to loopback through DNS rebinding.
+
+Concurrency: text queries run in the thread pool and never wait for images; image decoding and
+encoding run in the thread pool too, at most ``image_workers`` at a time (the rest queue), so
+uploads cannot take every core from text queries (``benchmarks/bench_service.py`` measures it).
+
+A writer that commits a new generation of the index (``cmhash index add`` / ``remove``) is noticed
+at the next request: the new generation is opened and verified in the background while the old one
+keeps answering, then requests switch to it. Responses never carry server paths: an item's
+``source`` is relative to its collection's folder, and thumbnails are read only from inside it.
 """
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +37,7 @@ from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..utils import CmhashError
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
+_ID = re.compile(r"^[0-9]{1,19}$")
 
 
 @dataclass
@@ -36,20 +53,76 @@ class ServiceConfig:
     max_k: int = 100
     max_text: int = 1000
     max_upload: int = 8 << 20  # bytes
+    max_pixels: int = 40_000_000  # an upload or a thumbnail source larger than this is refused unread
+    image_workers: int = 1  # image decodes + encodes at a time (each uses the model's CPU threads)
     thumb_size: int = 160
+    reload_retry_s: float = 1.0  # after a failed open of a new generation, wait this long to try again
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
 
 
-def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
+class LiveStore:
+    """The store requests read, switched to a writer's new generation when one is committed.
+
+    ``get()`` costs a ``stat`` of the manifest; when it changed, one background thread opens and
+    verifies the new generation (``IndexStore.open``) and warms it, while requests keep the old."""
+
+    def __init__(self, store, fingerprint: str | None, retry_s: float = 1.0):
+        self.store, self.fingerprint, self.retry_s = store, fingerprint, retry_s
+        self._loading, self._mutex, self._failed_at = False, threading.Lock(), 0.0
+        self.last_error: str | None = None
+        warm(store)
+
+    def get(self):
+        st = self.store
+        if st.changed() and not self._loading and time.monotonic() - self._failed_at >= self.retry_s:
+            with self._mutex:
+                if self._loading:
+                    return st
+                self._loading = True
+            threading.Thread(target=self._reload, daemon=True).start()
+        return st
+
+    def _reload(self) -> None:
+        from ..index.store import IndexStore
+
+        try:
+            new = IndexStore.open(self.store.path, bits=self.store.bits, fingerprint=self.fingerprint)
+            warm(new)
+            self.store, self.last_error = new, None  # the old one is closed when its last request ends
+        except Exception as e:  # noqa: BLE001 - a writer mid-commit, a damaged generation: keep the old one
+            self._failed_at, self.last_error = time.monotonic(), f"{type(e).__name__}: {e}"
+        finally:
+            self._loading = False
+
+
+def warm(store) -> None:
+    """Build a backend's lazy tables now, not in the first request."""
+    if store.ntotal:
+        for m in ("image", "text"):
+            store.indexes[m].search(np.zeros((1, store.bits // 8), np.uint8), 1)
+
+
+def create_app(store, encoder, config: ServiceConfig | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
     cfg = config or ServiceConfig()
     app = FastAPI(title="cmhash", version="1", description="Cross-modal Hamming search over binary codes")
-    lock = threading.Lock()  # one encode + search at a time: the model and the CPU are shared anyway
-    if store.ntotal:
-        store.indexes["image"].search(np.zeros((1, store.bits // 8), np.uint8), 1)  # builds lazy tables now
-        store.indexes["text"].search(np.zeros((1, store.bits // 8), np.uint8), 1)
+    live = LiveStore(store, encoder.fingerprint, cfg.reload_retry_s)
+    text_lock = threading.Lock()  # the text encoder (a vectorizer or MiniLM) is used by one query at a time
+    image_slots = asyncio.Semaphore(max(1, cfg.image_workers))
+    hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
+
+    if hosts is not None:
+        @app.middleware("http")
+        async def _check_host(request: Request, call_next):
+            host = (request.headers.get("host") or "").lower()
+            name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+            if "*" not in hosts and name not in hosts:
+                return _error(400, f"Host {host!r} is not served here (allowed: {', '.join(sorted(hosts))}); "
+                                   "start the server with --allow-host to add it")
+            return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -78,8 +151,8 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
 
     def _run(code: np.ndarray, modality: str, same_modal: bool, k: int, t0: float, query) -> dict:
         target = modality if same_modal else ("image" if modality == "text" else "text")
-        with lock:
-            hits = store.search(code, k, target=target)[0]
+        store = live.get()
+        hits = store.search(code, k, target=target)[0]
         return {"query": query, "modality": modality, "target": target, "k": k, "bits": store.bits,
                 "ms": round((time.perf_counter() - t0) * 1000, 2), "results": hits}
 
@@ -89,7 +162,9 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     def health():
-        return {"status": "ok", "items": store.ntotal, "bits": store.bits, "backend": store.manifest["backend"],
+        store = live.get()
+        return {"status": "ok", "items": store.ntotal, "generation": store.generation, "bits": store.bits,
+                "backend": store.manifest["backend"],
                 "model": encoder.fingerprint, "method": encoder.method,
                 "text_queries": encoder.text_encoder is not None,
                 "text_encoder": encoder.text_encoder.describe() if encoder.text_encoder is not None else None,
@@ -103,7 +178,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
             raise HTTPException(422, "q is empty: give at least one word")
         if len(q) > cfg.max_text:
             raise HTTPException(422, f"q is {len(q)} characters; at most {cfg.max_text}")
-        with lock:
+        with text_lock:
             code, words = encoder.encode_query(q)  # no known word: a 400 naming the encoder
         out = _run(code, "text", same_modal, k, t0, q)
         out.update(known_words=words["used"], unknown_words=words["unknown"], text_encoder=words["encoder"])
@@ -125,22 +200,31 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
             raise HTTPException(422, "the uploaded file is empty")
         if not encoder.accepts_pixels:
             raise HTTPException(400, "this model reads image features, not pixels: image queries are not possible")
-        with lock:
-            code = encoder.encode_image_files([data])
-        return _run(code, "image", same_modal, k, t0, file.filename)
+        async with image_slots:  # decoding and encoding off the event loop, a bounded number at a time
+            code = await run_in_threadpool(encoder.encode_image_files, [data], cfg.max_pixels)
+        return await run_in_threadpool(_run, code, "image", same_modal, k, t0, file.filename)
+
+    def _item_id(item_id: str) -> int:
+        if not _ID.match(item_id) or int(item_id) >= 2**63:
+            raise HTTPException(404, f"no item {item_id[:40]!r}: ids are integers from 0 to 2^63-1")
+        return int(item_id)
 
     @app.get("/items/{item_id}")
-    def item(item_id: int):
-        meta = store.items([item_id]).get(item_id)
+    def item(item_id: str):
+        i = _item_id(item_id)
+        meta = live.get().items([i]).get(i)
         if meta is None:
-            raise HTTPException(404, f"no item {item_id}")
+            raise HTTPException(404, f"no item {i}")
         return meta
 
     @lru_cache(maxsize=4096)
-    def _thumb(path: str) -> bytes:
+    def _thumb(path: str, mtime: float) -> bytes:
         from PIL import Image
 
         with Image.open(path) as im:
+            if im.width * im.height > cfg.max_pixels:
+                raise CmhashError(f"{im.width} x {im.height} pixels")
+            im.draft("RGB", (cfg.thumb_size, cfg.thumb_size))  # JPEG: decode at a reduced size
             im = im.convert("RGB")
             im.thumbnail((cfg.thumb_size, cfg.thumb_size))
             buf = io.BytesIO()
@@ -148,16 +232,20 @@ def create_app(store, encoder, config: ServiceConfig | None = None) -> FastAPI:
             return buf.getvalue()
 
     @app.get("/items/{item_id}/image", response_class=Response)
-    def item_image(item_id: int):
-        meta = store.items([item_id]).get(item_id)
-        if meta is None:
-            raise HTTPException(404, f"no item {item_id}")
-        if not meta.get("source"):
-            raise HTTPException(404, f"item {item_id} has no image file")
+    def item_image(item_id: str):
+        from PIL import Image
+
+        i = _item_id(item_id)
+        store = live.get()
+        if i not in store.items([i]):
+            raise HTTPException(404, f"no item {i}")
+        path = store.source_path(i)  # inside the collection's folder, or None
+        if path is None:
+            raise HTTPException(404, f"item {i} has no image file in its collection's folder")
         try:
-            body = _thumb(meta["source"])  # only paths recorded in the index are ever read
-        except OSError:
-            raise HTTPException(404, f"item {item_id}: image file not readable") from None
+            body = _thumb(str(path), path.stat().st_mtime)
+        except (OSError, ValueError, Image.DecompressionBombError, CmhashError) as e:
+            raise HTTPException(404, f"item {i}: image file not readable ({type(e).__name__})") from None
         return Response(body, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     return app
