@@ -79,3 +79,35 @@ def method_on_dims(name, bits, img_dim, txt_dim, params=None, backbone=None, map
     from cmhash.model import build_method as build
 
     return build(name, bits, make_spec(img_dim, txt_dim, n_labels, map_channels, backbone), params)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="kill tests with at least 20 trials each (a few in the default run)")
+
+
+@pytest.fixture
+def trials(request):
+    """How many random kill points a kill test tries: 3, or 20 with --runslow."""
+    return 20 if request.config.getoption("--runslow") else 3
+
+
+def write_codes_folder(folder, n, bits=64, id_start=0, seed=0, fingerprint="f00d", root=None, captions=True):
+    """A folder in `cmhash encode`'s format with random codes (no model needed): index tests."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("image", "text"):
+        np.save(folder / f"{name}.npy", rng.integers(0, 256, (n, bits // 8), dtype=np.uint8))
+    with open(folder / "items.jsonl", "w") as f:
+        for i in range(n):
+            it = {"id": id_start + i, "labels": [f"c{(id_start + i) % 3}"]}
+            if captions:
+                it["caption"] = f"item {id_start + i}"
+            f.write(json.dumps(it) + "\n")
+    meta = {"format": "cmhash-codes-v2", "bits": bits, "n": n, "model": {"fingerprint": fingerprint},
+            "spec": {"image": {"mode": "features", "dim": 4}, "text": {"kind": "vectors", "dim": 4}},
+            "root": str(root) if root else None, "label_names": ["c0", "c1", "c2"], "dataset": "test"}
+    (folder / "codes.json").write_text(json.dumps(meta))
+    return folder

@@ -75,7 +75,8 @@ def index():
     """Build, grow, shrink and describe a searchable index of encoded collections."""
 
 
-def _read_folders(folders, bits: int | None = None, fingerprint: str | None = None, where: str = "") -> list:
+def _read_folders(folders, bits: int | None = None, fingerprint: str | None = None,
+                  where: str = "the first folder") -> list:
     """Every codes folder read and checked, against each other and against the index (``bits``,
     ``fingerprint``), before anything is changed: (folder, codes, ids) per folder."""
     from ..encoder import read_codes
@@ -89,11 +90,11 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
         meta = c["meta"]
         bits = meta["bits"] if bits is None else bits
         if meta["bits"] != bits:
-            raise CmhashError(f"{f}: {meta['bits']}-bit codes; {where or 'the first folder holds'} {bits}-bit codes")
+            raise CmhashError(f"{f}: {meta['bits']}-bit codes; {where} holds {bits}-bit codes")
         fp = meta["model"].get("fingerprint")
         fingerprint = fp if fingerprint is None else fingerprint
         if fp != fingerprint:
-            raise CmhashError(f"{f}: encoded by model {fp}, {where or 'the first folder'} by {fingerprint}: "
+            raise CmhashError(f"{f}: encoded by model {fp}, {where} by model {fingerprint}: "
                               "codes of different models are not comparable")
         ids = np.fromiter((it["id"] for it in c["items"]), np.int64, len(c["items"]))
         for i in ids[np.isin(ids, np.fromiter(owner, np.int64, len(owner)))][:1] if owner else ():
@@ -185,7 +186,7 @@ def index_add(index_dir, codes, wait):
     store = IndexStore.open(index_dir, hold_lock=True, wait=wait, on_wait=click.echo)
     try:
         loaded = _read_folders(codes, store.bits, store.manifest.get("model", {}).get("fingerprint"),
-                               where=f"the index {index_dir} holds")
+                               where=f"the index {index_dir}")
         added, skipped = _add_folders(store, loaded, present="skip")
     finally:
         store.close()
