@@ -6,9 +6,17 @@ weights when they do not come with an installed package (so the original weight 
 needed either), and what an exact resume needs: optimisers, per-item memories, every RNG state
 (python, numpy, torch, the method's generators), the epoch, the position inside it and the data
 order. Everything is stored as plain types and tensors: checkpoints load with ``weights_only=True``.
+
+**Checksummed.** The checkpoint is serialised, its bytes hashed (SHA-256), and the file holds both
+(``{"format", "sha256", "payload"}``, the payload a uint8 tensor): a flipped byte or a truncated
+file is an error in resume, evaluate and encode alike, never other numbers. torch's zip format
+checks no CRC when it reads, so this is cmhash's own. Checkpoints written before checksums
+(``cmhash-checkpoint-v2``) still load, unverified.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import random
 from pathlib import Path
 
@@ -17,17 +25,35 @@ import torch
 
 from .utils import CmhashError, atomic_path, load_torch_file
 
-FORMAT = "cmhash-checkpoint-v2"
+FORMAT = "cmhash-checkpoint-v2"  # the checkpoint's contents
+SEALED = "cmhash-checkpoint-v3"  # the file: the contents' bytes and their SHA-256
 
 
 def save_checkpoint(path: str | Path, ckpt: dict) -> None:
-    """Write ``ckpt`` (plus the format tag) to ``path`` atomically: a kill leaves the previous file."""
+    """Write ``ckpt`` (plus the format tag) to ``path`` atomically, with its checksum: a kill leaves
+    the previous file."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **ckpt}, buf)
+    raw = buf.getbuffer()
+    sealed = {"format": SEALED, "sha256": hashlib.sha256(raw).hexdigest(),
+              "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8)}
     with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **ckpt}, tmp)
+        torch.save(sealed, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents; damaged, truncated, foreign or too old files are a ``CmhashError``."""
     ckpt = load_torch_file(path, "checkpoint")
+    if isinstance(ckpt, dict) and ckpt.get("format") == SEALED:
+        payload = ckpt.get("payload")
+        raw = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) and payload.dtype == torch.uint8 else b""
+        if hashlib.sha256(raw).hexdigest() != ckpt.get("sha256"):
+            raise CmhashError(f"{path}: checksum mismatch: the checkpoint is damaged (a changed or lost byte); "
+                              "use another checkpoint, or train again")
+        try:
+            ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - verified bytes that do not unpickle: a foreign writer
+            raise CmhashError(f"{path}: checkpoint contents unreadable ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith("cmhash-checkpoint"):
         raise CmhashError(f"{path}: not a cmhash checkpoint")
     if ckpt["format"] != FORMAT:

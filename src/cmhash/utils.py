@@ -131,8 +131,8 @@ def load_torch_file(path: str | os.PathLike, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
-        raise CmhashError(f"{path}: not a readable {what}, unreadable or truncated ({type(e).__name__}: "
-                          f"{str(e)[:200]})") from None
+        raise CmhashError(f"{path}: not a readable {what}, damaged or truncated ({type(e).__name__}: "
+                          f"{str(e).split('. ')[0][:160]})") from None
 
 
 def seed_everything(seed: int) -> None:

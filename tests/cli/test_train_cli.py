@@ -46,7 +46,7 @@ def test_resume_continues_to_the_same_result(wiki_like, tmp_path):
 
 def test_checkpoint_errors(wiki_like, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"\x80\x02 truncated")
-    with pytest.raises(CmhashError, match="unreadable or truncated"):
+    with pytest.raises(CmhashError, match="damaged or truncated"):
         load_checkpoint(tmp_path / "bad.pt")
     torch.save({"x": 1}, tmp_path / "other.pt")
     with pytest.raises(CmhashError, match="not a cmhash checkpoint"):
@@ -54,11 +54,11 @@ def test_checkpoint_errors(wiki_like, tmp_path):
     cfg = small_cfg(wiki_like.parent, epochs=1)
     train_run(cfg, tmp_path / "r", progress=False)
     other = small_cfg(wiki_like.parent, bits=32, epochs=1)
-    with pytest.raises(CmhashError, match="a djsrh 16-bit checkpoint, not djsrh 32-bit"):
+    with pytest.raises(CmhashError, match="resume of a djsrh 16-bit run as djsrh 32-bit"):
         train_run(other, tmp_path / "r", resume=True, progress=False)
     lr = small_cfg(wiki_like.parent, epochs=1)
     lr.method_params["lr_img"] = 0.5
-    with pytest.raises(CmhashError, match="another configuration"):
+    with pytest.raises(CmhashError, match=r"other settings \(method.lr_img: 0.01 -> 0.5\)"):
         train_run(lr, tmp_path / "r", resume=True, progress=False)
 
 

@@ -250,7 +250,8 @@ def test_a_served_index_follows_a_writer_without_errors(tmp_path):
         writer = run_cmhash(["index", "add", ix, c2])
         while writer.poll() is None:
             statuses += [c.get("/items/10").status_code, c.get("/health").status_code]
-        assert writer.returncode == 0, writer.communicate()
+        out = writer.communicate()
+        assert writer.returncode == 0, out
         for _ in range(200):
             h = c.get("/health").json()
             if h["items"] == 10_000:

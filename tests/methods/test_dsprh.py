@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+
+from cmhash.checkpoint import load_checkpoint
 import torch
 import torch.nn.functional as F
 

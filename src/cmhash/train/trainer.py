@@ -99,15 +99,41 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
 _VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
 
 
-def same_config(a: dict, b: dict) -> bool:
-    """Configs equal up to settings a resumed run may change: device, threads, checkpointing, and
-    the number of epochs (``--resume`` with other ``--epochs`` extends or shortens the run)."""
-    def strip(d):
-        d = dict(d)
-        d["train"] = {k: v for k, v in d.get("train", {}).items() if k not in _VOLATILE}
-        d["backbone"] = {k: v for k, v in d.get("backbone", {}).items() if k != "workers"}
-        return d
-    return strip(a) == strip(b)
+def config_diff(saved: dict, new: dict) -> list[str]:
+    """The settings that differ between a saved run's config and a new one, as ``key: old -> new``,
+    up to those a resumed run may change: device, threads, checkpointing, image workers, and the
+    number of epochs (``--resume`` with other ``--epochs`` extends or shortens the run)."""
+    from ..overrides import flatten
+
+    def flat(d):
+        d = {k: v for k, v in d.items()}
+        out = {"method": d.get("method"), "bits": d.get("bits")}
+        for sec, key in (("data", "data"), ("backbone", "backbone"), ("train", "train"), ("method_params", "method")):
+            for k, v in flatten({key: dict(d.get(sec) or {})}).items():
+                out[k] = v
+        for k in _VOLATILE:
+            out.pop(f"train.{k}", None)
+        out.pop("backbone.workers", None)
+        out.pop("train.epochs_at_items", None)  # resolved into train.epochs (config.scale_epochs)
+        return out
+
+    a, b = flat(saved), flat(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+
+
+def check_resumable(path: Path, cfg: RunConfig) -> dict:
+    """The checkpoint at ``path`` (checksum verified) when ``cfg`` may continue it; otherwise a
+    ``CmhashError`` that names every setting that differs."""
+    ck = load_checkpoint(path)
+    if ck.get("method") != cfg.method or ck.get("bits") != cfg.bits:
+        raise CmhashError(f"{path}: --resume of a {ck.get('method')} {ck.get('bits')}-bit run as {cfg.method} "
+                          f"{cfg.bits}-bit; use a new --out, or --overwrite to replace it")
+    diff = config_diff({**ck["config"], "method": ck.get("method"), "bits": ck.get("bits")}, cfg.to_dict())
+    if diff:
+        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
+        raise CmhashError(f"{path}: --resume of a run trained with other settings ({shown}); use a new --out, "
+                          "or --overwrite to replace it")
+    return ck
 
 
 class Trainer:
@@ -160,13 +186,8 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------
     def resume(self, path: Path) -> None:
-        ck = load_checkpoint(path)
-        cfg, model = self.cfg, self.model
-        if ck.get("method") != cfg.method or ck.get("bits") != cfg.bits:
-            raise CmhashError(f"{path}: a {ck.get('method')} {ck.get('bits')}-bit checkpoint, not "
-                              f"{cfg.method} {cfg.bits}-bit; use a new --out or drop --resume")
-        if not same_config(ck["config"], cfg.to_dict()):
-            raise CmhashError(f"{path}: written by another configuration; use a new --out or drop --resume")
+        ck = check_resumable(path, self.cfg)
+        model = self.model
         model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         st = TrainState(**ck["state"])
