@@ -111,3 +111,11 @@ def write_codes_folder(folder, n, bits=64, id_start=0, seed=0, fingerprint="f00d
             "root": str(root) if root else None, "label_names": ["c0", "c1", "c2"], "dataset": "test"}
     (folder / "codes.json").write_text(json.dumps(meta))
     return folder
+
+
+# per method, settings that make its networks small enough for a unit test (every method listed)
+SMALL_METHOD_PARAMS = {"djsrh": {"img_hidden": 32, "txt_hidden": 32}, "dsah": {}, "dcmh": {"img_hidden": 32, "txt_hidden": 32},
+                       "ssah": {"hidden": 32, "feat_dim": 16},
+                       "udsph": {"hidden": 32, "feat_dim": 16, "att_dim": 8, "max_tokens": 4, "att_pairs": 8},
+                       "sdeh": {"hidden": 32, "local_dim": 8, "feat_dim": 16, "sem_dim": 8, "tok_dim": 8, "lab_hidden": 16},
+                       "dsprh": {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32}}

@@ -63,6 +63,16 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: only by time and at epoch ends)
     checkpoint_minutes: float = 10.0  # and whenever this long has passed since the last checkpoint
 
+    def __post_init__(self):
+        for key, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1), ("epochs_at_items", 0),
+                         ("checkpoint_every", 0)):
+            if getattr(self, key) < low:
+                raise CmhashError(f"train.{key} must be at least {low}, got {getattr(self, key)}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise CmhashError(f"train.num_threads must be at least 1 (or null: automatic), got {self.num_threads}")
+        if not 0 <= self.val_fraction < 1:
+            raise CmhashError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+
 
 @dataclass
 class RunConfig:

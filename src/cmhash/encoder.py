@@ -131,6 +131,7 @@ class Encoder:
         Everything is written into a hidden work folder inside ``out_dir`` and moved into place only
         when the whole collection is encoded: a failure (a corrupt image, a kill) leaves no partial
         output, and a previous encoding in ``out_dir`` stays as it was until the new one is complete."""
+        self.check_collection(data)
         out = Path(out_dir)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +156,28 @@ class Encoder:
         shutil.rmtree(work, ignore_errors=True)
         write_json_atomic(out / "codes.json", meta)
         return out
+
+    def check_collection(self, data) -> None:
+        """A clear error when ``data`` gives inputs this model cannot read (before anything is written)."""
+        spec, name = self.spec, data.name
+        if data.image_kind == "features":
+            dim = int(np.shape(data.images)[1]) if np.ndim(data.images) == 2 else None
+            if spec.image.reads_pixels:
+                raise CmhashError(f"{name} gives {dim}-d image features, but this {self.method} model reads images "
+                                  f"through {spec.image.backbone} (pixels): encode a collection of image files, or use "
+                                  f"a model trained on {name}")
+            if dim != spec.image.dim:
+                raise CmhashError(f"{name} gives {dim}-d image features; this model was trained on {spec.image.dim}-d "
+                                  f"ones ({self.cfg.data.dataset})")
+        elif not spec.image.reads_pixels:
+            raise CmhashError(f"{name} gives image files, but this {self.method} model was trained on "
+                              f"{spec.image.dim}-d image features ({self.cfg.data.dataset}): it cannot encode pixels")
+        if not (self.text_encoder is not None and data.captions is not None):
+            if data.texts is None:
+                raise CmhashError(f"{name} gives captions, but this model reads {spec.text.dim}-d text vectors only")
+            if np.shape(data.texts)[1] != spec.text.dim:
+                raise CmhashError(f"{name} gives {np.shape(data.texts)[1]}-d text vectors; this model reads "
+                                  f"{spec.text.dim}-d ones ({self.cfg.data.dataset})")
 
     def _encode_into(self, out: Path, final: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
         """Write everything into ``out`` (the work folder); item sources name their place in ``final``."""

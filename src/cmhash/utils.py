@@ -145,7 +145,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present, else CPU; anything else is passed to torch.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise CmhashError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise CmhashError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise CmhashError(f"device {name!r} asked for, but MPS is not available on this machine")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CmhashError(f"device {name!r} asked for, but CUDA is not available on this machine")
     return dev

@@ -367,7 +367,7 @@ def test_cli_train_dsprh_on_pixels_then_evaluate(tmp_path):
     res = r.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "| DSPRH |" in res.output and list((tmp_path / "c").glob("*-maps.npy"))
-    ck = torch.load(out / "bits-8" / "last.pt", weights_only=True)
+    ck = load_checkpoint(out / "bits-8" / "last.pt")
     assert ck["spec"]["image"]["map_channels"] == 1280 and ck["spec"]["image"]["mode"] == "maps"
     res = r.invoke(main, ["evaluate", str(out)])
     assert res.exit_code == 0, res.output

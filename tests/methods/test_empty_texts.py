@@ -8,11 +8,7 @@ from cmhash.config import build_config
 from cmhash.registry import METHODS
 from cmhash.train import run_experiment
 
-SMALL = {"djsrh": {"img_hidden": 32, "txt_hidden": 32}, "dsah": {}, "dcmh": {"img_hidden": 32, "txt_hidden": 32},
-         "ssah": {"hidden": 32, "feat_dim": 16},
-         "udsph": {"hidden": 32, "feat_dim": 16, "att_dim": 8, "max_tokens": 4, "att_pairs": 8},
-         "sdeh": {"hidden": 32, "local_dim": 8, "feat_dim": 16, "sem_dim": 8, "tok_dim": 8, "lab_hidden": 16},
-         "dsprh": {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32}}
+from conftest import SMALL_METHOD_PARAMS as SMALL
 
 
 def write_empty_texts(folder, n_train=64, n_test=16, img_dim=12, txt_dim=6):

@@ -19,7 +19,7 @@ from .app import key_values, main, registry_choice
 @click.option("--data-root", type=click.Path(), default=None, help="folder holding the dataset's files")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="output folder for the codes")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--limit", type=int, default=None, help="encode only the first N items")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="encode only the first N items")
 @click.option("--id-start", type=int, default=0, show_default=True, help="ids are id-start + row number")
 @click.option("--data-option", "data_options", multiple=True,
               help="dataset loader option, e.g. --data-option captions=more.tsv")
@@ -40,7 +40,9 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
     data = load_dataset(name, data_root or (dc.root if name == dc.dataset else None), **opts).data
     if batch_size < 1:
         raise CmhashError("--batch-size must be positive")
-    n = len(data) if limit is None else max(0, min(limit, len(data)))
+    n = len(data) if limit is None else min(limit, len(data))
+    if n == 0:
+        raise CmhashError(f"{data.name} holds no items to encode")
     rows = np.arange(n)
     click.echo(f"encoding {n} items of {data.name} with {enc.method} ({enc.bits} bits, model {enc.fingerprint}, "
                f"image input: {enc.image_mode})")

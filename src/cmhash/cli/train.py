@@ -19,9 +19,9 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
     from ..config import build_config, parse_overrides
     from ..data.inputs import prepare_inputs
     from ..eval.report import Report
-    from ..train.experiment import run_experiment
+    from ..train.experiment import NOT_SCORED, run_experiment, scorable
     from ..train.sweep import summary_line
-    from ..utils import resolve_device
+    from ..utils import resolve_device, write_json_atomic, write_text_atomic
 
     if resume and overwrite:
         raise CmhashError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
@@ -47,12 +47,21 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
     if main_rank:
         inputs.split.save(out / "split.json")
     report = Report(f"{method} on {dataset}", inputs)
+    scored = scorable(inputs.data.labels)
     for cfg in cfgs:
         t = time.time()
         m = run_experiment(cfg, out / f"bits-{cfg.bits}", inputs, resume=resume, progress=progress,
                            overwrite=overwrite)
-        report.add(method.upper(), cfg.bits, m)
+        if scored:
+            report.add(method.upper(), cfg.bits, m)
         echo(f"  {method} {cfg.bits:>3} bits: {summary_line(m)}  (best epoch {m['best_epoch']}, {time.time() - t:.0f}s)")
+    if not scored:
+        if main_rank:
+            write_text_atomic(out / "results.md", f"# {method} on {dataset}\n\n{NOT_SCORED}\n")
+            write_json_atomic(out / "results.json", {"title": f"{method} on {dataset}", "scored": False,
+                                                     "note": NOT_SCORED, "split": inputs.split.sizes(), "rows": []})
+        echo(f"\n{NOT_SCORED}")
+        return report, inputs
     report.add_baselines(bits, seed=cfgs[0].train.seed, curves=True)
     if main_rank:
         report.write(out, plot_bits=max(bits), method=method, dataset=dataset)
@@ -122,6 +131,7 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
     from ..eval.report import Report
     from ..eval.runner import evaluate_codes
     from ..model import encode_split, load_model
+    from ..train.experiment import NOT_SCORED, scorable
 
     ckpts = sorted(run_dir.glob("bits-*/last.pt")) or ([run_dir / "last.pt"] if (run_dir / "last.pt").exists() else [])
     if not ckpts:
@@ -136,6 +146,8 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
             if split_file.exists():
                 cfg.data.split_file = str(split_file)
             inputs = prepare_inputs(cfg, text_encoder=model.text_encoder)  # the model's own, as trained
+            if not scorable(inputs.data.labels):
+                raise CmhashError(NOT_SCORED)
             report = Report(f"{cfg.method} on {cfg.data.dataset}", inputs, metrics)
         codes = encode_split(model.net, inputs, inputs.split.query, inputs.split.database, "cpu")
         lab = inputs.data.labels

@@ -8,6 +8,9 @@ __all__ = ["DataError", "PairedData", "validate_paired", "Split", "make_split", 
 
 def load_dataset(name: str, root: str | None = None, **options):
     """Load a registered dataset by name (``cmhash list`` shows them); returns a ``LoadedDataset``."""
+    from ..overrides import check_kwargs
     from ..registry import DATASETS
 
-    return DATASETS.get(name)(root=root, **options)
+    loader = DATASETS.get(name)
+    options = check_kwargs(loader, options, f"{name} dataset")  # an unknown or mistyped option is an error
+    return loader(root=root, **options)

@@ -247,4 +247,7 @@ def make_index(backend: str, bits: int, **params) -> HammingIndex:
         params = check_kwargs(cls, params, f"{backend} backend")  # unknown or mistyped --param values
     except CmhashError as e:
         raise HashIndexError(str(e)) from None
-    return cls(bits, **params)
+    try:
+        return cls(bits, **params)
+    except (ValueError, TypeError) as e:  # a parameter out of its range (e.g. mih m=0)
+        raise HashIndexError(f"{backend} backend: {e}") from None

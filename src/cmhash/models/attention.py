@@ -38,7 +38,9 @@ class BagTokens(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mag, idx = x.abs().topk(self.n_tokens, dim=1)  # (B, T)
         val = x.gather(1, idx) / mag[:, :1].clamp_min(1e-12)
-        return val.unsqueeze(-1) * self.embed[idx], mag > 0
+        # F.embedding, not self.embed[idx]: the indexing's backward (index_put_ with accumulate) adds
+        # repeated words' gradients in a thread-dependent order on CPU, so two runs differed
+        return val.unsqueeze(-1) * F.embedding(idx, self.embed), mag > 0  # (B, T, dim)
 
 
 def cross_attention_similarity(img_tok: torch.Tensor, txt_tok: torch.Tensor, img_mask: torch.Tensor | None = None,

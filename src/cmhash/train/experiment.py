@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import distributed as dist_
@@ -14,6 +15,15 @@ from ..eval.runner import evaluate_codes
 from ..model import encode_split
 from ..utils import CmhashError, resolve_device, write_json_atomic
 from .trainer import check_resumable, train_run
+
+
+NOT_SCORED = ("retrieval cannot be scored: the data has no labels (relevance is shared labels); the model is "
+              "trained: encode, index and search with it, or add labels (a third column in captions.tsv) to score it")
+
+
+def scorable(labels) -> bool:
+    """Whether retrieval can be scored: at least one item has a label."""
+    return bool(np.asarray(labels).any())
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
@@ -51,9 +61,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
         if finished.get("epochs") == cfg.train.epochs and finished.get("method") == cfg.method:
             return finished  # else --resume with other --epochs: continue (or stop) from last.pt
     res = train_run(cfg, out, inputs, resume=resume, progress=progress)
-    codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
     lab = inputs.data.labels
-    metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
+    if scorable(lab):
+        codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
+        metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
+    else:  # no labels, no relevance: mAP would print 0 for a model that may well work
+        metrics = {"scored": False, "note": NOT_SCORED}
     metrics.update(method=cfg.method, bits=cfg.bits, best_epoch=res.best_epoch, best_val=res.best_val,
                    train_seconds=round(res.seconds, 1), epochs=cfg.train.epochs, threads=torch.get_num_threads())
     if dist_.is_main():

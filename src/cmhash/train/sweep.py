@@ -74,7 +74,10 @@ def load_spec(spec: str | Path | dict) -> Spec:
     else:
         path = Path(spec)
         if path.is_file():
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise CmhashError(f"{spec}: not UTF-8 text (byte {e.start}); save the sweep file as UTF-8") from None
         else:
             f = resources.files("cmhash.presets").joinpath("sweeps", f"{spec}.yaml")
             if not f.is_file():
@@ -186,6 +189,8 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
 
 def summary_line(m: dict) -> str:
     """The headline numbers of one run's metrics, as every command prints them."""
+    if m.get("scored") is False:
+        return "not scored (no labels)"
     return (f"I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
             f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}")
 

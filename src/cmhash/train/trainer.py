@@ -161,6 +161,9 @@ class Trainer:
         if self.world_size > 1 and device.type == "cuda":  # BatchNorm over the global batch (GPU-only)
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         data = inputs.data
+        if model.supervised and not np.asarray(data.labels).any():
+            raise CmhashError(f"{cfg.method} is a supervised method: it learns from labels, and this data has none; "
+                              "use an unsupervised one (djsrh, dsah, udsph, dsprh) or add labels")
         self.lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
         model.attach_training_set(self.lab_t[torch.from_numpy(self.train_idx).to(device)])
         self.opt = OptimizerSet(model.make_optimizer())
@@ -208,6 +211,7 @@ class Trainer:
             "config": self.cfg.to_dict(), "spec": spec.to_dict(), "method": self.cfg.method, "bits": self.cfg.bits,
             "model": self.model.state_dict(), "best_model": st.best_state, "backbone": frozen,
             "optimizer": self.opt.state_dict(), "rng": rng_state(self.model.generators()),
+            "threads": torch.get_num_threads(),  # a resume without train.num_threads uses the same count
             "state": {**st.__dict__, "best_state": None, "training_state": self.model.training_state()}})
 
     # --- the loop ------------------------------------------------------------------------------
@@ -297,6 +301,8 @@ class Trainer:
         tc, st = self.tc, self.state
         if not len(self.val_idx) or ((epoch + 1) % tc.eval_every and epoch != tc.epochs - 1):
             return
+        if not self.inputs.data.labels.any():  # nothing to score: the last epoch's weights are kept
+            return
         val = record["val"] = validate(self.model, self.inputs, self.val_idx, self.train_idx, self.device)
         score = val.get(tc.select_metric)
         if score is None:
@@ -336,17 +342,19 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     from the last one, bit-identical on CPU with the same thread count)."""
     tc = cfg.train
     device = dist_.init_from_env(resolve_device(tc.device))
+    out = Path(out_dir) if out_dir else None
+    resuming = bool(resume and out and (out / "last.pt").exists())
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    elif device.type == "cpu":
-        torch.set_num_threads(auto_threads())  # the free cores (utils.auto_threads: measured there)
+    elif device.type == "cpu":  # the free cores (utils.auto_threads: measured there), or the count a resumed run
+        # was trained with: a float sum split over another number of threads rounds otherwise
+        torch.set_num_threads((load_checkpoint(out / "last.pt").get("threads") if resuming else None) or auto_threads())
     seed_everything(tc.seed)
     if inputs is None:
         with dist_.main_first():  # rank 0 fills the feature cache, the others read it
             inputs = prepare_inputs(cfg, device)
     scale_epochs(tc, len(inputs.split.train))
-    out = Path(out_dir) if out_dir else None
     trainer = Trainer(cfg, inputs, device, out, progress)
-    if resume and out and (out / "last.pt").exists():
+    if resuming:
         trainer.resume(out / "last.pt")
     return trainer.fit()
