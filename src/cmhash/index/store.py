@@ -424,7 +424,7 @@ class IndexStore:
                 part = ids[s:s + 900]
                 q = f"SELECT {cols} FROM items WHERE id IN ({','.join('?' * len(part))})"
                 for i, src, cap, lab, root in self._db.execute(q, part):
-                    if src and root is None and os.path.isabs(src):  # a store from before roots
+                    if src and os.path.isabs(src):  # a store from before roots: no server path is shown
                         src = os.path.basename(src)
                     out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"),
                               "root": root}
