@@ -9,24 +9,17 @@ absolute times on shared 2-core machines are noisy). Sections:
           and on random codes.
   milvus  milvus-lite (BIN_FLAT, HAMMING): insert and search throughput, agreement with exact.
   memory  bytes per item in memory and on disk for each backend and for a whole store.
-  server  `cmhash serve` on loopback under concurrent clients for a fixed time: p50/p99, errors.
 
-    python benchmarks/bench_index.py [--sections exact,mih,milvus,memory,server] [--quick]
+The server under load is benchmarks/bench_service.py.
+
+    python benchmarks/bench_index.py [--sections exact,mih,milvus,memory] [--quick]
 """
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import threading
 import time
-import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -269,98 +262,12 @@ def bench_memory(args, res):
     return "## Memory and file size per item, 64-bit codes (8 bytes of code + an 8-byte id)\n\n" + "\n".join(rows)
 
 
-# --- server -----------------------------------------------------------------------------------
-def bench_server(args, res):
-    demo = ROOT / "cmhash-demo"
-    if not (demo / "index" / "manifest.json").exists():
-        print("running the demo first (it builds the index the server serves) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "cmhash", "demo", "-o", str(demo)], check=True, cwd=ROOT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, CMHASH_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "cmhash", "serve", str(demo / "index"), "--port", str(port),
-                             "--device", "cpu"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(300):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        items = [json.loads(x) for x in open(demo / "codes" / "items.jsonl")]
-        queries = [it["caption"] for it in items[:500]]
-        png = (demo / "codes" / "images" / "0.png").read_bytes()
-        rows = ["| endpoint | clients | seconds | requests | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|"]
-        out = []
-        for endpoint, clients in (("text", 1), ("text", 8), ("text", 32), ("image", 8), ("health", 8)):
-            lat, errors, stop = [], [0], time.perf_counter() + args.server_seconds
-
-            def worker(w):
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                i = w
-                while time.perf_counter() < stop:
-                    t = time.perf_counter()
-                    try:
-                        if endpoint == "text":
-                            c.request("GET", "/search/text?" + urllib.parse.urlencode({"q": queries[i % len(queries)],
-                                                                                      "k": 20}))
-                        elif endpoint == "image":
-                            body, ctype = _multipart(png)
-                            c.request("POST", "/search/image?k=20", body, {"Content-Type": ctype})
-                        else:
-                            c.request("GET", "/health")
-                        r = c.getresponse()
-                        r.read()
-                        if r.status != 200:
-                            errors[0] += 1
-                    except OSError:
-                        errors[0] += 1
-                        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                    lat.append(time.perf_counter() - t)
-                    i += clients
-
-            ts = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
-            t0 = time.perf_counter()
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
-            dur = time.perf_counter() - t0
-            ms = np.array(lat) * 1000
-            rows.append(f"| /search/{endpoint} | {clients} | {dur:.0f} | {len(lat):,} | {len(lat) / dur:,.0f} | "
-                        f"{np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} | {errors[0]} |"
-                        if endpoint != "health" else
-                        f"| /health | {clients} | {dur:.0f} | {len(lat):,} | {len(lat) / dur:,.0f} | "
-                        f"{np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} | {errors[0]} |")
-            print(rows[-1], flush=True)
-            out.append({"endpoint": endpoint, "clients": clients, "requests": len(lat), "seconds": dur,
-                        "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                        "errors": errors[0]})
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    res["server"] = out
-    return (f"## Server load test: `cmhash serve` on the demo index (3,000 items, 64 bits), loopback, "
-            f"{args.server_seconds:.0f} s per row, clients in one Python process on the same 2 cores\n\n" + "\n".join(rows))
-
-
-def _multipart(data: bytes):
-    b = "cmhashboundary7e3f"
-    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={b}"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="exact,mih,milvus,memory,server")
+    ap.add_argument("--sections", default="exact,mih,milvus,memory")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--server-seconds", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     ap.add_argument("--no-10m", action="store_true", help="skip the 10M-code case")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-index"))
@@ -369,8 +276,7 @@ def main():
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     res, parts = {"kernel": kernel_name(), "threads": args.threads, "queries": args.queries}, []
-    fns = {"exact": bench_exact, "mih": bench_mih, "milvus": bench_milvus, "memory": bench_memory,
-           "server": bench_server}
+    fns = {"exact": bench_exact, "mih": bench_mih, "milvus": bench_milvus, "memory": bench_memory}
     for s in args.sections.split(","):
         parts.append(fns[s](args, res))
         write_json_atomic(Path(args.out) / "results.json", res)

@@ -2,7 +2,6 @@
 after a mid-epoch checkpoint and resumed (a kill at any later line loses only what follows that
 checkpoint, which the resumed run recomputes). Every tensor of the checkpoint is compared: the
 weights, the best-validation weights, the optimiser state and the per-item memories."""
-import numpy as np
 import pytest
 import torch
 
