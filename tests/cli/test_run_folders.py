@@ -81,7 +81,7 @@ def test_sweep_refuses_to_replace_its_runs(wiki_like, tmp_path):
     args = ["sweep", str(spec), "--data-root", str(wiki_like.parent), "-o", str(tmp_path / "sw")]
     assert r.invoke(main, args).exit_code == 0
     res = r.invoke(main, args)
-    assert res.exit_code == 2 and "--overwrite replaces it" in res.output
+    assert res.exit_code == 2 and "holds trained runs (a)" in res.output and "--overwrite replaces" in res.output
     assert r.invoke(main, args + ["--resume"]).exit_code == 0
     assert r.invoke(main, args + ["--overwrite"]).exit_code == 0
 

@@ -104,6 +104,7 @@ def test_killed_build_leaves_nothing_or_the_whole_index(big, tmp_path, trials):
     assert cli("index", "build", c1, "-o", prev)[0] == 0
     old = snapshot(prev, q)
     start = timed(["--help"])
+    seen = {"no index": 0, "old": 0, "new": 0}
     for t, delay in enumerate(np.random.default_rng(2).uniform(start * 0.8, total, trials)):
         fresh = tmp_path / f"fresh{t}"
         for ix, args, before in ((fresh, [], None), (prev, ["--overwrite"], old)):
@@ -112,8 +113,11 @@ def test_killed_build_leaves_nothing_or_the_whole_index(big, tmp_path, trials):
             p.send_signal(signal.SIGKILL)
             p.communicate()
             if (ix / "manifest.json").exists():
-                assert snapshot(ix, q) in ((before, new) if before else (new,)), f"trial {t}: a partial index"
+                got = snapshot(ix, q)
+                assert got in ((before, new) if before else (new,)), f"trial {t}: a partial index"
+                seen["new" if got == new else "old"] += 1
             else:
+                seen["no index"] += 1
                 assert before is None
                 code, out = cli("index", "info", ix)
                 assert code == 2 and ("not an index folder" in out or "does not exist" in out), out
@@ -121,6 +125,7 @@ def test_killed_build_leaves_nothing_or_the_whole_index(big, tmp_path, trials):
             assert code == 0, out
             assert snapshot(ix, q) == new
         assert cli("index", "build", c1, "-o", prev, "--overwrite")[0] == 0
+    print(f"kills of index build (fresh and --overwrite): {seen}")
 
 
 def test_two_writers_at_once_both_land(tmp_path):
