@@ -83,10 +83,11 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
     ``fingerprint``), before anything is changed: (folder, codes, ids) per folder."""
     from ..encoder import read_codes
 
-    loaded, owner = [], {}
-    folders = list(map(Path, folders))
-    for f in {f for f in folders if folders.count(f) > 1}:
-        raise CmhashError(f"{f} is given twice")
+    folders = [Path(f) for f in folders]
+    twice = [f for i, f in enumerate(folders) if f in folders[:i]]
+    if twice:
+        raise CmhashError(f"{twice[0]} is given twice")
+    loaded = []
     for f in folders:
         c = read_codes(f)
         meta = c["meta"]
@@ -98,10 +99,11 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
         if fp != fingerprint:
             raise CmhashError(f"{f}: encoded by model {fp}, {where} by model {fingerprint}: "
                               "codes of different models are not comparable")
-        ids = np.fromiter((it["id"] for it in c["items"]), np.int64, len(c["items"]))
-        for i in ids[np.isin(ids, np.fromiter(owner, np.int64, len(owner)))][:1] if owner else ():
-            raise CmhashError(f"{f}: id {int(i)} is also in {owner[int(i)]}; encode one of them with --id-start")
-        owner.update(dict.fromkeys(ids.tolist(), f))
+        ids = np.fromiter((it["id"] for it in c["items"]), np.int64, len(c["items"]))  # unique (read_codes)
+        for other, _, other_ids in loaded:  # arrays, not a dict of ids: memory stays ~8 bytes an item
+            shared = ids[np.isin(ids, other_ids)]
+            if len(shared):
+                raise CmhashError(f"{f}: id {int(shared[0])} is also in {other}; encode one of them with --id-start")
         loaded.append((f, c, ids))
     return loaded
 
