@@ -29,7 +29,7 @@ def test_train_refuses_to_replace_a_trained_model(trained):
     root, run = trained
     before = (run / "bits-16" / "last.pt").read_bytes()
     code, out = train(root, run)
-    assert code == 2 and "holds trained djsrh models (16 bits)" in out and "--overwrite" in out
+    assert code == 2 and "holds trained models (bits-16)" in out and "--overwrite" in out
     assert (run / "bits-16" / "last.pt").read_bytes() == before
     code, out = train(root, run, "--resume", "--overwrite")
     assert code == 2 and "not both" in out
@@ -81,7 +81,7 @@ def test_sweep_refuses_to_replace_its_runs(wiki_like, tmp_path):
     args = ["sweep", str(spec), "--data-root", str(wiki_like.parent), "-o", str(tmp_path / "sw")]
     assert r.invoke(main, args).exit_code == 0
     res = r.invoke(main, args)
-    assert res.exit_code == 2 and "holds trained runs (a)" in res.output and "--overwrite replaces" in res.output
+    assert res.exit_code == 2 and "holds trained models (a/bits-16)" in res.output and "--overwrite replaces" in res.output
     assert r.invoke(main, args + ["--resume"]).exit_code == 0
     assert r.invoke(main, args + ["--overwrite"]).exit_code == 0
 

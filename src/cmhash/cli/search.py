@@ -145,21 +145,18 @@ def index_build(codes, out, backend, params, overwrite, wait):
 
     All-or-nothing: every folder is checked first, and the index (or the one it replaces) changes
     only when the whole build is written; a build that dies is completed by running it again."""
-    from ..index.store import IndexStore, StoreError
+    from ..index.store import IndexStore, StoreError, read_manifest
 
     loaded = _read_folders(codes)
     made_from = _folders_fingerprint(codes)
     if (out / "manifest.json").exists() and not overwrite:
         try:
-            old = IndexStore.open(out, verify=False)
+            old = read_manifest(out)  # the manifest only: what the index was built from
         except StoreError:
-            old = None
-        if old is not None:
-            done = old.manifest.get("built_from") == made_from and old.manifest.get("backend") == backend
-            old.close()
-            if done:
-                click.echo(f"{out} was already built from these folders ({old.ntotal} items): nothing to do")
-                return
+            old = {}
+        if old.get("built_from") == made_from and old.get("backend") == backend:
+            click.echo(f"{out} was already built from these folders ({old.get('n_items')} items): nothing to do")
+            return
     first = loaded[0][1]["meta"]
     store = IndexStore.create(out, first["bits"], backend, model=first["model"],
                               vocab=TextSpec.from_dict(first["spec"]["text"]).vocab,

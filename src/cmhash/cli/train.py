@@ -19,19 +19,15 @@ def train_many(method: str, dataset: str, bits: list[int], root, out: Path, sets
     from ..config import build_config, parse_overrides
     from ..data.inputs import prepare_inputs
     from ..eval.report import Report
-    from ..train.experiment import NOT_SCORED, run_experiment, scorable
+    from ..eval.runner import NOT_SCORED, scorable
+    from ..train.experiment import refuse_trained, run_experiment
     from ..train.sweep import summary_line
     from ..utils import resolve_device, write_json_atomic, write_text_atomic
 
-    if resume and overwrite:
-        raise CmhashError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     overrides = parse_overrides(sets)
     base = {**base, "data": {**base.get("data", {}), **({"root": str(root)} if root else {})}}
     cfgs = [build_config(method, dataset, b, overrides, base) for b in bits]
-    trained = [b for b in bits if (out / f"bits-{b}" / "last.pt").exists() or (out / f"bits-{b}" / "metrics.json").exists()]
-    if trained and not (resume or overwrite):  # refused before anything is loaded or written
-        raise CmhashError(f"{out} holds trained {method} models ({', '.join(f'{b} bits' for b in trained)}): --resume "
-                          "continues them, --overwrite replaces them, or pick another --out")
+    refuse_trained([out / f"bits-{b}" for b in bits], resume, overwrite, out)  # before anything is loaded or written
     device = dist_.init_from_env(resolve_device(cfgs[0].train.device))
     main_rank = dist_.is_main()
     echo = click.echo if main_rank else (lambda *a, **k: None)
@@ -131,7 +127,7 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
     from ..eval.report import Report
     from ..eval.runner import evaluate_codes
     from ..model import encode_split, load_model
-    from ..train.experiment import NOT_SCORED, scorable
+    from ..eval.runner import NOT_SCORED, scorable
 
     ckpts = sorted(run_dir.glob("bits-*/last.pt")) or ([run_dir / "last.pt"] if (run_dir / "last.pt").exists() else [])
     if not ckpts:
@@ -193,7 +189,5 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume,
         extra["train.epochs"] = epochs
     out = out or Path("runs") / f"sweep-{slug(Path(spec).stem)}-{sp.dataset}"
     click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths on {sp.dataset}", bold=True)
-    if resume and overwrite:
-        raise CmhashError("give --resume or --overwrite, not both")
     run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite)
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")

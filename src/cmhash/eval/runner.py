@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .metrics import evaluate_retrieval, pr_curve
 
 TOPK_POINTS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
+NOT_SCORED = ("retrieval cannot be scored: the data has no labels (relevance is shared labels); the model is "
+              "trained: encode, index and search with it, or add labels (a third column in captions.tsv) to score it")
+
+
+def scorable(labels) -> bool:
+    """Whether retrieval can be scored: relevance is shared labels, so at least one item needs one."""
+    return bool(np.asarray(labels).any())
 
 
 def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: bool = True,

@@ -62,7 +62,7 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _read_manifest(path: Path) -> dict:
+def read_manifest(path: Path) -> dict:
     mpath = path / "manifest.json"
     if not mpath.is_file():
         raise StoreError(f"{path}: not an index folder (no manifest.json); build one with `cmhash index build`")
@@ -148,7 +148,7 @@ class IndexStore:
         lock = WriteLock(path / LOCK_NAME, f"index {path}")
         if hold_lock:
             if not (path / "manifest.json").is_file():
-                _read_manifest(path)  # the clear "not an index folder" error, before any lock file is made
+                read_manifest(path)  # the clear "not an index folder" error, before any lock file is made
             lock.acquire(wait, on_wait)
         try:
             store = cls._open(path, bits, fingerprint, verify, lock)
@@ -159,7 +159,7 @@ class IndexStore:
 
     @classmethod
     def _open(cls, path: Path, bits, fingerprint, verify, lock) -> "IndexStore":
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         mpath = path / "manifest.json"
         if bits is not None and manifest["bits"] != bits:
             raise StoreError(f"{path}: holds {manifest['bits']}-bit codes; this model makes {bits}-bit codes")
@@ -194,7 +194,7 @@ class IndexStore:
                     raise StoreError(str(e)) from None
         except BaseException:
             if db is not None:
-                db.close()
+                db[0].close()
             raise
         store = cls(path, manifest, indexes, lock)
         store._db = db
@@ -336,7 +336,7 @@ class IndexStore:
 
     def _disk_generation(self) -> int:
         try:
-            return int(_read_manifest(self.path)["generation"])
+            return int(read_manifest(self.path)["generation"])
         except (StoreError, KeyError, ValueError, TypeError):
             return -1
 
@@ -388,7 +388,7 @@ class IndexStore:
                 p.unlink()
         with self._db_mutex:
             if self._db is not None:
-                self._db.close()
+                self._db[0].close()
             self._db = _connect(items)
 
     # --- queries -------------------------------------------------------------------------------
@@ -418,12 +418,11 @@ class IndexStore:
         with self._db_mutex:
             if self._db is None:
                 self._db = _connect(self._items_path())
-            has_root = "root" in {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
-            cols = "id, source, caption, labels" + (", root" if has_root else ", NULL")
+            con, cols = self._db
             for s in range(0, len(ids), 900):
                 part = ids[s:s + 900]
                 q = f"SELECT {cols} FROM items WHERE id IN ({','.join('?' * len(part))})"
-                for i, src, cap, lab, root in self._db.execute(q, part):
+                for i, src, cap, lab, root in con.execute(q, part):
                     if src and os.path.isabs(src):  # a store from before roots: no server path is shown
                         src = os.path.basename(src)
                     out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"),
@@ -457,7 +456,7 @@ class IndexStore:
         """Close the items connection and the backends, and release the write lock if held."""
         with self._db_mutex:
             if self._db is not None:
-                self._db.close()
+                self._db[0].close()
                 self._db = None
         self._lock.release()
         for ix in self.indexes.values():
@@ -465,9 +464,12 @@ class IndexStore:
                 ix.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a generation's items file (never changed once written)."""
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+def _connect(path: Path) -> tuple[sqlite3.Connection, str]:
+    """A read-only connection to a generation's items file (never changed once written), and the
+    columns to select from it (a store from before roots has no ``root`` column), read once."""
+    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    has_root = "root" in {r[1] for r in con.execute("PRAGMA table_info(items)")}
+    return con, "id, source, caption, labels" + (", root" if has_root else ", NULL")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -5,25 +5,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import distributed as dist_
 from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, prepare_inputs
-from ..eval.runner import evaluate_codes
+from ..eval.runner import NOT_SCORED, evaluate_codes, scorable
 from ..model import encode_split
 from ..utils import CmhashError, resolve_device, write_json_atomic
 from .trainer import check_resumable, train_run
 
 
-NOT_SCORED = ("retrieval cannot be scored: the data has no labels (relevance is shared labels); the model is "
-              "trained: encode, index and search with it, or add labels (a third column in captions.tsv) to score it")
+def holds_trained_model(run_dir: Path) -> bool:
+    """Whether ``run_dir`` (one method at one code length) holds a trained model."""
+    return (run_dir / "last.pt").exists() or (run_dir / "metrics.json").exists()
 
 
-def scorable(labels) -> bool:
-    """Whether retrieval can be scored: at least one item has a label."""
-    return bool(np.asarray(labels).any())
+def refuse_trained(run_dirs, resume: bool, overwrite: bool, where: Path) -> None:
+    """The one rule for run folders: a trained model is continued (``resume``) or replaced
+    (``overwrite``) only when asked; otherwise an error naming the runs, before anything is written."""
+    done = [d for d in run_dirs if holds_trained_model(Path(d))]
+    if resume and overwrite:
+        raise CmhashError("give --resume (continue the runs in --out) or --overwrite (replace them), not both")
+    if done and not (resume or overwrite):
+        names = ", ".join(str(Path(d).relative_to(where)) for d in done[:5]) + (" ..." if len(done) > 5 else "")
+        raise CmhashError(f"{where} holds trained models ({names}): --resume continues them, --overwrite replaces "
+                          "them, or pick another --out")
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
@@ -36,20 +43,17 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     names what differs; more or fewer epochs are allowed), and a finished run is read back."""
     out = Path(out_dir)
     done, last = out / "metrics.json", out / "last.pt"
-    if (done.exists() or last.exists()) and not resume:
-        if not overwrite:
-            raise CmhashError(f"{out} holds a trained {cfg.method} {cfg.bits}-bit model: --resume continues it, "
-                              "--overwrite replaces it, or pick another --out")
-        if dist_.is_main():
-            done.unlink(missing_ok=True)
-            last.unlink(missing_ok=True)
+    refuse_trained([out], resume, overwrite, out.parent)
+    if overwrite and dist_.is_main():
+        done.unlink(missing_ok=True)
+        last.unlink(missing_ok=True)
     device = dist_.init_from_env(resolve_device(cfg.train.device))
     if inputs is None:
         with dist_.main_first():
             inputs = prepare_inputs(cfg, device)
     scale_epochs(cfg.train, len(inputs.split.train))
-    if resume and last.exists():
-        check_resumable(last, cfg)  # checksum, method and settings, before anything is read back or trained
+    # checksum, method and settings, before anything is read back or trained; loaded once, for train_run too
+    ck = check_resumable(last, cfg) if resume and last.exists() else None
     if resume and done.exists():
         if not last.exists():
             raise CmhashError(f"{done}: a finished run without its checkpoint ({last} is missing); --overwrite "
@@ -60,7 +64,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
             finished = {}  # damaged: scored again from the checkpoint below
         if finished.get("epochs") == cfg.train.epochs and finished.get("method") == cfg.method:
             return finished  # else --resume with other --epochs: continue (or stop) from last.pt
-    res = train_run(cfg, out, inputs, resume=resume, progress=progress)
+    res = train_run(cfg, out, inputs, resume=resume, progress=progress, checkpoint=ck)
     lab = inputs.data.labels
     if scorable(lab):
         codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)

@@ -148,15 +148,11 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     from ..config import build_config
     from ..data.inputs import prepare_inputs, reads_maps
     from ..eval.report import Report
-    from .experiment import run_experiment
+    from .experiment import refuse_trained, run_experiment
     from ..utils import resolve_device
 
     out = Path(out)
-    done = sorted({str(f.parent.parent.relative_to(out)) for pat in ("*/bits-*/last.pt", "*/bits-*/metrics.json")
-                   for f in out.glob(pat)}) if out.is_dir() else []
-    if done and not (resume or overwrite):  # refused before the spec or the split is rewritten
-        raise CmhashError(f"{out} holds trained runs ({', '.join(done[:5])}{' ...' if len(done) > 5 else ''}): "
-                          "--resume continues them, --overwrite replaces them, or pick another --out")
+    refuse_trained(sorted(out.glob("*/bits-*")), resume, overwrite, out)  # before the spec or split is rewritten
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
     base = {"data": {"root": spec.data_root}} if spec.data_root else {}

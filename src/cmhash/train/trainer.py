@@ -28,6 +28,7 @@ from ..config import RunConfig, scale_epochs
 from ..data.inputs import Inputs, input_spec, prepare_inputs
 from ..data.protocol import validation_split
 from ..eval.metrics import evaluate_retrieval
+from ..eval.runner import scorable
 from ..model import create_model, encode_split
 from ..registry import METHODS
 from ..utils import CmhashError, auto_threads, resolve_device, seed_everything
@@ -99,26 +100,25 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
 _VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
 
 
+# what a resumed run may change (the config keys of config_diff that are left out)
+RESUMABLE = {*(f"train.{k}" for k in _VOLATILE), "train.epochs_at_items", "backbone.workers"}
+
+
 def config_diff(saved: dict, new: dict) -> list[str]:
-    """The settings that differ between a saved run's config and a new one, as ``key: old -> new``,
-    up to those a resumed run may change: device, threads, checkpointing, image workers, and the
-    number of epochs (``--resume`` with other ``--epochs`` extends or shortens the run)."""
+    """The settings that differ between a saved run's config and a new one (``RunConfig.to_dict``),
+    as ``key: old -> new``, up to those a resumed run may change: device, threads, checkpointing,
+    image workers, and the number of epochs (``--resume`` with other ``--epochs`` extends or shortens
+    the run; ``epochs_at_items`` is resolved into it by ``config.scale_epochs``)."""
     from ..overrides import flatten
 
-    def flat(d):
-        d = {k: v for k, v in d.items()}
-        out = {"method": d.get("method"), "bits": d.get("bits")}
-        for sec, key in (("data", "data"), ("backbone", "backbone"), ("train", "train"), ("method_params", "method")):
-            for k, v in flatten({key: dict(d.get(sec) or {})}).items():
-                out[k] = v
-        for k in _VOLATILE:
-            out.pop(f"train.{k}", None)
-        out.pop("backbone.workers", None)
-        out.pop("train.epochs_at_items", None)  # resolved into train.epochs (config.scale_epochs)
-        return out
+    def flat(d: dict) -> dict:
+        out = {"method": d.get("method"), "bits": d.get("bits"),
+               **flatten({"data": d.get("data") or {}, "backbone": d.get("backbone") or {},
+                          "train": d.get("train") or {}, "method": d.get("method_params") or {}})}
+        return {k: v for k, v in out.items() if k not in RESUMABLE}
 
     a, b = flat(saved), flat(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def check_resumable(path: Path, cfg: RunConfig) -> dict:
@@ -128,7 +128,7 @@ def check_resumable(path: Path, cfg: RunConfig) -> dict:
     if ck.get("method") != cfg.method or ck.get("bits") != cfg.bits:
         raise CmhashError(f"{path}: --resume of a {ck.get('method')} {ck.get('bits')}-bit run as {cfg.method} "
                           f"{cfg.bits}-bit; use a new --out, or --overwrite to replace it")
-    diff = config_diff({**ck["config"], "method": ck.get("method"), "bits": ck.get("bits")}, cfg.to_dict())
+    diff = config_diff(ck["config"], cfg.to_dict())
     if diff:
         shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
         raise CmhashError(f"{path}: --resume of a run trained with other settings ({shown}); use a new --out, "
@@ -161,7 +161,8 @@ class Trainer:
         if self.world_size > 1 and device.type == "cuda":  # BatchNorm over the global batch (GPU-only)
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         data = inputs.data
-        if model.supervised and not np.asarray(data.labels).any():
+        self.scorable = scorable(data.labels)  # no labels: no validation, the last epoch's weights are kept
+        if model.supervised and not self.scorable:
             raise CmhashError(f"{cfg.method} is a supervised method: it learns from labels, and this data has none; "
                               "use an unsupervised one (djsrh, dsah, udsph, dsprh) or add labels")
         self.lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
@@ -188,8 +189,8 @@ class Trainer:
         self.progress = progress
 
     # --- checkpoints ---------------------------------------------------------------------------
-    def resume(self, path: Path) -> None:
-        ck = check_resumable(path, self.cfg)
+    def resume(self, ck: dict) -> None:
+        """Continue from a checkpoint ``check_resumable`` accepted."""
         model = self.model
         model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -301,7 +302,7 @@ class Trainer:
         tc, st = self.tc, self.state
         if not len(self.val_idx) or ((epoch + 1) % tc.eval_every and epoch != tc.epochs - 1):
             return
-        if not self.inputs.data.labels.any():  # nothing to score: the last epoch's weights are kept
+        if not self.scorable:
             return
         val = record["val"] = validate(self.model, self.inputs, self.val_idx, self.train_idx, self.device)
         score = val.get(tc.select_metric)
@@ -337,24 +338,27 @@ class Trainer:
 
 
 def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs | None = None,
-              resume: bool = False, progress: bool = True) -> TrainResult:
+              resume: bool = False, progress: bool = True, checkpoint: dict | None = None) -> TrainResult:
     """Train one method at one code length (``out_dir/last.pt`` checkpoints; ``resume`` continues
-    from the last one, bit-identical on CPU with the same thread count)."""
+    from the last one, bit-identical on CPU with the same thread count). ``checkpoint``: that
+    checkpoint when the caller has already loaded and checked it (``check_resumable``)."""
     tc = cfg.train
     device = dist_.init_from_env(resolve_device(tc.device))
     out = Path(out_dir) if out_dir else None
-    resuming = bool(resume and out and (out / "last.pt").exists())
+    ck = checkpoint
+    if ck is None and resume and out and (out / "last.pt").exists():
+        ck = check_resumable(out / "last.pt", cfg)
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     elif device.type == "cpu":  # the free cores (utils.auto_threads: measured there), or the count a resumed run
         # was trained with: a float sum split over another number of threads rounds otherwise
-        torch.set_num_threads((load_checkpoint(out / "last.pt").get("threads") if resuming else None) or auto_threads())
+        torch.set_num_threads((ck or {}).get("threads") or auto_threads())
     seed_everything(tc.seed)
     if inputs is None:
         with dist_.main_first():  # rank 0 fills the feature cache, the others read it
             inputs = prepare_inputs(cfg, device)
     scale_epochs(tc, len(inputs.split.train))
     trainer = Trainer(cfg, inputs, device, out, progress)
-    if resuming:
-        trainer.resume(out / "last.pt")
+    if ck is not None:
+        trainer.resume(ck)
     return trainer.fit()
