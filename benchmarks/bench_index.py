@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cmhash.index import kernels, make_index
-from cmhash.index.kernels import kernel_name
+from cmhash import kernels
+from cmhash.index import make_index
+from cmhash.kernels import kernel_name
 from cmhash.utils import write_json_atomic, write_text_atomic
 
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")

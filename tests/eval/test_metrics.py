@@ -246,3 +246,33 @@ def test_runner_reports_ndcg():
     q, db, ql, dl = _random_case(4, 20, 8, 3, 1)
     out = evaluate_codes({"q_img": q, "q_txt": q, "db_img": db, "db_txt": db}, ql, dl, curves=False)
     assert out["i2t"]["ndcg@50"] == pytest.approx(ndcg_at_k(q, db, ql, dl, 50))
+
+
+@pytest.mark.parametrize("k,c", [(8, 3), (64, 24), (72, 70), (128, 130)])
+def test_counting_kernel_equals_sorted_ranking(monkeypatch, k, c):
+    """The counting-sort kernel (mAP, mAP@k, tie-averaged mAP, PR) gives the argsort path's numbers:
+    heavy ties (few distinct codes), label sets over one 64-bit word, queries with nothing relevant,
+    k past the database."""
+    from cmhash import kernels
+
+    if kernels.kernel_name() != "c":
+        pytest.skip("the compiled kernels are not built")
+    rng = np.random.default_rng(k + c)
+    base = rng.choice([-1, 1], (7, k)).astype(np.int8)
+    db = base[rng.integers(0, 7, 300)]
+    db[::5] = rng.choice([-1, 1], (60, k))
+    q = rng.choice([-1, 1], (23, k)).astype(np.int8)
+    ql, dl = (rng.random((23, c)) < 0.05).astype(np.uint8), (rng.random((300, c)) < 0.05).astype(np.uint8)
+    ql[0] = 0  # no relevant item
+    for topk in (1, 50, 400):
+        fast = evaluate_retrieval(q, db, ql, dl, topk=topk, tie_averaged=True)
+        pr_fast = pr_curve(q, db, ql, dl)
+        with monkeypatch.context() as m:
+            m.setattr(kernels, "kernel_name", lambda: "numpy")
+            slow = evaluate_retrieval(q, db, ql, dl, topk=topk, tie_averaged=True)
+            pr_slow = pr_curve(q, db, ql, dl)
+        assert fast.keys() == slow.keys()
+        for key in fast:
+            assert fast[key] == pytest.approx(slow[key], abs=1e-12), key
+        np.testing.assert_allclose(pr_fast, pr_slow, atol=1e-12)
+    assert fast["map"] == pytest.approx(np.mean([brute_ap(q[i], db, ql[i], dl) for i in range(len(q))]), abs=1e-12)

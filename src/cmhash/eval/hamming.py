@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codes import sign
+from ..kernels import dist_dtype, hamming_packed  # noqa: F401  (hamming_packed: part of this module's face)
 from ..utils import CmhashError
 
 
@@ -41,10 +42,6 @@ def unpack_codes(packed, n_bits: int | None = None) -> np.ndarray:
     return np.where(bits > 0, 1, -1).astype(np.int8)
 
 
-def _dist_dtype(k: int):
-    return np.uint8 if k <= 255 else np.uint16 if k <= 65535 else np.int64
-
-
 def hamming_pm1(q, db) -> np.ndarray:
     """Hamming distances between {-1,+1} codes: (K - q . b) / 2, as small unsigned ints (nq, ndb)."""
     q, db = np.asarray(q, np.float32), np.asarray(db, np.float32)
@@ -52,25 +49,4 @@ def hamming_pm1(q, db) -> np.ndarray:
         raise CmhashError(f"code shapes do not match: {q.shape} vs {db.shape}")
     k = q.shape[1]
     ip = q @ db.T  # exact in float32 for K < 2**24
-    return np.rint((k - ip) * 0.5).astype(_dist_dtype(k))
-
-
-_POP8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
-
-
-def hamming_packed(q, db) -> np.ndarray:
-    """Hamming distances between packed uint8 codes (nq, K/8) x (ndb, K/8) -> (nq, ndb)."""
-    q, db = np.asarray(q), np.asarray(db)
-    if q.dtype != np.uint8 or db.dtype != np.uint8 or q.shape[1:] != db.shape[1:]:
-        raise CmhashError(f"packed codes must be uint8 with equal widths: {q.dtype}{q.shape} vs {db.dtype}{db.shape}")
-    k = q.shape[1] * 8
-    out = np.empty((len(q), len(db)), _dist_dtype(k))
-    if q.shape[1] % 8 == 0:  # view as uint64 words: 8x fewer xor/popcount ops
-        q, db = q.view(np.uint64), db.view(np.uint64)
-    step = max(1, (1 << 22) // max(1, len(db) * q.shape[1]))
-    count = getattr(np, "bitwise_count", None)
-    for s in range(0, len(q), step):
-        x = q[s:s + step, None, :] ^ db[None, :, :]
-        pc = count(x) if count is not None else _POP8[x.view(np.uint8)]
-        out[s:s + step] = pc.sum(axis=2, dtype=np.int64 if k > 255 else np.uint16)
-    return out
+    return np.rint((k - ip) * 0.5).astype(dist_dtype(k))

@@ -22,7 +22,12 @@
   sorted high to low over the whole database). A query whose database holds no item of grade > 0
   has no ideal DCG; it adds 0 and still counts, as in mAP.
 
-Everything runs on blocks of queries so memory stays bounded whatever the database size.
+Everything runs on blocks of queries so memory stays bounded whatever the database size. mAP,
+mAP@k and the tie-averaged mAP come from the compiled counting-sort kernel
+(``cmhash.kernels.rank_metrics``: only K + 1 distances exist, so a per-query histogram and one
+walk in database order rank every item, ties by index, with no sort) when it is built and the
+labels are non-negative (then "shares a label" is "label bit sets intersect"); otherwise, and for
+precision@K and NDCG, a stable argsort per query block.
 """
 from __future__ import annotations
 
@@ -30,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import kernels
 from ..utils import CmhashError
-from .hamming import binarize, hamming_pm1
+from .hamming import binarize, hamming_pm1, pack_codes
 
 
 GRADES = ("shared", "jaccard", "cosine", "binary")
@@ -113,7 +119,16 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
     prec = np.zeros(len(ks))
     ranks = np.arange(1, n_db + 1, dtype=np.float64)
     dl = np.asarray(x.dl, np.float32)  # converted once, not per query block
-    for sl in _blocks(n_q, n_db):
+    counted = _counted(x, topk or 1) if (full_map or topk or tie_averaged) else None
+    if counted is not None:
+        ap, apk, hn, hr = counted
+        sums["map"], sums["topk"] = ap.sum(), apk.sum()
+        if tie_averaged:
+            sums["tie"] = _tie_averaged_ap(hn.astype(np.float64), hr.astype(np.float64)).sum()
+        full_map_here, topk_here, tie_here = False, None, False  # done: the loop below is for the rest
+    else:
+        full_map_here, topk_here, tie_here = full_map, topk, tie_averaged
+    for sl in _blocks(n_q, n_db) if (full_map_here or topk_here or tie_here or ks or ndcg_k) else ():
         dist = hamming_pm1(x.q[sl], x.db)  # (b, N) small uints
         ql = np.asarray(x.ql[sl], np.float32)
         inter = ql @ dl.T  # (b, N) label overlap
@@ -123,19 +138,19 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
         order = np.argsort(dist, axis=1, kind="stable")
         srel = np.take_along_axis(rel, order, axis=1)  # (b, N) relevance in rank order
         hits = np.cumsum(srel, axis=1, dtype=np.int32)
-        if full_map:
+        if full_map_here:
             r_tot = hits[:, -1]
             ap = (hits / ranks * srel).sum(1) / np.maximum(r_tot, 1)
             sums["map"] += ap.sum()
-        if topk:
+        if topk_here:
             t = min(topk, n_db)
             tr = srel[:, :t]
             ap_k = (hits[:, :t] / ranks[:t] * tr).sum(1) / np.maximum(tr.sum(1), 1)
             sums["topk"] += ap_k.sum()
         for j, k in enumerate(ks):
             prec[j] += (hits[:, min(k, n_db) - 1] / k).sum()
-        if tie_averaged:
-            sums["tie"] += _tie_averaged_ap(dist, rel, x.k).sum()
+        if tie_here:
+            sums["tie"] += _tie_averaged_ap(*_histograms(dist, rel, x.k)).sum()
         if ndcg_k:
             gain = np.exp2(_grades(inter, ql, dl, grade)) - 1.0  # (b, N)
             sums["ndcg"] += _ndcg(gain, order, min(ndcg_k, n_db)).sum()
@@ -178,13 +193,22 @@ def _histograms(dist: np.ndarray, rel: np.ndarray, k: int) -> tuple[np.ndarray, 
     return n.astype(np.float64), r
 
 
-def _tie_averaged_ap(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
-    """Expected AP over random orders within equal-distance groups (closed form, no sort).
+def _counted(x: _Inputs, topk: int):
+    """(AP, AP@topk, items and relevant items per distance) per query from the counting-sort kernel,
+    or None when it is not built or labels are negative (relevance is then not a bit-set test)."""
+    if kernels.kernel_name() != "c" or x.k > 65535 or x.k % 8 or (x.ql < 0).any() or (x.dl < 0).any():
+        return None
+    return kernels.rank_metrics(pack_codes(x.db), pack_codes(x.q), kernels.label_bits(x.ql),
+                                kernels.label_bits(x.dl), topk)
+
+
+def _tie_averaged_ap(n: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Expected AP over random orders within equal-distance groups (closed form, no sort), from the
+    per-query histograms of items ``n`` and relevant items ``r`` at each distance (b, K+1).
 
     A group of n items (r relevant) after p items (h relevant) adds, in expectation,
     sum_{j=1..n} (r/n) (h + 1 + (j-1)(r-1)/(n-1)) / (p + j).
     """
-    n, r = _histograms(dist, rel, k)
     p = np.cumsum(n, 1) - n
     h = np.cumsum(r, 1) - r
     total_n = int(n.sum(1).max())
@@ -224,8 +248,10 @@ def pr_curve(q_codes, db_codes, q_labels, db_labels) -> tuple[np.ndarray, np.nda
     x = _check(q_codes, db_codes, q_labels, db_labels)
     p_sum, p_cnt = np.zeros(x.k + 1), np.zeros(x.k + 1)
     r_sum, r_cnt = np.zeros(x.k + 1), 0
-    for sl in _blocks(len(x.q), len(x.db)):
-        n, r = _histograms(hamming_pm1(x.q[sl], x.db), relevance(x.ql[sl], x.dl), x.k)
+    counted = _counted(x, 1)
+    blocks = [(counted[2].astype(np.float64), counted[3].astype(np.float64))] if counted is not None else (
+        _histograms(hamming_pm1(x.q[sl], x.db), relevance(x.ql[sl], x.dl), x.k) for sl in _blocks(len(x.q), len(x.db)))
+    for n, r in blocks:
         ret, hit = np.cumsum(n, 1), np.cumsum(r, 1)
         has_rel = hit[:, -1] > 0
         ret, hit, tot = ret[has_rel], hit[has_rel], hit[has_rel][:, -1:]

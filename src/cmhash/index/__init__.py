@@ -2,7 +2,7 @@
 Milvus; see ``base.HammingIndex`` for the interface and ``store.IndexStore`` for collections."""
 from .base import HammingIndex, HashIndexError, as_packed, load_index, make_index
 from .flat import FaissFlatIndex, FlatIndex
-from .kernels import kernel_name
+from ..kernels import kernel_name
 from .mih import MultiIndexHashing
 from .milvus import MilvusIndex
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels
+from .. import kernels
 from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
 
 
@@ -113,7 +113,7 @@ class FlatIndex(_CodeStore):
 
     One pass over the database per block of 8 queries; each query keeps a distance bound and the
     first k rows per distance, so a row that cannot rank costs one popcount and one compare
-    (``_kernels.c``). Measured faster than faiss's ``IndexBinaryFlat`` at every size we tried
+    (``cmhash/kernels/_kernels.c``). Measured faster than faiss's ``IndexBinaryFlat`` at every size we tried
     (``benchmarks/bench_index.py``).
     """
 

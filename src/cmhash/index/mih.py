@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from .. import kernels
 from .base import register_backend
 from .flat import _CodeStore
 

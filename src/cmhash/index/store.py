@@ -444,7 +444,7 @@ class IndexStore:
         size = sum((self.path / f["path"]).stat().st_size for f in self.manifest["files"].values())
         if (self.path / "milvus.db").is_file():  # the embedded milvus-lite file
             size += (self.path / "milvus.db").stat().st_size
-        from .kernels import kernel_name
+        from ..kernels import kernel_name
 
         m = self.manifest
         return {"path": str(self.path), "bits": m["bits"], "backend": m["backend"], "items": self.ntotal,

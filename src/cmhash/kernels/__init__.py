@@ -1,8 +1,10 @@
 """Hamming kernels: the compiled ``_kernels`` module when it was built, numpy otherwise.
 
-Every function takes packed codes (n, nbytes) uint8 in faiss's layout and returns exact results;
-ties are broken by row order (the evaluation's order). The compiled kernels release the GIL and
-are run on ``threads`` Python threads, each taking a contiguous slice of the queries.
+The lowest layer of cmhash's search and evaluation: the indexes (``cmhash.index``) and the metrics
+(``cmhash.eval``) both call it, and it depends on neither. Every function takes packed codes
+(n, nbytes) uint8 in faiss's layout (``cmhash.eval.hamming``) and returns exact results; ties are
+broken by row order (the evaluation's order). The compiled kernels release the GIL and are run on
+``threads`` Python threads, each taking a contiguous slice of the queries.
 """
 from __future__ import annotations
 
@@ -17,6 +19,34 @@ except ImportError:  # pragma: no cover - depends on the install
     _C = None
 
 _POOL: ThreadPoolExecutor | None = None
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def dist_dtype(k: int):
+    """The smallest unsigned dtype that holds distances of K-bit codes."""
+    return np.uint8 if k <= 255 else np.uint16 if k <= 65535 else np.int64
+
+
+def hamming_packed(q, db) -> np.ndarray:
+    """Hamming distances between packed uint8 codes (nq, K/8) x (ndb, K/8) -> (nq, ndb), numpy."""
+    from ..utils import CmhashError
+
+    q, db = np.asarray(q), np.asarray(db)
+    if q.dtype != np.uint8 or db.dtype != np.uint8 or q.shape[1:] != db.shape[1:]:
+        raise CmhashError(f"packed codes must be uint8 with equal widths: {q.dtype}{q.shape} vs {db.dtype}{db.shape}")
+    k = q.shape[1] * 8
+    out = np.empty((len(q), len(db)), dist_dtype(k))
+    if q.shape[1] % 8 == 0:  # view as uint64 words: 8x fewer xor/popcount ops
+        q, db = q.view(np.uint64), db.view(np.uint64)
+    step = max(1, (1 << 22) // max(1, len(db) * q.shape[1]))
+    count = getattr(np, "bitwise_count", None)
+    for s in range(0, len(q), step):
+        x = q[s:s + step, None, :] ^ db[None, :, :]
+        pc = count(x) if count is not None else _POP8[x.view(np.uint8)]
+        out[s:s + step] = pc.sum(axis=2, dtype=np.int64 if k > 255 else np.uint16)
+    return out
 
 
 def kernel_name() -> str:
@@ -55,8 +85,6 @@ def dists(db: np.ndarray, q: np.ndarray) -> np.ndarray:
     n, nb = db.shape
     out = np.empty((len(q), n), np.uint16)
     if _C is None or n == 0 or len(q) == 0:
-        from ..eval.hamming import hamming_packed
-
         out[:] = hamming_packed(q, db) if n and len(q) else 0
         return out
     _C.dists(db.ctypes.data, n, nb, q.ctypes.data, len(q), out.ctypes.data)
@@ -65,8 +93,6 @@ def dists(db: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def knn_numpy(db: np.ndarray, q: np.ndarray, k: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """The naive reference: distance matrix by numpy popcount, then a stable sort per query."""
-    from ..eval.hamming import hamming_packed
-
     n = len(db)
     od = np.full((len(q), k), -1, np.int32)
     oi = np.full((len(q), k), -1, np.int64)
@@ -108,6 +134,37 @@ def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tu
     if kk < k:
         od[:, :kk], oi[:, :kk] = d_out, i_out
     return od, oi
+
+
+def label_bits(labels) -> np.ndarray:
+    """Multi-hot (or non-negative) labels (n, L) -> (n, ceil(L/64)) uint64 bit sets of the labels > 0."""
+    a = np.asarray(labels) > 0
+    words = max(1, -(-a.shape[1] // 64))
+    packed = np.zeros((len(a), words * 8), np.uint8)
+    packed[:, : -(-a.shape[1] // 8)] = np.packbits(a, axis=1, bitorder="little")
+    return packed.view(np.uint64)
+
+
+def rank_metrics(db: np.ndarray, q: np.ndarray, q_labels: np.ndarray, db_labels: np.ndarray, topk: int,
+                 threads: int | None = None):
+    """AP, AP@topk and per-distance histograms of each query's Hamming ranking of ``db`` (ties by
+    database index), by counting sort in the compiled kernel; None when it is not built.
+    ``q_labels``/``db_labels`` are ``label_bits``. Returns (ap (nq,), apk (nq,), items per distance
+    (nq, K+1) int32, relevant items per distance (nq, K+1) int32)."""
+    if _C is None or not hasattr(_C, "rank"):
+        return None
+    n, nb = db.shape
+    nq, K = len(q), nb * 8
+    ap, apk = np.zeros(nq), np.zeros(nq)
+    hn, hr = np.zeros((nq, K + 1), np.int32), np.zeros((nq, K + 1), np.int32)
+    W = q_labels.shape[1]
+
+    def part(a, b):
+        _C.rank(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, q_labels[a:b].ctypes.data, db_labels.ctypes.data, W,
+                int(topk), ap[a:b].ctypes.data, apk[a:b].ctypes.data, hn[a:b].ctypes.data, hr[a:b].ctypes.data)
+
+    _run(part, nq, threads or default_threads())
+    return ap, apk, hn, hr
 
 
 def substr_keys(db: np.ndarray, off: int, length: int) -> np.ndarray:

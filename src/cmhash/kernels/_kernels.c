@@ -44,7 +44,9 @@ static inline int POPC(uint64_t x) { x = x - ((x >> 1) & 0x5555555555555555ULL);
 #define INLINE static inline
 #endif
 
-#define QB 8
+#define QB 8      /* queries per database pass, scalar path */
+#define QBV 16    /* queries per database pass, AVX-512 path (rows held in one register, queries in 16) */
+#define QBMAX 16
 
 INLINE uint64_t ld64(const uint8_t *p) { uint64_t x; memcpy(&x, p, 8); return x; }
 INLINE uint64_t ldtail(const uint8_t *p, int nb) { uint64_t x = 0; memcpy(&x, p, (size_t)nb); return x; }
@@ -59,8 +61,8 @@ INLINE int dist_any(const uint8_t *a, const uint8_t *b, int nbytes) {
 /* Per-query top-k state: cnt[d] rows seen at distance d (all of them), bucket[d][0..k) the first k. */
 typedef struct {
     int k, K;
-    int bound[QB];
-    int64_t total[QB];
+    int bound[QBMAX];
+    int64_t total[QBMAX];
     int64_t *cnt;     /* QB x (K+1) */
     int64_t *bucket;  /* QB x (K+1) x k */
 } coll_t;
@@ -80,7 +82,7 @@ INLINE void push(coll_t *c, int j, int d, int64_t row) {
 }
 
 INLINE void scan_block(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int nq, coll_t *c) {
-    int bnd[QB];
+    int bnd[QBMAX];
     for (int j = 0; j < QB; j++) bnd[j] = j < nq ? c->bound[j] : 0;  /* padded queries never push */
     if (nbytes == 8) {
         uint64_t qv[QB];
@@ -126,6 +128,83 @@ INLINE void scan_block(const uint8_t *db, int64_t n, int nbytes, const uint8_t *
     }
 }
 
+#if HAVE_TARGET
+#include <immintrin.h>
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
+
+/* Rows of 64-bit words i..i+7 of 8 consecutive codes, word w of each (codes of W words). */
+#define VEC_PUSH(dvec, lm)                                                                        \
+    {                                                                                             \
+        __mmask8 m = _mm512_mask_cmplt_epu64_mask((lm), (dvec), bv[j]);                         \
+        if (m) {                                                                                  \
+            int64_t dd[8];                                                                        \
+            _mm512_storeu_si512((void *)dd, (dvec));                                              \
+            while (m) {                                                                           \
+                int t = __builtin_ctz(m); m &= (__mmask8)(m - 1);                                 \
+                if (dd[t] < c->bound[j]) push(c, j, (int)dd[t], i + t);                           \
+            }                                                                                     \
+            bv[j] = _mm512_set1_epi64(c->bound[j]);                                               \
+        }                                                                                         \
+    }
+
+/* The same pass as scan_block with AVX-512 VPOPCNTDQ: 8 rows per instruction against QBV queries
+ * held in registers (64- and 128-bit codes; other multiples of 8 bytes gather word by word). Rows
+ * within a group of 8 are pushed in ascending order, so the first-k-per-distance rule holds. */
+AVX512_TARGET static void scan_block_v(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int nq,
+                                       coll_t *c) {
+    int W = nbytes / 8;
+    __m512i bv[QBV];
+    for (int j = 0; j < QBV; j++) bv[j] = _mm512_set1_epi64(j < nq ? c->bound[j] : 0);
+    if (W == 1) {
+        __m512i qv[QBV];
+        for (int j = 0; j < QBV; j++) qv[j] = _mm512_set1_epi64(j < nq ? (long long)ld64(q + (size_t)j * 8) : 0);
+        for (int64_t i = 0; i < n; i += 8) {
+            __mmask8 lm = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi64(lm, db + (size_t)i * 8);
+            for (int j = 0; j < QBV; j++) {
+                __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j]));
+                VEC_PUSH(d, lm)
+            }
+        }
+    } else if (W == 2) {
+        __m512i q0[QBV], q1[QBV];
+        for (int j = 0; j < QBV; j++) {
+            q0[j] = _mm512_set1_epi64(j < nq ? (long long)ld64(q + (size_t)j * 16) : 0);
+            q1[j] = _mm512_set1_epi64(j < nq ? (long long)ld64(q + (size_t)j * 16 + 8) : 0);
+        }
+        const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+        for (int64_t i = 0; i < n; i += 8) {
+            int64_t r = n - i >= 8 ? 8 : n - i;  /* rows in this group: 2r words */
+            __mmask8 lm = (__mmask8)((1u << r) - 1);
+            __mmask8 ma = (__mmask8)(r >= 4 ? 0xFF : (1u << (2 * r)) - 1), mb = (__mmask8)(r > 4 ? (1u << (2 * (r - 4))) - 1 : 0);
+            __m512i a = _mm512_maskz_loadu_epi64(ma, db + (size_t)i * 16);
+            __m512i b = _mm512_maskz_loadu_epi64(mb, db + (size_t)i * 16 + 64);
+            __m512i x0 = _mm512_permutex2var_epi64(a, even, b), x1 = _mm512_permutex2var_epi64(a, odd, b);
+            for (int j = 0; j < QBV; j++) {
+                __m512i d = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x0, q0[j])),
+                                             _mm512_popcnt_epi64(_mm512_xor_si512(x1, q1[j])));
+                VEC_PUSH(d, lm)
+            }
+        }
+    } else {
+        const __m512i lane = _mm512_set_epi64(7 * W, 6 * W, 5 * W, 4 * W, 3 * W, 2 * W, W, 0);
+        for (int64_t i = 0; i < n; i += 8) {
+            __mmask8 lm = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
+            __m512i acc[QBV];
+            for (int j = 0; j < QBV; j++) acc[j] = _mm512_setzero_si512();
+            for (int w = 0; w < W; w++) {
+                __m512i x = _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), lm, lane,
+                                                        (const void *)(db + (size_t)i * nbytes + 8 * w), 8);
+                for (int j = 0; j < nq; j++)
+                    acc[j] = _mm512_add_epi64(acc[j], _mm512_popcnt_epi64(_mm512_xor_si512(
+                        x, _mm512_set1_epi64((long long)ld64(q + (size_t)j * nbytes + 8 * w)))));
+            }
+            for (int j = 0; j < nq; j++) VEC_PUSH(acc[j], lm)
+        }
+    }
+}
+#endif
+
 /* Write the k best (distance, row) of query j in (distance, row) order; missing slots: -1. */
 static void emit(const coll_t *c, int j, int32_t *od, int64_t *oi) {
     const int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
@@ -138,27 +217,29 @@ static void emit(const coll_t *c, int j, int32_t *od, int64_t *oi) {
     for (; o < c->k; o++) { od[o] = -1; oi[o] = -1; }
 }
 
-#define KNN_BODY                                                                                  \
+#define KNN_BODY(QN, SCAN)                                                                        \
     coll_t c;                                                                                     \
     c.k = k; c.K = nbytes * 8;                                                                    \
-    c.cnt = (int64_t *)malloc(sizeof(int64_t) * QB * (c.K + 1));                                  \
-    c.bucket = (int64_t *)malloc(sizeof(int64_t) * (size_t)QB * (c.K + 1) * k);                  \
+    c.cnt = (int64_t *)malloc(sizeof(int64_t) * QN * (c.K + 1));                                  \
+    c.bucket = (int64_t *)malloc(sizeof(int64_t) * (size_t)QN * (c.K + 1) * k);                  \
     if (!c.cnt || !c.bucket) { free(c.cnt); free(c.bucket); return -1; }                          \
-    for (int64_t s = 0; s < nq; s += QB) {                                                        \
-        int nb = (int)(nq - s < QB ? nq - s : QB);                                                \
-        memset(c.cnt, 0, sizeof(int64_t) * QB * (c.K + 1));                                      \
-        for (int j = 0; j < QB; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }                    \
-        scan_block(db, n, nbytes, q + (size_t)s * nbytes, nb, &c);                                \
+    for (int64_t s = 0; s < nq; s += QN) {                                                        \
+        int nb = (int)(nq - s < QN ? nq - s : QN);                                                \
+        memset(c.cnt, 0, sizeof(int64_t) * QN * (c.K + 1));                                      \
+        for (int j = 0; j < QN; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }                    \
+        SCAN(db, n, nbytes, q + (size_t)s * nbytes, nb, &c);                                      \
         for (int j = 0; j < nb; j++) emit(&c, j, od + (s + j) * k, oi + (s + j) * k);            \
     }                                                                                             \
     free(c.cnt); free(c.bucket);                                                                  \
     return 0;
 
 static int knn_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
-                     int32_t *od, int64_t *oi) { KNN_BODY }
+                     int32_t *od, int64_t *oi) { KNN_BODY(QB, scan_block) }
 #if HAVE_TARGET
 POPCNT_TARGET static int knn_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq,
-                                    int k, int32_t *od, int64_t *oi) { KNN_BODY }
+                                    int k, int32_t *od, int64_t *oi) { KNN_BODY(QB, scan_block) }
+AVX512_TARGET static int knn_avx512(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq,
+                                    int k, int32_t *od, int64_t *oi) { KNN_BODY(QBV, scan_block_v) }
 #endif
 
 #define DISTS_BODY                                                                                \
@@ -271,6 +352,115 @@ POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, co
                                     int64_t *visits, int64_t budget) { MIH_BODY }
 #endif
 
+/* Ranking metrics of Hamming ranking by counting sort (the ranking has only K + 1 distinct keys):
+ * pass 1 computes every item's distance and relevance (labels as bit sets: relevant when they share
+ * a bit) and counts items and relevant items per distance; an item's count before it is its place
+ * in its distance group, so its rank is the group's first rank (a prefix sum over the K + 1 counts)
+ * plus that place: ties broken by database index, as a stable sort would, with no sort. Pass 2
+ * visits the relevant items only. The database is walked as SEG interleaved segments (each with its
+ * own counters, ranked one after the other inside a group) so that consecutive items at the same
+ * distance do not wait on one counter. Outputs per query: AP over the full ranking, AP inside the
+ * top k (the community's mAP@k: divided by the relevant items found there) and the two histograms
+ * (items, relevant items per distance) from which the tie-averaged AP and PR curves follow.
+ * Counters hold items in their low 32 bits and relevant items in their high 32 bits. */
+#define SEG 4
+INLINE int rank_core(const uint8_t *db, int64_t n, const int nbytes, const uint8_t *q, int64_t nq,
+                     const uint64_t *qlab, const uint64_t *dlab, const int W, int64_t topk, double *out_ap,
+                     double *out_apk, int32_t *hist_n, int32_t *hist_r) {
+    int K = nbytes * 8;
+    int64_t L = (n + SEG - 1) / SEG;
+    uint32_t *rkey = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(n + 1));  /* relevant: segment, distance */
+    uint64_t *rpos = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(n + 1));  /* relevant: counter before it */
+    double *inv = (double *)malloc(sizeof(double) * (size_t)(n + 2));
+    uint64_t *cnt = (uint64_t *)malloc(sizeof(uint64_t) * SEG * (K + 1));
+    if (!rkey || !rpos || !inv || !cnt) { free(rkey); free(rpos); free(inv); free(cnt); return -1; }
+    inv[0] = 0;
+    for (int64_t t = 1; t <= n + 1; t++) inv[t] = 1.0 / (double)t;
+    for (int64_t qi = 0; qi < nq; qi++) {
+        const uint8_t *qq = q + (size_t)qi * nbytes;
+        const uint64_t *ql = qlab + (size_t)qi * W;
+        int32_t *hn = hist_n + (size_t)qi * (K + 1), *hr = hist_r + (size_t)qi * (K + 1);
+        memset(cnt, 0, sizeof(uint64_t) * SEG * (K + 1));
+        int64_t nrel = 0;
+        for (int64_t i0 = 0; i0 < L; i0++) {
+            for (int sg = 0; sg < SEG; sg++) {
+                int64_t i = sg * L + i0;
+                if (i >= n) continue;
+                int d = dist_any(db + (size_t)i * nbytes, qq, nbytes);
+                const uint64_t *dl = dlab + (size_t)i * W;
+                uint64_t hit = 0;
+                for (int w = 0; w < W; w++) hit |= ql[w] & dl[w];
+                uint64_t r = hit != 0;
+                uint32_t key = (uint32_t)(sg * (K + 1) + d);
+                uint64_t o = cnt[key];
+                cnt[key] = o + 1 + (r << 32);
+                rkey[nrel] = key; rpos[nrel] = o; nrel += (int64_t)r;  /* kept only when relevant */
+            }
+        }
+        /* first rank of each (distance, segment) group, less one: group by group, segments in order */
+        uint64_t acc = 0;
+        for (int d = 0; d <= K; d++) {
+            uint64_t nd = 0, rd = 0;
+            for (int sg = 0; sg < SEG; sg++) {
+                uint64_t v = cnt[(size_t)sg * (K + 1) + d];
+                cnt[(size_t)sg * (K + 1) + d] = acc; acc += v;
+                nd += v & 0xffffffffULL; rd += v >> 32;
+            }
+            hn[d] = (int32_t)nd; hr[d] = (int32_t)rd;
+        }
+        double ap[4] = {0}, apk[4] = {0}; int64_t relk[4] = {0};
+        const uint64_t inc = 1 + (1ULL << 32);
+        for (int64_t j = 0; j < nrel; j++) {  /* rank and hits of each relevant item; 4 accumulators */
+            uint64_t p = cnt[rkey[j]] + rpos[j] + inc;
+            uint64_t rank = p & 0xffffffffULL, h = p >> 32;
+            double x = (double)h * inv[rank];
+            int in = rank <= (uint64_t)topk;
+            ap[j & 3] += x; apk[j & 3] += in ? x : 0.0; relk[j & 3] += in;
+        }
+        double sap = (ap[0] + ap[1]) + (ap[2] + ap[3]), sapk = (apk[0] + apk[1]) + (apk[2] + apk[3]);
+        int64_t srel = relk[0] + relk[1] + relk[2] + relk[3];
+        out_ap[qi] = nrel ? sap / (double)nrel : 0.0;
+        out_apk[qi] = srel ? sapk / (double)srel : 0.0;
+    }
+    free(rkey); free(rpos); free(inv); free(cnt);
+    return 0;
+}
+
+/* Specialised for the common shapes (32-, 64- and 128-bit codes, up to 64 labels): constant sizes
+ * let the compiler unroll the distance and label loops. */
+#define RANK_DISPATCH                                                                             \
+    if (nbytes == 8 && W == 1) return rank_core(db, n, 8, q, nq, qlab, dlab, 1, topk, out_ap, out_apk, hist_n, hist_r); \
+    if (nbytes == 16 && W == 1) return rank_core(db, n, 16, q, nq, qlab, dlab, 1, topk, out_ap, out_apk, hist_n, hist_r); \
+    if (nbytes == 4 && W == 1) return rank_core(db, n, 4, q, nq, qlab, dlab, 1, topk, out_ap, out_apk, hist_n, hist_r); \
+    return rank_core(db, n, nbytes, q, nq, qlab, dlab, W, topk, out_ap, out_apk, hist_n, hist_r);
+
+static int rank_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, const uint64_t *qlab,
+                      const uint64_t *dlab, int W, int64_t topk, double *out_ap, double *out_apk, int32_t *hist_n,
+                      int32_t *hist_r) { RANK_DISPATCH }
+#if HAVE_TARGET
+POPCNT_TARGET static int rank_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq,
+                                     const uint64_t *qlab, const uint64_t *dlab, int W, int64_t topk, double *out_ap,
+                                     double *out_apk, int32_t *hist_n, int32_t *hist_r) { RANK_DISPATCH }
+#endif
+
+/* AVX-512 with VPOPCNTDQ (Ice Lake and later, Zen 4): the vector scan, for codes of whole 64-bit
+ * words up to 1024 bits; CMHASH_NO_AVX512=1 turns it off (benchmarks compare both). */
+static int use_avx512(int nbytes) {
+#if HAVE_TARGET
+    static int v = -1;
+    if (v < 0) {
+        const char *off = getenv("CMHASH_NO_AVX512");
+        __builtin_cpu_init();
+        v = (!off || !*off || *off == '0') && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512vpopcntdq");
+    }
+    return v && nbytes % 8 == 0 && nbytes <= 128;
+#else
+    (void)nbytes;
+    return 0;
+#endif
+}
+
 static int use_popcnt(void) {
 #if HAVE_TARGET
     static int v = -1;
@@ -286,14 +476,15 @@ static int use_popcnt(void) {
 static PyObject *py_knn(PyObject *self, PyObject *args) {
     unsigned long long db, q, od, oi; long long n, nq; int nbytes, k, rc;
     if (!PyArg_ParseTuple(args, "KLiKLiKK", &db, &n, &nbytes, &q, &nq, &k, &od, &oi)) return NULL;
-    int pc = use_popcnt();
+    int pc = use_popcnt(), av = use_avx512(nbytes);
     Py_BEGIN_ALLOW_THREADS
 #if HAVE_TARGET
+    if (av) rc = knn_avx512(ADDR(db), n, nbytes, ADDR(q), nq, k, ADDR(od), ADDR(oi)); else
     if (pc) rc = knn_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, k, ADDR(od), ADDR(oi)); else
 #endif
     rc = knn_plain(ADDR(db), n, nbytes, ADDR(q), nq, k, ADDR(od), ADDR(oi));
     Py_END_ALLOW_THREADS
-    (void)pc;
+    (void)pc; (void)av;
     if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
@@ -342,11 +533,31 @@ static PyObject *py_mih_knn(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_rank(PyObject *self, PyObject *args) {
+    unsigned long long db, q, ql, dl, ap, apk, hn, hr; long long n, nq, topk; int nbytes, W, rc;
+    if (!PyArg_ParseTuple(args, "KLiKLKKiLKKKK", &db, &n, &nbytes, &q, &nq, &ql, &dl, &W, &topk, &ap, &apk, &hn, &hr))
+        return NULL;
+    if (nbytes > 8191) { PyErr_SetString(PyExc_ValueError, "codes longer than 65535 bits"); return NULL; }
+    if (n >= 0xffffffffLL) { PyErr_SetString(PyExc_ValueError, "a database of 2^32 items or more"); return NULL; }
+    int pc = use_popcnt();
+    Py_BEGIN_ALLOW_THREADS
+#if HAVE_TARGET
+    if (pc) rc = rank_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, ADDR(ql), ADDR(dl), W, topk, ADDR(ap), ADDR(apk),
+                             ADDR(hn), ADDR(hr)); else
+#endif
+    rc = rank_plain(ADDR(db), n, nbytes, ADDR(q), nq, ADDR(ql), ADDR(dl), W, topk, ADDR(ap), ADDR(apk), ADDR(hn), ADDR(hr));
+    Py_END_ALLOW_THREADS
+    (void)pc;
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"knn", py_knn, METH_VARARGS, "knn(db, n, nbytes, q, nq, k, out_d, out_i): exact top-k, ties by row"},
     {"dists", py_dists, METH_VARARGS, "dists(db, n, nbytes, q, nq, out): (nq, n) uint16 distances"},
     {"substr", py_substr, METH_VARARGS, "substr(db, n, nbytes, off, len, out): uint32 substring keys"},
     {"mih_knn", py_mih_knn, METH_VARARGS, "mih_knn(...): exact top-k by multi-index hashing"},
+    {"rank", py_rank, METH_VARARGS, "rank(...): AP, AP@k and distance histograms by counting sort"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_kernels", "cmhash Hamming kernels", -1, methods};
