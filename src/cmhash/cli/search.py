@@ -64,7 +64,7 @@ def demo_index(out: Path, bits: int, data) -> Path:
                               label_names=data.label_names, overwrite=True, commit=False, hold_lock=True)
     _add_folders(store, loaded, present="error")
     query = "dog puppy canine pet"
-    hits = store.search(enc.encode_texts([query]), 5, target="image")[0]
+    hits = store.search(enc.encode_texts([query]), 5, target="image", source="text")[0]
     store.close()
     click.echo(f"  text query {query!r} -> images, top 5 (Hamming distance: labels):")
     for h in hits:
@@ -244,12 +244,19 @@ def index_remove(index_dir, ids, ids_file, wait):
 @index.command("info")
 @click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def index_info(index_dir, as_json):
-    """Describe an index: size, code length, backend, model, files (checksums verified)."""
+@click.option("--recall", "recall_queries", type=click.IntRange(0), default=0, show_default=True,
+              help="measure the recall@50 of approximate directions now, on this many sampled queries")
+def index_info(index_dir, as_json, recall_queries):
+    """Describe an index: size, code length, backend, model, how each query direction is searched
+    (exact, or approximate with its recall@50 measured at the last commit), files (checksums verified)."""
     from ..index.store import IndexStore
 
     store = IndexStore.open(index_dir)
     info = store.info()
+    if recall_queries:
+        info["recall_now"] = {d: f"recall@{r['k']} {r['recall']:.3f} (strict {r['recall_strict']:.3f}) at nprobe "
+                                 f"{r['nprobe']} on {r['queries']} sampled queries"
+                              for d, r in store.estimate_recall(recall_queries).items()} or "no approximate direction"
     store.close()
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -301,7 +308,7 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
             raise CmhashError(f"{image}: no such image file")
         code, modality = enc.encode_image_files([image]), "image"
     target = modality if same_modal else ("image" if modality == "text" else "text")
-    hits = store.search(code, k, target=target)[0]
+    hits = store.search(code, k, target=target, source=modality)[0]
     store.close()
     if as_json:
         out = {"query": text or str(image), "target": target, "results": hits}

@@ -150,6 +150,10 @@ class HammingIndex:
     def _payload(self) -> list[bytes]:
         raise NotImplementedError
 
+    def _header_extra(self) -> dict:
+        """More header fields a backend needs to read its payload back (e.g. ivf's trained lists)."""
+        return {}
+
     def save(self, path) -> Path:
         """Write the index to ``path`` atomically (the previous file stays intact on a crash)."""
         parts = self._payload()
@@ -157,7 +161,8 @@ class HammingIndex:
         for p in parts:
             h.update(p)
         header = {"format": "cmhash-index-v1", "backend": self.backend, "bits": self.bits, "ntotal": self.ntotal,
-                  "params": self._params(), "payload_bytes": sum(len(p) for p in parts), "sha256": h.hexdigest()}
+                  "params": self._params(), "payload_bytes": sum(len(p) for p in parts), "sha256": h.hexdigest(),
+                  **self._header_extra()}
         hb = json.dumps(header).encode()
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -237,7 +242,7 @@ def load_index(path, bits: int | None = None, **options) -> HammingIndex:
 
 
 def make_index(backend: str, bits: int, **params) -> HammingIndex:
-    """A new, empty index: ``flat`` (cmhash's kernel), ``faiss``, ``mih`` or ``milvus``."""
+    """A new, empty index: ``flat`` (cmhash's kernel), ``faiss``, ``mih``, ``ivf`` or ``milvus``."""
     from ..overrides import check_kwargs
 
     if backend not in INDEX_BACKENDS:

@@ -2,7 +2,8 @@
 
 Layout of a store folder::
 
-    manifest.json          format, code length, backend, model fingerprint, vocabulary, roots, files + sha256
+    manifest.json          format, code length, backend, model fingerprint, vocabulary, roots, files + sha256,
+                           exact or approximate search per query direction (``search``)
     image-g000003.cmhidx   image codes (HammingIndex file), generation 3
     text-g000003.cmhidx    text codes
     items-g000003.sqlite   id, source (relative to its root), caption, labels, root
@@ -340,7 +341,60 @@ class IndexStore:
         except (StoreError, KeyError, ValueError, TypeError):
             return -1
 
+    def _plan_search(self) -> None:
+        """Exact or approximate per query direction, decided at each commit and kept in the manifest
+        (``manifest["search"]``, shown by ``cmhash index info``): with an approximate backend (ivf),
+        a cross-modal direction (text->image, image->text) is answered approximately once its target
+        holds ``approx_from`` codes, with the smallest nprobe whose recall@50 reaches
+        ``target_recall`` on 200 of the store's own codes of the query modality as queries;
+        same-modal directions stay exact (multi-index hashing is sublinear there). Other backends
+        answer every direction exactly."""
+        if not getattr(self.indexes["image"], "approximate", False):
+            self.manifest.pop("search", None)
+            return
+        from .ivf import calibrate
+
+        plan = {}
+        rng = np.random.default_rng(0)
+        for src in MODALITIES:
+            for tgt in MODALITIES:
+                ix = self.indexes[tgt]
+                if src == tgt or ix.ntotal < max(1, ix.approx_from):
+                    plan[f"{src}->{tgt}"] = {"mode": "exact"}
+                    continue
+                rows = np.sort(rng.choice(ix.ntotal, min(200, ix.ntotal), replace=False))
+                cal = calibrate(ix, self.indexes[src].codes[rows], k=50, target=ix.target_recall)
+                plan[f"{src}->{tgt}"] = {"mode": "approx", **cal}
+        self.manifest["search"] = plan
+
+    def estimate_recall(self, queries: int = 200, seed: int = 1) -> dict:
+        """Recall@50 of each approximate direction measured now, at its planned nprobe, on ``queries``
+        codes of the query modality sampled from the store (``cmhash index info --recall N``)."""
+        from .ivf import recall_at_k
+
+        out, rng = {}, np.random.default_rng(seed)
+        for key, plan in (self.manifest.get("search") or {}).items():
+            if plan.get("mode") != "approx":
+                continue
+            src, tgt = key.split("->")
+            ix = self.indexes[tgt]
+            q = self.indexes[src].codes[np.sort(rng.choice(ix.ntotal, min(queries, ix.ntotal), replace=False))]
+            k = min(50, ix.ntotal)
+            exact_d, _ = ix.search(q, k, exact=True)
+            d, _ = ix.search(q, k, nprobe=plan["nprobe"])
+            out[key] = {"nprobe": plan["nprobe"], "queries": len(q), "k": k,
+                        "recall": round(float(recall_at_k(exact_d, d).mean()), 4),
+                        "recall_strict": round(float(recall_at_k(exact_d, d, strict=True).mean()), 4)}
+        return out
+
+    def search_mode(self, source: str | None, target: str) -> dict:
+        """How a query from ``source`` into ``target`` is answered: {"mode": "exact"} or
+        {"mode": "approx", "nprobe", "recall", ...} (see ``_plan_search``)."""
+        plan = (self.manifest.get("search") or {}).get(f"{source}->{target}") if source else None
+        return plan if plan and plan.get("mode") == "approx" else {"mode": "exact"}
+
     def _write_generation(self, gen: int) -> None:
+        self._plan_search()  # before the index files are written: approximate indexes save their lists
         files = {}
         for m in MODALITIES:
             p = self.path / f"{m}-g{gen:06d}.cmhidx"
@@ -392,11 +446,21 @@ class IndexStore:
             self._db = _connect(items)
 
     # --- queries -------------------------------------------------------------------------------
-    def search(self, codes, k: int = 10, target: str = "image") -> list[list[dict]]:
-        """Top-k items per query code against the ``target`` modality's codes, with metadata."""
+    def search(self, codes, k: int = 10, target: str = "image", source: str | None = None) -> list[list[dict]]:
+        """Top-k items per query code against the ``target`` modality's codes, with metadata.
+        ``source`` (the query's modality) picks exact or approximate search (``search_mode``);
+        distances are exact Hamming distances either way."""
         if target not in MODALITIES:
             raise StoreError(f"target must be one of {MODALITIES}, got {target!r}")
-        d, ids = self.indexes[target].search(codes, k)
+        if source is not None and source not in MODALITIES:
+            raise StoreError(f"source must be one of {MODALITIES}, got {source!r}")
+        ix, mode = self.indexes[target], self.search_mode(source, target)
+        if mode["mode"] == "approx":
+            d, ids = ix.search(codes, k, nprobe=mode["nprobe"])
+        elif getattr(ix, "approximate", False):
+            d, ids = ix.search(codes, k, exact=True)
+        else:
+            d, ids = ix.search(codes, k)
         meta = self.items(np.unique(ids[ids >= 0]))
         return [[dict(meta.get(int(i), {"id": int(i)}), distance=int(dd)) for dd, i in zip(dr, ir) if i >= 0]
                 for dr, ir in zip(d, ids)]
@@ -450,7 +514,10 @@ class IndexStore:
         return {"path": str(self.path), "bits": m["bits"], "backend": m["backend"], "items": self.ntotal,
                 "generation": m["generation"], "model": m.get("model", {}), "bytes_on_disk": size,
                 "bytes_per_item": round(size / max(1, self.ntotal), 1), "kernel": kernel_name(),
-                "vocab_size": len(m.get("vocab") or []), "updated": m.get("updated")}
+                "vocab_size": len(m.get("vocab") or []), "updated": m.get("updated"),
+                "search": {d: p["mode"] + (f" (nprobe {p['nprobe']}, recall@{p['k']} {p['recall']:.3f} on "
+                                           f"{p['queries']} sampled queries)" if p["mode"] == "approx" else "")
+                           for d, p in (m.get("search") or {}).items()} or "exact"}
 
     def close(self) -> None:
         """Close the items connection and the backends, and release the write lock if held."""

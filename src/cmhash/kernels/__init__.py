@@ -119,9 +119,9 @@ def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tu
     ordered by (distance, row); -1 where the database has fewer than k rows."""
     n, nb = db.shape
     kk = min(k, n)
-    # the kernel keeps (bits + 1) x k row slots per query of a block of 8: past 64 MB (a k in the
+    # the kernel keeps (bits + 1) x k row slots per query of a block of 16: past 64 MB (a k in the
     # tens of thousands) the chunked numpy path, whose memory is bounded, is used instead
-    if _C is None or kk == 0 or 8 * (8 * nb + 1) * kk * 8 > (64 << 20):
+    if _C is None or kk == 0 or 16 * (8 * nb + 1) * kk * 8 > (64 << 20):
         return knn_numpy(db, q, k)
     od = np.full((len(q), k), -1, np.int32)
     oi = np.full((len(q), k), -1, np.int64)
@@ -133,6 +133,25 @@ def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tu
     _run(part, len(q), threads or default_threads())
     if kk < k:
         od[:, :kk], oi[:, :kk] = d_out, i_out
+    return od, oi
+
+
+def ivf_search(codes: np.ndarray, rows: np.ndarray, list_ptr: np.ndarray, q: np.ndarray, k: int,
+               probe: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of each query over the lists it probes (see ``_kernels.c``: ivf): ``codes`` (n, nbytes)
+    grouped by list, ``rows`` (n,) their row numbers, ``list_ptr`` (nlist + 1,) the list bounds,
+    ``probe`` (nq, nprobe) int64 list numbers. Exact distances, ordered by (distance, row); -1 where
+    fewer than k codes were probed. Compiled kernel only."""
+    nq, nb = q.shape
+    od = np.empty((nq, k), np.int32)
+    oi = np.empty((nq, k), np.int64)
+    probe = np.ascontiguousarray(probe, np.int64)
+
+    def part(a, b):
+        _C.ivf(codes.ctypes.data, rows.ctypes.data, list_ptr.ctypes.data, len(list_ptr) - 1, nb, q[a:b].ctypes.data,
+               b - a, k, probe[a:b].ctypes.data, probe.shape[1], od[a:b].ctypes.data, oi[a:b].ctypes.data)
+
+    _run(part, nq, threads or default_threads())
     return od, oi
 
 

@@ -51,11 +51,44 @@ static inline int POPC(uint64_t x) { x = x - ((x >> 1) & 0x5555555555555555ULL);
 INLINE uint64_t ld64(const uint8_t *p) { uint64_t x; memcpy(&x, p, 8); return x; }
 INLINE uint64_t ldtail(const uint8_t *p, int nb) { uint64_t x = 0; memcpy(&x, p, (size_t)nb); return x; }
 
+#if defined(_MSC_VER)
+#define THREAD_LOCAL __declspec(thread)
+#else
+#define THREAD_LOCAL __thread
+#endif
+static THREAD_LOCAL void *scratch_mem = NULL;
+static THREAD_LOCAL size_t scratch_cap = 0;
+
+/* A per-thread buffer of at least ``bytes``, reused by the next call on this thread (the kernels run
+ * on a fixed pool of threads; its size is what the largest search needed). */
+static void *scratch(size_t bytes) {
+    if (bytes > scratch_cap) {
+        free(scratch_mem);
+        scratch_mem = malloc(bytes);
+        scratch_cap = scratch_mem ? bytes : 0;
+    }
+    return scratch_mem;
+}
+
 INLINE int dist_any(const uint8_t *a, const uint8_t *b, int nbytes) {
     int d = 0, i = 0;
     for (; i + 8 <= nbytes; i += 8) d += POPC(ld64(a + i) ^ ld64(b + i));
     if (i < nbytes) d += POPC(ldtail(a + i, nbytes - i) ^ ldtail(b + i, nbytes - i));
     return d;
+}
+
+/* The distance bound of one query: rows at distance >= bound are not looked at. Rows arrive in
+ * ascending order, so once k rows lie at distance <= b - 1, a later row at b - 1 or beyond ranks
+ * after all of them: the bound drops to b - 1 and the rows held at b are let go. ``total`` counts
+ * the rows held (distance <= bound); cnt[d] the rows seen at d. */
+INLINE void shrink(int64_t *cnt, int *bound, int64_t *total, int k, int K) {
+    while (*bound > 0) {
+        int64_t at = *bound <= K ? cnt[*bound] : 0;
+        if (*total - at < k) break;
+        *total -= at;
+        if (*bound <= K) cnt[*bound] = 0;
+        (*bound)--;
+    }
 }
 
 /* Per-query top-k state: cnt[d] rows seen at distance d (all of them), bucket[d][0..k) the first k. */
@@ -73,12 +106,7 @@ INLINE void push(coll_t *c, int j, int d, int64_t row) {
     if (n < c->k) c->bucket[((size_t)j * (c->K + 1) + d) * c->k + n] = row;
     cnt[d] = n + 1;
     c->total[j]++;
-    /* rows at distance bound-1 are useless once k rows lie strictly closer */
-    while (c->bound[j] > 0 && c->total[j] - cnt[c->bound[j] - 1] >= c->k) {
-        c->bound[j]--;
-        c->total[j] -= cnt[c->bound[j]];
-        cnt[c->bound[j]] = 0;
-    }
+    shrink(cnt, &c->bound[j], &c->total[j], c->k, c->K);
 }
 
 INLINE void scan_block(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int nq, coll_t *c) {
@@ -220,9 +248,9 @@ static void emit(const coll_t *c, int j, int32_t *od, int64_t *oi) {
 #define KNN_BODY(QN, SCAN)                                                                        \
     coll_t c;                                                                                     \
     c.k = k; c.K = nbytes * 8;                                                                    \
-    c.cnt = (int64_t *)malloc(sizeof(int64_t) * QN * (c.K + 1));                                  \
-    c.bucket = (int64_t *)malloc(sizeof(int64_t) * (size_t)QN * (c.K + 1) * k);                  \
-    if (!c.cnt || !c.bucket) { free(c.cnt); free(c.bucket); return -1; }                          \
+    c.cnt = (int64_t *)scratch(sizeof(int64_t) * (size_t)QN * (c.K + 1) * (1 + (size_t)k));    \
+    if (!c.cnt) return -1;                                                                        \
+    c.bucket = c.cnt + QN * (c.K + 1);                                                            \
     for (int64_t s = 0; s < nq; s += QN) {                                                        \
         int nb = (int)(nq - s < QN ? nq - s : QN);                                                \
         memset(c.cnt, 0, sizeof(int64_t) * QN * (c.K + 1));                                      \
@@ -230,7 +258,6 @@ static void emit(const coll_t *c, int j, int32_t *od, int64_t *oi) {
         SCAN(db, n, nbytes, q + (size_t)s * nbytes, nb, &c);                                      \
         for (int j = 0; j < nb; j++) emit(&c, j, od + (s + j) * k, oi + (s + j) * k);            \
     }                                                                                             \
-    free(c.cnt); free(c.bucket);                                                                  \
     return 0;
 
 static int knn_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
@@ -350,6 +377,177 @@ POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, co
                                     int m, const int32_t *offs, const int32_t *lens, const uint32_t *ptrs,
                                     const int64_t *ptr_base, const uint32_t *ids, int32_t *od, int64_t *oi,
                                     int64_t *visits, int64_t budget) { MIH_BODY }
+#endif
+
+/* Inverted-file search over binary codes (approximate k-NN, exact distances). The database codes are
+ * stored grouped by list (a coarse quantizer's cell), rows ascending inside a list. For a chunk of
+ * queries, each with its nprobe lists (chosen by the caller), the (query, list) pairs are inverted
+ * so that every list is read once per chunk and compared with the queries that probe it, 16 at a
+ * time (the exact scan's register blocking); each query keeps a distance bound and, per distance,
+ * the k smallest rows seen, so the answer is the exact top-k of the candidates it probed, ordered
+ * by (distance, row) like every other search. With every list probed it is the exact answer. */
+typedef struct {
+    int k, K;
+    int32_t *bound;   /* per query */
+    int64_t *total;   /* per query: rows held below bound */
+    int64_t *cnt;     /* per query x (K+1): rows seen at d */
+    int64_t *bucket;  /* per query x (K+1) x k: the k smallest rows at d */
+    int64_t *bmax;    /* per query x (K+1): the largest row in the bucket */
+} qstate_t;
+
+INLINE void push_any(qstate_t *c, int64_t j, int d, int64_t row) {
+    int64_t *cnt = c->cnt + (size_t)j * (c->K + 1), *bmax = c->bmax + (size_t)j * (c->K + 1) + d;
+    int64_t nn = cnt[d], *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
+    if (nn < c->k) { b[nn] = row; if (nn == 0 || row > *bmax) *bmax = row; }
+    else if (row < *bmax) {  /* keep the k smallest rows (lists come in any order); rows of one list
+                                ascend, so once full a bucket mostly rejects in one compare */
+        int m = 0;
+        for (int t = 1; t < c->k; t++) if (b[t] > b[m]) m = t;
+        b[m] = row;
+        int64_t mx = b[0];
+        for (int t = 1; t < c->k; t++) if (b[t] > mx) mx = b[t];
+        *bmax = mx;
+    }
+    cnt[d] = nn + 1;
+    c->total[j]++;
+    shrink(cnt, &c->bound[j], &c->total[j], c->k, c->K);  /* lists come in any order: a tie at the
+                                                              k-th distance keeps the rows seen first */
+}
+
+static void emit_any(qstate_t *c, int64_t j, int32_t *od, int64_t *oi) {
+    int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
+    int o = 0;
+    for (int d = 0; d <= c->K && o < c->k; d++) {
+        int64_t m = cnt[d] < c->k ? cnt[d] : c->k;
+        int64_t *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
+        for (int64_t t = 1; t < m; t++) {  /* insertion sort: a bucket is mostly in order already */
+            int64_t v = b[t], u = t - 1;
+            while (u >= 0 && b[u] > v) { b[u + 1] = b[u]; u--; }
+            b[u + 1] = v;
+        }
+        for (int64_t t = 0; t < m && o < c->k; t++, o++) { od[o] = d; oi[o] = b[t]; }
+    }
+    for (; o < c->k; o++) { od[o] = -1; oi[o] = -1; }
+}
+
+INLINE void ivf_scan_plain(const uint8_t *codes, const int64_t *rows, int64_t nl, int nbytes, const uint8_t *q,
+                           const int64_t *qidx, int nqb, qstate_t *c) {
+    for (int64_t i = 0; i < nl; i++) {
+        const uint8_t *x = codes + (size_t)i * nbytes;
+        for (int j = 0; j < nqb; j++) {
+            int d = dist_any(x, q + (size_t)qidx[j] * nbytes, nbytes);
+            if (d < c->bound[qidx[j]]) push_any(c, qidx[j], d, rows[i]);
+        }
+    }
+}
+
+#if HAVE_TARGET
+/* One list against the queries that probe it, with AVX-512: a list is small (about a thousand codes)
+ * and stays in L1 while each query in turn streams it, 8 codes per instruction, with its distance
+ * bound in a register. */
+AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, const int64_t *rows, int64_t nl, int nbytes,
+                                     const uint8_t *q, const int64_t *qidx, int nqb, qstate_t *c) {
+    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    for (int j = 0; j < nqb; j++) {
+        int64_t qj = qidx[j];
+        const uint8_t *qq = q + (size_t)qj * nbytes;
+        const __m512i q0 = _mm512_set1_epi64((long long)ld64(qq));
+        const __m512i q1 = _mm512_set1_epi64(nbytes == 16 ? (long long)ld64(qq + 8) : 0);
+        __m512i bv = _mm512_set1_epi64(c->bound[qj]);
+        for (int64_t i = 0; i < nl; i += 8) {
+            int64_t r = nl - i >= 8 ? 8 : nl - i;
+            __mmask8 lm = (__mmask8)((1u << r) - 1);
+            __m512i d;
+            if (nbytes == 8) {
+                d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(lm, codes + (size_t)i * 8), q0));
+            } else {
+                __mmask8 ma = (__mmask8)(r >= 4 ? 0xFF : (1u << (2 * r)) - 1), mb = (__mmask8)(r > 4 ? (1u << (2 * (r - 4))) - 1 : 0);
+                __m512i a = _mm512_maskz_loadu_epi64(ma, codes + (size_t)i * 16);
+                __m512i b = _mm512_maskz_loadu_epi64(mb, codes + (size_t)i * 16 + 64);
+                d = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(_mm512_permutex2var_epi64(a, even, b), q0)),
+                                     _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_permutex2var_epi64(a, odd, b), q1)));
+            }
+            __mmask8 m = _mm512_mask_cmplt_epu64_mask(lm, d, bv);
+            if (m) {
+                int64_t dd[8];
+                _mm512_storeu_si512((void *)dd, d);
+                while (m) {
+                    int t = __builtin_ctz(m); m &= (__mmask8)(m - 1);
+                    if (dd[t] < c->bound[qj]) push_any(c, qj, (int)dd[t], rows[i + t]);
+                }
+                bv = _mm512_set1_epi64(c->bound[qj]);
+            }
+        }
+    }
+}
+#endif
+
+#define IVF_CHUNK 2048
+/* probe: nq x nprobe list numbers (-1: none). Returns -1 when out of memory. */
+INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist, int nbytes,
+                    const uint8_t *q, int64_t nq, int k, const int64_t *probe, int nprobe, int32_t *od, int64_t *oi,
+                    int vec) {
+    qstate_t c;
+    int64_t CH = nq < IVF_CHUNK ? nq : IVF_CHUNK;
+    c.k = k; c.K = nbytes * 8;
+    /* one scratch block per thread, kept between calls: a fresh one would be paged in every call */
+    size_t w = (size_t)(CH + 1), L1 = (size_t)(c.K + 1);
+    size_t need = 8 * (w + w + w * L1 + w * L1 * k + w * L1 + (size_t)(nlist + 1) + (size_t)(CH * nprobe + 1));
+    int64_t *mem = (int64_t *)scratch(need);
+    if (!mem) return -1;
+    c.total = mem; c.cnt = c.total + w; c.bucket = c.cnt + w * L1; c.bmax = c.bucket + w * L1 * k;
+    int64_t *head = c.bmax + w * L1, *pairs = head + nlist + 1;
+    c.bound = (int32_t *)(pairs + CH * nprobe + 1);
+    for (int64_t s = 0; s < nq; s += CH) {
+        int64_t nc = nq - s < CH ? nq - s : CH;
+        memset(c.cnt, 0, sizeof(int64_t) * (size_t)nc * (c.K + 1));
+        for (int64_t j = 0; j < nc; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }
+        const uint8_t *qc = q + (size_t)s * nbytes;
+        /* two rounds: every query's nearest list first (its bound tightens early, so the other
+         * lists push little), then the rest */
+        for (int round = 0; round < 2; round++) {
+        int p0 = round ? 1 : 0, p1 = round ? nprobe : 1;
+        /* invert (query, list) pairs: queries of each list, by counting sort on the list */
+        memset(head, 0, sizeof(int64_t) * (size_t)(nlist + 1));
+        for (int64_t j = 0; j < nc; j++)
+            for (int p = p0; p < p1; p++) { int64_t l = probe[(s + j) * nprobe + p]; if (l >= 0 && l < nlist) head[l + 1]++; }
+        for (int64_t l = 0; l < nlist; l++) head[l + 1] += head[l];
+        for (int64_t j = 0; j < nc; j++)
+            for (int p = p0; p < p1; p++) {
+                int64_t l = probe[(s + j) * nprobe + p];
+                if (l >= 0 && l < nlist) pairs[head[l]++] = j;
+            }
+        for (int64_t l = nlist; l > 0; l--) head[l] = head[l - 1];
+        head[0] = 0;
+        for (int64_t l = 0; l < nlist; l++) {
+            int64_t a = head[l], b = head[l + 1], nl = lptr[l + 1] - lptr[l];
+            if (a == b || nl == 0) continue;
+            const uint8_t *lc = codes + (size_t)lptr[l] * nbytes;
+            const int64_t *lr = rows + lptr[l];
+            for (int64_t t = a; t < b; t += QBV) {
+                int nqb = (int)(b - t < QBV ? b - t : QBV);
+#if HAVE_TARGET
+                if (vec) ivf_scan_v(lc, lr, nl, nbytes, qc, pairs + t, nqb, &c); else
+#endif
+                ivf_scan_plain(lc, lr, nl, nbytes, qc, pairs + t, nqb, &c);
+            }
+        }
+        }
+        for (int64_t j = 0; j < nc; j++) emit_any(&c, j, od + (s + j) * k, oi + (s + j) * k);
+    }
+    return 0;
+}
+
+static int ivf_plain(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist, int nbytes,
+                     const uint8_t *q, int64_t nq, int k, const int64_t *probe, int nprobe, int32_t *od, int64_t *oi) {
+    return ivf_core(codes, rows, lptr, nlist, nbytes, q, nq, k, probe, nprobe, od, oi, 0);
+}
+#if HAVE_TARGET
+POPCNT_TARGET static int ivf_popcnt(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist,
+                                    int nbytes, const uint8_t *q, int64_t nq, int k, const int64_t *probe, int nprobe,
+                                    int32_t *od, int64_t *oi, int vec) {
+    return ivf_core(codes, rows, lptr, nlist, nbytes, q, nq, k, probe, nprobe, od, oi, vec);
+}
 #endif
 
 /* Ranking metrics of Hamming ranking by counting sort (the ranking has only K + 1 distinct keys):
@@ -552,11 +750,29 @@ static PyObject *py_rank(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_ivf(PyObject *self, PyObject *args) {
+    unsigned long long codes, rows, lptr, q, probe, od, oi; long long nlist, nq; int nbytes, k, nprobe, rc;
+    if (!PyArg_ParseTuple(args, "KKKLiKLiKiKK", &codes, &rows, &lptr, &nlist, &nbytes, &q, &nq, &k, &probe, &nprobe,
+                          &od, &oi)) return NULL;
+    int pc = use_popcnt(), av = use_avx512(nbytes) && (nbytes == 8 || nbytes == 16);
+    Py_BEGIN_ALLOW_THREADS
+#if HAVE_TARGET
+    if (pc) rc = ivf_popcnt(ADDR(codes), ADDR(rows), ADDR(lptr), nlist, nbytes, ADDR(q), nq, k, ADDR(probe), nprobe,
+                            ADDR(od), ADDR(oi), av); else
+#endif
+    rc = ivf_plain(ADDR(codes), ADDR(rows), ADDR(lptr), nlist, nbytes, ADDR(q), nq, k, ADDR(probe), nprobe, ADDR(od), ADDR(oi));
+    Py_END_ALLOW_THREADS
+    (void)pc; (void)av;
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"knn", py_knn, METH_VARARGS, "knn(db, n, nbytes, q, nq, k, out_d, out_i): exact top-k, ties by row"},
     {"dists", py_dists, METH_VARARGS, "dists(db, n, nbytes, q, nq, out): (nq, n) uint16 distances"},
     {"substr", py_substr, METH_VARARGS, "substr(db, n, nbytes, off, len, out): uint32 substring keys"},
     {"mih_knn", py_mih_knn, METH_VARARGS, "mih_knn(...): exact top-k by multi-index hashing"},
+    {"ivf", py_ivf, METH_VARARGS, "ivf(...): top-k over the probed lists of an inverted file"},
     {"rank", py_rank, METH_VARARGS, "rank(...): AP, AP@k and distance histograms by counting sort"},
     {NULL, NULL, 0, NULL}};
 

@@ -119,8 +119,10 @@ class HostCheck:
 def warm(store) -> None:
     """Build a backend's lazy tables now, not in the first request."""
     if store.ntotal:
-        for m in ("image", "text"):
-            store.indexes[m].search(np.zeros((1, store.bits // 8), np.uint8), 1)
+        q = np.zeros((1, store.bits // 8), np.uint8)
+        for src in ("image", "text"):
+            for tgt in ("image", "text"):  # each direction's path: exact tables and approximate lists
+                store.search(q, 1, target=tgt, source=src)
 
 
 def create_app(store, encoder, config: ServiceConfig | None = None,
@@ -163,8 +165,9 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
     def _run(code: np.ndarray, modality: str, same_modal: bool, k: int, t0: float, query) -> dict:
         target = modality if same_modal else ("image" if modality == "text" else "text")
         store = live.get()
-        hits = store.search(code, k, target=target)[0]
+        hits = store.search(code, k, target=target, source=modality)[0]
         return {"query": query, "modality": modality, "target": target, "k": k, "bits": store.bits,
+                "search": store.search_mode(modality, target)["mode"],
                 "ms": round((time.perf_counter() - t0) * 1000, 2), "results": hits}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
