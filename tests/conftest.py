@@ -119,3 +119,27 @@ SMALL_METHOD_PARAMS = {"djsrh": {"img_hidden": 32, "txt_hidden": 32}, "dsah": {}
                        "udsph": {"hidden": 32, "feat_dim": 16, "att_dim": 8, "max_tokens": 4, "att_pairs": 8},
                        "sdeh": {"hidden": 32, "local_dim": 8, "feat_dim": 16, "sem_dim": 8, "tok_dim": 8, "lab_hidden": 16},
                        "dsprh": {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32}}
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus server (the `milvus` package's embedded Milvus 2.3.5 standalone) on free loopback
+    ports for the whole session; its URI. Skipped when the package is missing, except where
+    CMHASH_REQUIRE_MILVUS_SERVER=1 (CI), where that is a failure."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from milvus import MilvusServer
+    except ImportError:
+        if os.environ.get("CMHASH_REQUIRE_MILVUS_SERVER") == "1":
+            pytest.fail("the milvus package (embedded Milvus server) is not installed: pip install -e '.[test]'")
+        pytest.skip("the milvus package (embedded Milvus server) is not installed")
+    server = MilvusServer()
+    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
+    server.start()  # every port it needs is probed free first
+    try:
+        yield f"http://{server.server_address}:{server.listen_port}"
+    finally:
+        server.stop()

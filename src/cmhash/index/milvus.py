@@ -2,8 +2,11 @@
 exact BIN_FLAT index.
 
 The default ``uri`` is a local file served by the embedded ``milvus-lite`` (no server to run);
-an ``http://host:19530`` URI reaches a Milvus server for collections that outgrow one machine
-(there ``index_type="BIN_IVF_FLAT"`` is available as well; milvus-lite accepts only BIN_FLAT).
+an ``http://host:19530`` URI reaches a Milvus server or cluster for collections that outgrow one
+machine (there ``index_type="BIN_IVF_FLAT"``, approximate, with ``nlist``/``nprobe``, is
+available as well; milvus-lite accepts only BIN_FLAT). The tests run the same exactness tests
+against milvus-lite and against a real Milvus 2.3.5 server (the ``milvus`` package's embedded
+standalone server, tests/conftest.py).
 milvus-lite 2.5.1 is pinned because newer releases refuse binary vectors
 (``../shared/docs/environment-facts.md``).
 
@@ -42,11 +45,15 @@ def _client(uri: str, token: str | None):
 class MilvusIndex(HammingIndex):
     def __init__(self, bits: int, uri: str = "cmhash-milvus.db", collection: str = "cmhash_codes",
                  token: str | None = None, index_type: str = "BIN_FLAT", overwrite: bool = False,
-                 batch: int = 256, _attach: bool = False):
+                 batch: int = 256, nlist: int = 1024, nprobe: int = 16, _attach: bool = False):
         super().__init__(bits)
         if not collection.replace("_", "").isalnum():
             raise HashIndexError(f"Milvus collection names are letters, digits and _: {collection!r}")
+        if index_type not in ("BIN_FLAT", "BIN_IVF_FLAT"):
+            raise HashIndexError(f"Milvus binary index types are BIN_FLAT (exact) and BIN_IVF_FLAT (approximate: "
+                                 f"nlist, nprobe), got {index_type!r}")
         self.uri, self.collection, self.token, self.index_type, self.batch = str(uri), collection, token, index_type, batch
+        self.nlist, self.nprobe = int(nlist), int(nprobe)
         self._seq = np.zeros(0, np.int64)
         if "://" not in self.uri:
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
@@ -66,11 +73,13 @@ class MilvusIndex(HammingIndex):
             schema.add_field("item", DataType.INT64)
             schema.add_field("code", DataType.BINARY_VECTOR, dim=self.bits)
             params = self._c.prepare_index_params()
-            params.add_index(field_name="code", index_type=index_type, metric_type="HAMMING")
+            params.add_index(field_name="code", index_type=index_type, metric_type="HAMMING",
+                             params={"nlist": self.nlist} if index_type == "BIN_IVF_FLAT" else {})
             self._c.create_collection(collection, schema=schema, index_params=params, consistency_level="Strong")
 
     def _params(self) -> dict:
-        return {"uri": self.uri, "collection": self.collection, "index_type": self.index_type}
+        return {"uri": self.uri, "collection": self.collection, "index_type": self.index_type} | (
+            {"nlist": self.nlist, "nprobe": self.nprobe} if self.index_type == "BIN_IVF_FLAT" else {})
 
     def add(self, codes, ids=None) -> np.ndarray:
         packed = as_packed(codes, self.bits)
@@ -89,7 +98,8 @@ class MilvusIndex(HammingIndex):
         out = []
         for s in range(0, len(q), self.batch):
             res = self._c.search(self.collection, data=[x.tobytes() for x in q[s:s + self.batch]], limit=limit,
-                                 anns_field="code", search_params={"metric_type": "HAMMING"})
+                                 anns_field="code", search_params={"metric_type": "HAMMING"} | (
+                                     {"params": {"nprobe": self.nprobe}} if self.index_type == "BIN_IVF_FLAT" else {}))
             for hits in res:
                 d = np.array([h["distance"] for h in hits], np.float64).round().astype(np.int32)
                 seq = np.array([h["id"] for h in hits], np.int64)
