@@ -123,18 +123,47 @@ class Encoder:
 
     # --- collections ---------------------------------------------------------------------------
     def encode_collection(self, data, out_dir, batch_size: int = 256, ids=None, rows=None,
-                          cache_dir: str | None = None, progress: bool = True) -> Path:
+                          cache_dir: str | None = None, progress: bool = True,
+                          shard: tuple[int, int] | None = None) -> Path:
         """Encode every item (or ``rows``) of ``data`` into ``out_dir``: ``image.npy`` and ``text.npy``
         (packed uint8 memmaps), ``items.jsonl`` and, last, ``codes.json``. Pixel images held in memory
         are also written as PNG files under ``images/`` so that results can show them.
 
         Everything is written into a hidden work folder inside ``out_dir`` and moved into place only
         when the whole collection is encoded: a failure (a corrupt image, a kill) leaves no partial
-        output, and a previous encoding in ``out_dir`` stays as it was until the new one is complete."""
+        output, and a previous encoding in ``out_dir`` stays as it was until the new one is complete.
+
+        ``shard=(rank, world)`` (``cmhash encode`` under torchrun): this process encodes the rank-th
+        of ``world`` contiguous slices of the rows, cut at batch boundaries so every batch is the one a
+        single process would encode, into ``out_dir/.shard-<rank>-of-<world>``; rank 0 waits for
+        every shard, then joins them in rank order into the one codes folder a single process would
+        have written (``out_dir`` must be a folder every rank can reach). Returns ``out_dir``."""
+        from .distributed import barrier
+
         self.check_collection(data)
         out = Path(out_dir)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
+        rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
+        ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
+        if len(ids) != len(rows):
+            raise CmhashError(f"{len(ids)} ids for {len(rows)} items")
+        rank, world = shard or (0, 1)
+        if world > 1:
+            a, b = shard_bounds(len(rows), batch_size, rank, world)
+            part = out / f".shard-{rank:05d}-of-{world:05d}"
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir()
+            self._encode_into(part, out, data, batch_size, ids[a:b], rows[a:b], cache_dir, progress and rank == 0)
+            barrier()  # every shard written
+            if rank == 0:
+                work = out / f".encoding-{os.getpid()}"
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir()
+                _join_shards([out / f".shard-{r:05d}-of-{world:05d}" for r in range(world)], work, self.bits)
+                self._swap_in(work, out)
+            barrier()  # the joined folder is in place before any rank returns
+            return out
         work = out / f".encoding-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
@@ -145,6 +174,12 @@ class Encoder:
             if created and not any(out.iterdir()):
                 out.rmdir()
             raise
+        self._swap_in(work, out)
+        return out
+
+    @staticmethod
+    def _swap_in(work: Path, out: Path) -> None:
+        """Move a complete work folder's files into ``out``; ``codes.json`` last."""
         (out / "codes.json").unlink(missing_ok=True)  # incomplete while files are swapped
         for name in ("image.npy", "text.npy", "items.jsonl", "images"):
             dst = out / name
@@ -155,7 +190,6 @@ class Encoder:
         meta = json.loads((work / "codes.json.pending").read_text())
         shutil.rmtree(work, ignore_errors=True)
         write_json_atomic(out / "codes.json", meta)
-        return out
 
     def check_collection(self, data) -> None:
         """A clear error when ``data`` gives inputs this model cannot read (before anything is written)."""
@@ -181,10 +215,6 @@ class Encoder:
 
     def _encode_into(self, out: Path, final: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
         """Write everything into ``out`` (the work folder); item sources name their place in ``final``."""
-        rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
-        ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
-        if len(ids) != len(rows):
-            raise CmhashError(f"{len(ids)} ids for {len(rows)} items")
         n, nb = len(rows), self.bits // 8
         img_mm = np.lib.format.open_memmap(out / "image.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
         txt_mm = np.lib.format.open_memmap(out / "text.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
@@ -267,6 +297,43 @@ class Encoder:
         except (OSError, ValueError):
             return None
         return arr if len(arr) == len(data) else None
+
+
+def shard_bounds(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [a, b) of the rank-th of ``world`` shards of n rows: whole batches, spread evenly."""
+    batches = -(-n // batch_size)
+    a, b = batches * rank // world, batches * (rank + 1) // world
+    return min(n, a * batch_size), min(n, b * batch_size)
+
+
+def _join_shards(parts: list[Path], work: Path, bits: int) -> None:
+    """Concatenate shard folders (in order) into ``work``, as one encoding of all their rows."""
+    metas = []
+    for p in parts:
+        if not (p / "codes.json.pending").is_file():
+            raise CmhashError(f"{p}: shard incomplete (a rank failed?); run the encode again")
+        metas.append(json.loads((p / "codes.json.pending").read_text()))
+    n, nb = sum(m["n"] for m in metas), bits // 8
+    for name in ("image.npy", "text.npy"):
+        mm = np.lib.format.open_memmap(work / name, mode="w+", dtype=np.uint8, shape=(n, nb))
+        at = 0
+        for p, m in zip(parts, metas):
+            mm[at:at + m["n"]] = np.load(p / name, mmap_mode="r")
+            at += m["n"]
+        mm.flush()
+        del mm
+    with open(work / "items.jsonl", "wb") as f:
+        for p in parts:
+            with open(p / "items.jsonl", "rb") as g:
+                shutil.copyfileobj(g, f)
+    for p in parts:
+        if (p / "images").is_dir():
+            (work / "images").mkdir(exist_ok=True)
+            for img in (p / "images").iterdir():
+                os.replace(img, work / "images" / img.name)
+    write_json_atomic(work / "codes.json.pending", dict(metas[0], n=n))
+    for p in parts:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _write_png(chw: np.ndarray, path: Path) -> None:

@@ -26,10 +26,19 @@ from .app import key_values, main, registry_choice
 @click.option("--workers", type=int, default=None, help="image reading processes [the model's backbone.workers]")
 @click.option("--device", default="auto", show_default=True)
 def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, data_options, workers, device):
-    """Encode a collection (images and texts) with a trained MODEL (run folder or checkpoint)."""
-    from ..data import load_dataset
-    from ..encoder import Encoder
+    """Encode a collection (images and texts) with a trained MODEL (run folder or checkpoint).
 
+    Under torchrun (``torchrun --nproc-per-node N [--nnodes M ...] -m cmhash encode ...``) each
+    process encodes its share of the collection on its own device (GPU LOCAL_RANK on CUDA) and one
+    codes folder results, the same as one process would write; OUT must be reachable by every rank."""
+    from ..data import load_dataset
+    from ..distributed import init_from_env, launched, shutdown, world
+    from ..encoder import Encoder
+    from ..utils import resolve_device
+
+    if launched():
+        device = str(init_from_env(resolve_device(device)))
+    rank, size = world()
     enc = Encoder.load(model, bits, device)
     if workers is not None:
         enc.cfg.backbone.workers = workers
@@ -44,11 +53,16 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
     if n == 0:
         raise CmhashError(f"{data.name} holds no items to encode")
     rows = np.arange(n)
-    click.echo(f"encoding {n} items of {data.name} with {enc.method} ({enc.bits} bits, model {enc.fingerprint}, "
-               f"image input: {enc.image_mode})")
-    enc.encode_collection(data, out, batch_size=batch_size, rows=rows, ids=rows + id_start,
-                          cache_dir=enc.cfg.backbone.cache_dir)
-    click.echo(f"wrote {out}/ (image.npy, text.npy: {n} x {enc.bits // 8} bytes each; items.jsonl; codes.json)")
+    if rank == 0:
+        click.echo(f"encoding {n} items of {data.name} with {enc.method} ({enc.bits} bits, model {enc.fingerprint}, "
+                   f"image input: {enc.image_mode})" + (f" in {size} processes" if size > 1 else ""))
+    try:
+        enc.encode_collection(data, out, batch_size=batch_size, rows=rows, ids=rows + id_start,
+                              cache_dir=enc.cfg.backbone.cache_dir, shard=(rank, size) if size > 1 else None)
+    finally:
+        shutdown()
+    if rank == 0:
+        click.echo(f"wrote {out}/ (image.npy, text.npy: {n} x {enc.bits // 8} bytes each; items.jsonl; codes.json)")
 
 
 def demo_index(out: Path, bits: int, data) -> Path:
