@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import CmhashError, WriteLock, atomic_path, write_json_atomic
+from ..utils import CmhashError, WriteLock, write_json_atomic
 from .base import HashIndexError, load_index, make_index
 
 FORMAT = "cmhash-store-v1"
@@ -99,7 +99,7 @@ class IndexStore:
         self._lock = lock or WriteLock(self.path / LOCK_NAME, f"index {self.path}")
         self._base = int(manifest["generation"])  # the generation these contents were read from
         self._fresh = fresh  # a build: the items table starts empty instead of from the previous generation
-        self._ops: list[tuple[str, list]] = []  # uncommitted item changes, in order
+        self._staged = None  # (path, connection): the next generation's items file, written as changes come
         self._dirty = fresh
         self._db, self._db_mutex = None, threading.Lock()
         self._seen = None  # the manifest's (inode, mtime, size) when last found unchanged (``changed``)
@@ -291,7 +291,7 @@ class IndexStore:
         rows = [(int(i), (it or {}).get("source"), (it or {}).get("caption"),
                  json.dumps((it or {}).get("labels") or []), r if (it or {}).get("source") else None)
                 for i, it in zip(new_ids, items if items is not None else [None] * len(new_ids))]
-        self._ops.append(("insert", rows))
+        self._stage().executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", rows)
         self._dirty = True
         if commit:
             self.commit()
@@ -312,7 +312,7 @@ class IndexStore:
         n = self.indexes["image"].remove(ids)
         self.indexes["text"].remove(ids)
         if n:
-            self._ops.append(("delete", [(int(i),) for i in ids]))
+            self._stage().executemany("DELETE FROM items WHERE id = ?", [(int(i),) for i in ids])
             self._dirty = True
         if commit:
             self.commit()
@@ -393,36 +393,55 @@ class IndexStore:
         plan = (self.manifest.get("search") or {}).get(f"{source}->{target}") if source else None
         return plan if plan and plan.get("mode") == "approx" else {"mode": "exact"}
 
+    def _stage(self) -> sqlite3.Connection:
+        """The next generation's items file, opened at the first change (a copy of the current one)
+        and written as changes come, so uncommitted records wait on disk, not in memory. It is a
+        hidden ``.tmp`` file until the commit renames it; a killed writer's is deleted by the next
+        commit."""
+        if self._staged is None:
+            path = self.path / f".items-staging-{os.getpid()}-{id(self):x}.tmp"
+            old = None if self._fresh else self._items_path()
+            if old is not None and old.exists():
+                shutil.copyfile(old, path)
+            else:
+                path.unlink(missing_ok=True)
+            con = sqlite3.connect(path, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=OFF")  # a private file until the commit, which fsyncs it
+            con.execute("PRAGMA synchronous=OFF")
+            con.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, source TEXT, caption TEXT, "
+                        "labels TEXT, root INTEGER)")
+            if "root" not in {r[1] for r in con.execute("PRAGMA table_info(items)")}:
+                con.execute("ALTER TABLE items ADD COLUMN root INTEGER")  # a store from before roots
+            self._staged = (path, con)
+        return self._staged[1]
+
+    def _drop_stage(self) -> None:
+        if self._staged is not None:
+            path, con = self._staged
+            con.close()
+            path.unlink(missing_ok=True)
+            self._staged = None
+
     def _write_generation(self, gen: int) -> None:
         self._plan_search()  # before the index files are written: approximate indexes save their lists
+        con = self._stage()
+        con.commit()
+        (count,) = con.execute("SELECT COUNT(*) FROM items").fetchone()
+        if count != self.ntotal:  # validated before anything is replaced
+            raise StoreError(f"{self.path}: the new generation would hold {self.ntotal} codes but {count} item "
+                             "records; nothing was changed")
         files = {}
         for m in MODALITIES:
             p = self.path / f"{m}-g{gen:06d}.cmhidx"
             self.indexes[m].save(p)
             files[m] = p
+        staged, _ = self._staged
+        con.close()
+        self._staged = None
+        with open(staged, "rb+") as f:
+            os.fsync(f.fileno())
         items = self.path / f"items-g{gen:06d}.sqlite"
-        old = None if self._fresh else self._items_path()
-        with atomic_path(items) as tmp:  # a copy of the previous generation, changed, then moved into place
-            if old is not None and old.exists():
-                shutil.copyfile(old, tmp)
-            con = sqlite3.connect(tmp)
-            try:
-                con.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, source TEXT, caption TEXT, "
-                            "labels TEXT, root INTEGER)")
-                if "root" not in {r[1] for r in con.execute("PRAGMA table_info(items)")}:
-                    con.execute("ALTER TABLE items ADD COLUMN root INTEGER")  # a store from before roots
-                for op, rows in self._ops:
-                    if op == "insert":
-                        con.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", rows)
-                    else:
-                        con.executemany("DELETE FROM items WHERE id = ?", rows)
-                con.commit()
-                (count,) = con.execute("SELECT COUNT(*) FROM items").fetchone()
-            finally:
-                con.close()
-            if count != self.ntotal:  # validated before anything is replaced
-                raise StoreError(f"{self.path}: the new generation would hold {self.ntotal} codes but {count} item "
-                                 "records; nothing was changed")
+        os.replace(staged, items)
         files["items"] = items
         if not self._fresh:  # what a build was made from (``index build`` run again): no longer all it holds
             self.manifest.pop("built_from", None)
@@ -433,11 +452,11 @@ class IndexStore:
         _fsync_dir(self.path)
         write_json_atomic(self.path / "manifest.json", manifest)
         _fsync_dir(self.path)
-        self.manifest, self._base, self._fresh, self._ops, self._dirty = manifest, gen, False, [], False
+        self.manifest, self._base, self._fresh, self._dirty = manifest, gen, False, False
         keep = {f["path"] for f in manifest["files"].values()}
         for p in self.path.iterdir():  # the previous generation, and leftovers of a killed writer
             stale = bool(_GEN_FILE.match(p.name))
-            killed_writer = p.name.startswith(".") and p.name.endswith(".tmp")  # atomic_path's temporaries
+            killed_writer = p.name.startswith(".") and p.name.endswith(".tmp") and not _staged_by_live(p.name)
             if p.is_file() and p.name not in keep and (stale or killed_writer):
                 p.unlink()
         with self._db_mutex:
@@ -520,7 +539,9 @@ class IndexStore:
                            for d, p in (m.get("search") or {}).items()} or "exact"}
 
     def close(self) -> None:
-        """Close the items connection and the backends, and release the write lock if held."""
+        """Close the items connection and the backends, drop uncommitted changes, and release the write
+        lock if held."""
+        self._drop_stage()
         with self._db_mutex:
             if self._db is not None:
                 self._db[0].close()
@@ -537,6 +558,23 @@ def _connect(path: Path) -> tuple[sqlite3.Connection, str]:
     con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     has_root = "root" in {r[1] for r in con.execute("PRAGMA table_info(items)")}
     return con, "id, source, caption, labels" + (", root" if has_root else ", NULL")
+
+
+def _staged_by_live(name: str) -> bool:
+    """Whether a staging file belongs to a process still running (an API writer that has not
+    committed yet): only a dead writer's staging file is deleted."""
+    m = re.match(r"^\.items-staging-(\d+)-", name)
+    if not m:
+        return False
+    if int(m.group(1)) == os.getpid():
+        return True  # another store of this process, still open
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
