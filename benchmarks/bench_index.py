@@ -1,24 +1,27 @@
 """Search benchmarks, every comparison side by side in one process (ratios are what to quote;
 absolute times on shared 2-core machines are noisy). Sections:
 
-  exact   exact top-50 for 2,000 queries: cmhash's flat kernel vs faiss IndexBinaryFlat (and the
-          numpy reference at the small sizes), random codes, 32/64/128 bits, N = 20k/200k/1M and
-          10M at 64 bits; interleaved repeats, median (min-max) queries/s; results checked equal.
-  mih     multi-index hashing vs exhaustive search at identical results, 64 bits, on learned codes
-          (a DJSRH model's codes of the embedded dataset, the database grown with perturbed copies)
-          and on random codes.
-  milvus  milvus-lite (BIN_FLAT, HAMMING): insert and search throughput, agreement with exact.
-  memory  bytes per item in memory and on disk for each backend and for a whole store.
+  exact    exact top-50 for 2,000 queries: cmhash's flat kernel vs faiss IndexBinaryFlat (and the
+           numpy reference at the small sizes), random codes, 32/64/128 bits, N = 20k/200k/1M and
+           10M at 64 bits; interleaved repeats, median (min-max) queries/s; results checked equal.
+  search   same-modal and cross-modal top-50 on learned 64-bit codes (a DJSRH model's codes of the
+           embedded dataset, the database grown with perturbed copies), 200k and 1M: exhaustive (ours,
+           faiss), multi-index hashing, cmhash's ivf at several nprobe, faiss IndexBinaryIVF and
+           IndexBinaryHNSW, Milvus BIN_IVF_FLAT on a real server; recall@50 against the exact answer.
+  metrics  mAP + mAP@50 (+ tie-averaged) for 2,000 x 18,015 against the community's per-query loop.
+  milvus   milvus-lite (BIN_FLAT, HAMMING): insert and search throughput, agreement with exact.
+  memory   bytes per item in memory and on disk for each backend and for a whole store.
 
-The server under load is benchmarks/bench_service.py.
+The server under load is benchmarks/bench_service.py; a 10M-item store, benchmarks/bench_scale.py.
 
-    python benchmarks/bench_index.py [--sections exact,mih,milvus,memory] [--quick]
+    python benchmarks/bench_index.py [--sections exact,search,metrics,milvus,memory] [--quick]
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -85,7 +88,7 @@ def bench_exact(args, res):
                     "equal": equal})
     res["exact"] = out
     return ("## Exact top-50, 2,000 queries, random codes, "
-            f"{args.threads} threads each\n\n" + "\n".join(rows))
+            f"{args.threads} threads each (cmhash kernel: {kernels.kernel_variant()})\n\n" + "\n".join(rows))
 
 
 # --- learned codes ----------------------------------------------------------------------------
@@ -139,62 +142,166 @@ def learned_codes(args, n_db, sigma, seed=0):
     return db, qi, qt, float(np.mean(flips)) if flips else 0.0
 
 
-def bench_mih(args, res):
+def faiss_ivf(db, nlist):
     import faiss
 
+    quant = faiss.IndexBinaryFlat(64)
+    ix = faiss.IndexBinaryIVF(quant, 64, nlist)
+    ix.train(db[np.random.default_rng(0).choice(len(db), min(len(db), 64 * nlist), replace=False)])
+    ix.add(db)
+    return ix
+
+
+def milvus_ivf(args, db, nlist):
+    """BIN_IVF_FLAT on a real Milvus server (the milvus package's embedded standalone), indexed."""
+    from milvus import MilvusServer
+
+    srv = MilvusServer()
+    srv.set_base_dir(str(Path(args.out) / "milvus-server"))
+    srv.start()
+    uri = f"http://{srv.server_address}:{srv.listen_port}"
+    ix = make_index("milvus", 64, uri=uri, collection="bench", index_type="BIN_IVF_FLAT", nlist=nlist, overwrite=True)
+    ix.add(db)
+    ix._c.flush("bench")
+    for _ in range(600):  # wait until the sealed segment is indexed, then load that index
+        info = ix._c.describe_index("bench", "code")
+        if info.get("indexed_rows", 0) >= len(db) and not info.get("pending_index_rows", 0):
+            break
+        time.sleep(1)
+    ix._c.release_collection("bench")
+    ix._c.load_collection("bench")
+    return srv, ix
+
+
+def bench_search(args, res):
+    """Same-modal and cross-modal top-50 on learned codes: exhaustive (ours, faiss), MIH, ivf,
+    faiss IndexBinaryIVF and HNSW, Milvus BIN_IVF_FLAT on a server; recall against the exact answer."""
+    import faiss
+
+    from cmhash.index.ivf import default_nlist, recall_at_k
+
     faiss.omp_set_num_threads(args.threads)
-    sizes = [20_000, 200_000] if args.quick else [20_000, 200_000, 1_000_000]
-    rows = ["| database | queries | N | m | k-th distance | flat q/s | faiss q/s | MIH q/s | MIH / flat | MIH / faiss "
-            "| codes verified per query | scanned instead | identical |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    sizes = [200_000] if args.quick else [200_000, 1_000_000]
+    rows = ["| N | queries | k-th distance | method | q/s | x exhaustive (ours) | recall@50 | strict recall |",
+            "|---|---|---|---|---|---|---|---|"]
     out = []
-    for sigma in (0.05, 0.1, None):
-        for n in sizes:
-            if sigma is None:
-                db, flip = rand_codes(n, 64, 3), 0.5
-                qsets = {"random": rand_codes(args.queries, 64, 4)}
-                dbname = "random codes"
-            else:
-                db, qi, qt, flip = learned_codes(args, n, sigma)
-                qsets = {"image (new copies)": qi, "text (cross-modal)": qt}
-                dbname = f"learned, {flip:.0%} bits flipped"
-            flat = make_index("flat", 64, threads=args.threads)
-            flat.add(db)
-            fx = faiss.IndexBinaryFlat(64)
-            fx.add(db)
-            mih = make_index("mih", 64, threads=args.threads)
-            mih.add(db)
-            _, tb = timed(mih._build)
-            for qname, q in qsets.items():
-                tf, tm, tx = [], [], []
-                for _ in range(args.repeats):  # interleaved
-                    (fd, fi), a = timed(lambda: flat.search(q, 50))
-                    (md, mi, visits), b = timed(lambda: mih.search(q, 50, with_visits=True))
-                    _, c = timed(lambda: fx.search(q, 50))
-                    tf.append(len(q) / a)
-                    tm.append(len(q) / b)
-                    tx.append(len(q) / c)
-                same = bool((fd == md).all() and (fi == mi).all())
-                ok = visits >= 0  # -1: over budget, scanned exhaustively
-                vis = float(visits[ok].mean()) if ok.any() else float("nan")
-                r1 = statistics.median(tm) / statistics.median(tf)
-                r2 = statistics.median(tm) / statistics.median(tx)
-                rows.append(f"| {dbname} | {qname} | {n:,} | {len(mih.substrings)} | {fd[:, -1].mean():.1f} | {med(tf)} | "
-                            f"{med(tx)} | {med(tm)} | {r1:.1f}x | {r2:.1f}x | "
-                            + (f"{vis:,.0f} ({vis / n:.2%})" if ok.any() else "-") + f" | {1 - ok.mean():.0%} | {same} |")
-                print(rows[-1], flush=True)
-                out.append({"database": dbname, "queries": qname, "flip": flip, "n": n, "m": len(mih.substrings),
-                            "kth_distance": float(fd[:, -1].mean()), "flat_qps": tf, "faiss_qps": tx, "mih_qps": tm,
-                            "speedup_vs_flat": r1, "speedup_vs_faiss": r2, "visits": vis,
-                            "scanned_share": float(1 - ok.mean()),
-                            "identical": same, "table_build_s": tb})
-    res["mih"] = out
-    return ("## Multi-index hashing vs exhaustive, 64 bits, exact top-50 of 2,000 queries\n\n"
-            "Learned database: a DJSRH model's image codes of the 3,000 embedded items and copies "
-            "sign(h + sigma * N(0,1)) of their pre-sign outputs h, sigma 0.05 and 0.1. Image queries are new copies; "
-            "text queries are the model's text codes (cross-modal). m follows the paper's rule m = K / log2 N. "
-            "'scanned instead': queries that ran over MIH's budget (half a flat scan) and were scanned exhaustively; "
-            "'codes verified' averages the others. 'identical': MIH's distances and ids equal the flat scan's, tie "
-            "order included.\n\n" + "\n".join(rows))
+
+    def row(n, qname, kth, name, qps, base, rec=None, strict=None):
+        rows.append(f"| {n:,} | {qname} | {kth:.1f} | {name} | {qps:,.0f} | {qps / base:.1f}x | "
+                    + (f"{rec:.3f} | {strict:.3f} |" if rec is not None else "exact | exact |"))
+        print(rows[-1], flush=True)
+        out.append({"n": n, "queries": qname, "kth": kth, "method": name, "qps": float(qps), "speedup": float(qps / base),
+                    "recall": None if rec is None else float(rec), "recall_strict": None if strict is None else float(strict)})
+
+    for n in sizes:
+        db, qi, qt, flip = learned_codes(args, n, 0.1)
+        qsets = {"image->image (same-modal)": qi, "text->image (cross-modal)": qt}
+        flat = make_index("flat", 64, threads=args.threads)
+        flat.add(db)
+        fx = faiss.IndexBinaryFlat(64)
+        fx.add(db)
+        mih = make_index("mih", 64, threads=args.threads)
+        mih.add(db)
+        nlist = default_nlist(n)
+        ivf = make_index("ivf", 64, threads=args.threads)
+        ivf.add(db)
+        _, t_build = timed(ivf.prepare)
+        fivf = faiss_ivf(db, nlist)
+        hnsw = None
+        if n <= 200_000:
+            hnsw = faiss.IndexBinaryHNSW(64, 32)
+            hnsw.hnsw.efConstruction = 64
+            hnsw.add(db)
+        srv = mil = None
+        if not args.no_milvus_server:
+            try:
+                srv, mil = milvus_ivf(args, db, 1024)
+            except ImportError:
+                print("(the milvus package is not installed: no Milvus server rows)", flush=True)
+        for qname, q in qsets.items():
+            times = {"flat": [], "faiss": [], "mih": []}
+            for _ in range(args.repeats):  # interleaved
+                (exact_d, exact_i), a = timed(lambda: flat.search(q, 50))
+                _, b = timed(lambda: fx.search(q, 50))
+                (md, mi), c = timed(lambda: mih.search(q, 50))
+                times["flat"].append(len(q) / a)
+                times["faiss"].append(len(q) / b)
+                times["mih"].append(len(q) / c)
+            base = statistics.median(times["flat"])
+            kth = float(exact_d[:, -1].mean())
+            row(n, qname, kth, "exhaustive, cmhash flat", base, base)
+            row(n, qname, kth, "exhaustive, faiss IndexBinaryFlat", statistics.median(times["faiss"]), base)
+            row(n, qname, kth, f"MIH (exact, m={len(mih.substrings)})", statistics.median(times["mih"]), base)
+            for npr in (16, 32, 64):
+                ts = []
+                for _ in range(args.repeats):
+                    (d, _), t = timed(lambda: ivf.search(q, 50, nprobe=npr))
+                    ts.append(len(q) / t)
+                row(n, qname, kth, f"ivf, cmhash (nlist {ivf.n_lists}, nprobe {npr})", statistics.median(ts), base,
+                    recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
+            for npr in (16, 32, 64):
+                fivf.nprobe = npr
+                (d, _), t = timed(lambda: fivf.search(q, 50))
+                row(n, qname, kth, f"faiss IndexBinaryIVF (nlist {nlist}, nprobe {npr})", len(q) / t, base,
+                    recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
+            if hnsw is not None:
+                for ef in (64, 256):
+                    hnsw.hnsw.efSearch = ef
+                    (d, _), t = timed(lambda: hnsw.search(q, 50))
+                    row(n, qname, kth, f"faiss IndexBinaryHNSW (M 32, efSearch {ef})", len(q) / t, base,
+                        recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
+            if mil is not None:
+                for npr in (16, 64):
+                    mil.nprobe = npr
+                    (d, _), t = timed(lambda: mil.search(q[:500], 50))
+                    row(n, qname, kth, f"Milvus 2.3.5 server BIN_IVF_FLAT (nlist 1024, nprobe {npr})", 500 / t, base,
+                        recall_at_k(exact_d[:500], d).mean(), recall_at_k(exact_d[:500], d, strict=True).mean())
+        if srv is not None:
+            mil.close()
+            srv.stop()
+        out.append({"n": n, "ivf_build_s": t_build, "flip": flip})
+    res["search"] = out
+    return ("## Same-modal and cross-modal top-50, learned 64-bit codes, 2,000 queries\n\n"
+            "Database: a DJSRH model's image codes of the 3,000 embedded items and copies sign(h + 0.1 N(0,1)) of "
+            "their pre-sign outputs h. Image queries are new copies (same-modal); text queries are the model's text "
+            "codes (cross-modal). 'x exhaustive': q/s over cmhash's exhaustive scan in the same run. recall@50: "
+            "returned codes within the exact 50th distance (as ann-benchmarks counts it); strict: the exact "
+            "distances matched as multisets. The Milvus server answers over gRPC in batches of 256 (500 queries). "
+            "ivf's lists are trained once; its distances are exact.\n\n" + "\n".join(rows))
+
+
+def bench_metrics(args, res):
+    """mAP + mAP@50 for 2,000 x 18,015 (MIRFlickr's protocol sizes): cmhash vs the community loop."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_metrics import community_loop, labels
+
+    from cmhash.eval import evaluate_retrieval
+
+    rng = np.random.default_rng(0)
+    lab, src = labels(2000 + 18015, rng)
+    ql, dl = lab[:2000], lab[2000:]
+    rows = ["| bits | cmhash mAP + mAP@50 + tie-averaged mAP (s) | community loop, mAP + mAP@50 (s) | speed-up | same numbers |",
+            "|---|---|---|---|---|"]
+    out = []
+    for k in (64, 128):
+        proj = rng.normal(size=(lab.shape[1], k))
+        codes = np.where(lab @ proj + rng.normal(scale=1.5, size=(len(lab), k)) >= 0, 1, -1).astype(np.int8)
+        q, db = codes[:2000], codes[2000:]
+        ours = []
+        for _ in range(args.repeats + 2):
+            r, t = timed(lambda: evaluate_retrieval(q, db, ql, dl, topk=50, tie_averaged=True))
+            ours.append(t)
+        ref, tl = timed(lambda: community_loop(q.astype(np.float32), db.astype(np.float32), ql, dl, 50))
+        same = bool(abs(r["map"] - ref["map"]) < 1e-9 and abs(r["map@50"] - ref["map@50"]) < 1e-9)
+        m = statistics.median(ours)
+        rows.append(f"| {k} | {m:.3f} ({min(ours):.3f}-{max(ours):.3f}) | {tl:.2f} | {tl / m:.0f}x | "
+                    f"{'yes' if same else 'NO'} (mAP {r['map']:.4f}, mAP@50 {r['map@50']:.4f}) |")
+        print(rows[-1], flush=True)
+        out.append({"bits": k, "cmhash_s": ours, "loop_s": tl, "speedup": tl / m, "same": same})
+    res["metrics"] = out
+    return (f"## Metrics: 2,000 queries x 18,015 items, labels: {src}\n\n"
+            "The community loop is DJSRH's calculate_map + calculate_top_map with a stable sort (benchmarks/"
+            "bench_metrics.py). cmhash computes the tie-averaged mAP in the same call.\n\n" + "\n".join(rows))
 
 
 # --- milvus -----------------------------------------------------------------------------------
@@ -236,12 +343,15 @@ def bench_memory(args, res):
     db, _, _, _ = learned_codes(args, n, 0.1)
     rows = ["| backend | N | memory bytes/item | index file bytes/item |", "|---|---|---|---|"]
     out = []
-    for backend in ("flat", "mih", "faiss"):
+    for backend in ("flat", "mih", "ivf", "faiss"):
         tracemalloc.start()
         ix = make_index(backend, 64)
         ix.add(db)
         if backend == "mih":
             ix._build()
+        if backend == "ivf":
+            ix._build()
+            ix.prepare()
         cur, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         mem = cur + (ix._index.ntotal * 8 if backend == "faiss" else 0)  # faiss's own buffer is not traced
@@ -265,7 +375,8 @@ def bench_memory(args, res):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="exact,mih,milvus,memory")
+    ap.add_argument("--sections", default="exact,search,metrics,milvus,memory")
+    ap.add_argument("--no-milvus-server", action="store_true", help="no Milvus server rows in the search section")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -277,7 +388,8 @@ def main():
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     res, parts = {"kernel": kernel_name(), "threads": args.threads, "queries": args.queries}, []
-    fns = {"exact": bench_exact, "mih": bench_mih, "milvus": bench_milvus, "memory": bench_memory}
+    fns = {"exact": bench_exact, "search": bench_search, "metrics": bench_metrics, "milvus": bench_milvus,
+           "memory": bench_memory}
     for s in args.sections.split(","):
         parts.append(fns[s](args, res))
         write_json_atomic(Path(args.out) / "results.json", res)

@@ -353,8 +353,13 @@ def _check_features(x: np.ndarray, dim: int, what: str) -> np.ndarray:
     return x
 
 
-def read_codes(path) -> dict:
-    """A folder written by ``encode_collection``: manifest, packed codes (memory-mapped), items."""
+def read_codes(path, items: bool = True) -> dict:
+    """A folder written by ``encode_collection``: manifest, packed codes (memory-mapped), items.
+
+    ``items=False`` (the index writers): the item records are checked now, line by line, but not
+    kept; the result holds their ids (an array, 8 bytes an item) and ``chunks(size)``, which reads
+    them again in lists of ``size`` records, so a folder of millions of items is added in bounded
+    memory."""
     p = Path(path)
     m = p / "codes.json"
     if not m.is_file():
@@ -379,21 +384,31 @@ def read_codes(path) -> dict:
     if img.shape != want or txt.shape != want:
         raise CmhashError(f"{p}: code files have shapes {img.shape} / {txt.shape}, the manifest says {want}")
     legacy = "root" not in meta  # written before sources were relative: absolute paths
-    items = _read_items(p / "items.jsonl", meta["n"], legacy)
+    ids, legacy_root = _check_items(p / "items.jsonl", meta["n"], legacy)
     if legacy:
-        srcs = [it["source"] for it in items if isinstance(it.get("source"), str) and os.path.isabs(it["source"])]
-        meta["root"] = os.path.commonpath([os.path.dirname(x) for x in srcs]) if srcs else None
-        for it in items:
-            if it.get("source") in srcs:
-                it["source"] = Path(it["source"]).relative_to(meta["root"]).as_posix()
-    return {"meta": meta, "image": img, "text": txt, "items": items}
+        meta["root"] = legacy_root
+
+    def chunks(size: int):
+        batch = []
+        for _, it in _records(p / "items.jsonl", legacy):
+            src = it.get("source")
+            if legacy and isinstance(src, str) and os.path.isabs(src):
+                it["source"] = Path(src).relative_to(legacy_root).as_posix()
+            batch.append(it)
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    out = {"meta": meta, "image": img, "text": txt, "ids": ids, "chunks": chunks}
+    if items:
+        out["items"] = [it for part in chunks(1 << 16) for it in part]
+    return out
 
 
-def _read_items(path: Path, n: int, legacy: bool = False) -> list[dict]:
-    """``items.jsonl``: one JSON object per line with an integer ``id``; each damage named by line."""
-    if not path.is_file():
-        raise CmhashError(f"{path}: missing; the codes folder is incomplete (run `cmhash encode` again)")
-    items, seen = [], set()
+def _records(path: Path, legacy: bool):
+    """(line number, record) of ``items.jsonl``, each damage named by line (ids unchecked for repeats)."""
     try:
         with open(path, encoding="utf-8") as f:
             for ln, line in enumerate(f, 1):
@@ -405,16 +420,34 @@ def _read_items(path: Path, n: int, legacy: bool = False) -> list[dict]:
                 if not isinstance(it, dict) or isinstance(it.get("id"), bool) or not isinstance(it.get("id"), int) \
                         or not 0 <= it["id"] < 2**63:
                     raise CmhashError(f"{path}:{ln}: a record needs an integer id >= 0, got {str(it)[:80]}")
-                if it["id"] in seen:
-                    raise CmhashError(f"{path}:{ln}: id {it['id']} repeats")
                 src = it.get("source")
                 if src is not None and (not isinstance(src, str) or (Path(src).is_absolute() and not legacy)
                                         or ".." in Path(src).parts):
                     raise CmhashError(f"{path}:{ln}: source {src!r} must be a path inside the collection's folder")
-                seen.add(it["id"])
-                items.append(it)
+                yield ln, it
     except UnicodeDecodeError as e:
         raise CmhashError(f"{path}: not UTF-8 (byte {e.start}); the file is damaged") from None
-    if len(items) != n:
-        raise CmhashError(f"{path}: {len(items)} records, codes.json says {n} (truncated?)")
-    return items
+
+
+def _check_items(path: Path, n: int, legacy: bool = False) -> tuple[np.ndarray, str | None]:
+    """Read ``items.jsonl`` once, checking every record: (the ids in order, the common folder of
+    the absolute sources of a legacy folder)."""
+    if not path.is_file():
+        raise CmhashError(f"{path}: missing; the codes folder is incomplete (run `cmhash encode` again)")
+    ids, root = [], None
+    for _, it in _records(path, legacy):
+        ids.append(it["id"])
+        src = it.get("source")
+        if legacy and isinstance(src, str) and os.path.isabs(src):
+            d = os.path.dirname(src)
+            root = d if root is None else os.path.commonpath([root, d])
+    if len(ids) != n:
+        raise CmhashError(f"{path}: {len(ids)} records, codes.json says {n} (truncated?)")
+    ids = np.asarray(ids, np.int64)
+    uniq, first = np.unique(ids, return_index=True)
+    if len(uniq) < len(ids):  # name the first repeat by its line
+        seen = np.zeros(len(ids), bool)
+        seen[first] = True
+        ln = int(np.flatnonzero(~seen)[0])
+        raise CmhashError(f"{path}:{ln + 1}: id {int(ids[ln])} repeats")
+    return ids, root

@@ -120,7 +120,7 @@ def test_mih_visits_few_codes_on_clustered_data():
     src = rng.integers(0, 200, 20000)
     db = centres[src] * np.where(rng.random((20000, 64)) < 0.03, -1, 1)
     q = centres[rng.integers(0, 200, 50)] * np.where(rng.random((50, 64)) < 0.03, -1, 1)
-    ix = make_index("mih", 64)
+    ix = make_index("mih", 64, budget=4.0)  # counted, whatever the scan it competes with costs here
     ix.add(db)
     d, i, visits = ix.search(q, 10, with_visits=True)
     bd, bi = brute_knn(db.astype(np.int8), q.astype(np.int8), 10)

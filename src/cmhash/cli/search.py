@@ -103,7 +103,7 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
         raise CmhashError(f"{twice[0]} is given twice")
     loaded = []
     for f in folders:
-        c = read_codes(f)
+        c = read_codes(f, items=False)  # records checked, not held: added in chunks
         meta = c["meta"]
         bits = meta["bits"] if bits is None else bits
         if meta["bits"] != bits:
@@ -113,7 +113,7 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
         if fp != fingerprint:
             raise CmhashError(f"{f}: encoded by model {fp}, {where} by model {fingerprint}: "
                               "codes of different models are not comparable")
-        ids = np.fromiter((it["id"] for it in c["items"]), np.int64, len(c["items"]))  # unique (read_codes)
+        ids = c["ids"]  # unique (read_codes)
         for other, _, other_ids in loaded:  # arrays, not a dict of ids: memory stays ~8 bytes an item
             shared = ids[np.isin(ids, other_ids)]
             if len(shared):
@@ -122,13 +122,19 @@ def _read_folders(folders, bits: int | None = None, fingerprint: str | None = No
     return loaded
 
 
+ADD_CHUNK = 500_000  # item records per store.add: about 200 MB of records at a time
+
+
 def _add_folders(store, loaded, present: str) -> tuple[int, int]:
     """Add every folder's items in one transaction (one commit); returns (added, already there)."""
     added = skipped = 0
     for f, c, ids in loaded:
-        got = store.add(np.asarray(c["image"]), np.asarray(c["text"]), c["items"], ids=ids,
-                        root=c["meta"].get("root"), commit=False, present=present)
-        added, skipped = added + len(got), skipped + len(ids) - len(got)
+        at = 0
+        for items in c["chunks"](ADD_CHUNK):  # bounded memory: a chunk of records at a time
+            m = len(items)
+            got = store.add(np.asarray(c["image"][at:at + m]), np.asarray(c["text"][at:at + m]), items,
+                            ids=ids[at:at + m], root=c["meta"].get("root"), commit=False, present=present)
+            added, skipped, at = added + len(got), skipped + m - len(got), at + m
     store.commit()
     return added, skipped
 

@@ -107,6 +107,8 @@ class HammingIndex:
         return ids
 
     def _map(self, rows: np.ndarray) -> np.ndarray:
+        if rows.size and rows.min() >= 0:  # every slot filled: one gather
+            return self._ids[rows]
         out = np.full(rows.shape, -1, np.int64)
         ok = rows >= 0
         out[ok] = self._ids[rows[ok]]

@@ -527,12 +527,12 @@ class IndexStore:
         size = sum((self.path / f["path"]).stat().st_size for f in self.manifest["files"].values())
         if (self.path / "milvus.db").is_file():  # the embedded milvus-lite file
             size += (self.path / "milvus.db").stat().st_size
-        from ..kernels import kernel_name
+        from ..kernels import kernel_name, kernel_variant
 
         m = self.manifest
         return {"path": str(self.path), "bits": m["bits"], "backend": m["backend"], "items": self.ntotal,
                 "generation": m["generation"], "model": m.get("model", {}), "bytes_on_disk": size,
-                "bytes_per_item": round(size / max(1, self.ntotal), 1), "kernel": kernel_name(),
+                "bytes_per_item": round(size / max(1, self.ntotal), 1), "kernel": f"{kernel_name()} ({kernel_variant()})",
                 "vocab_size": len(m.get("vocab") or []), "updated": m.get("updated"),
                 "search": {d: p["mode"] + (f" (nprobe {p['nprobe']}, recall@{p['k']} {p['recall']:.3f} on "
                                            f"{p['queries']} sampled queries)" if p["mode"] == "approx" else "")

@@ -54,6 +54,12 @@ def kernel_name() -> str:
     return "c" if _C is not None else "numpy"
 
 
+def kernel_variant() -> str:
+    """What the compiled kernels run on this CPU: 'avx512-vpopcntdq' (8 codes per instruction),
+    'popcnt', 'portable', or 'numpy' when they are not built. CMHASH_NO_AVX512=1 turns AVX-512 off."""
+    return _C.variant() if _C is not None else "numpy"
+
+
 def default_threads() -> int:
     return max(1, int(os.environ.get("CMHASH_THREADS", os.cpu_count() or 1)))
 

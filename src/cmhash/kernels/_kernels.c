@@ -189,9 +189,16 @@ AVX512_TARGET static void scan_block_v(const uint8_t *db, int64_t n, int nbytes,
         for (int64_t i = 0; i < n; i += 8) {
             __mmask8 lm = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1);
             __m512i x = _mm512_maskz_loadu_epi64(lm, db + (size_t)i * 8);
-            for (int j = 0; j < QBV; j++) {
-                __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j]));
-                VEC_PUSH(d, lm)
+            if (nq == QBV) {  /* a full block: unrolled, the queries in registers */
+                for (int j = 0; j < QBV; j++) {
+                    __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j]));
+                    VEC_PUSH(d, lm)
+                }
+            } else {  /* the last, partial block (a single query: the service's case) */
+                for (int j = 0; j < nq; j++) {
+                    __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[j]));
+                    VEC_PUSH(d, lm)
+                }
             }
         }
     } else if (W == 2) {
@@ -208,10 +215,18 @@ AVX512_TARGET static void scan_block_v(const uint8_t *db, int64_t n, int nbytes,
             __m512i a = _mm512_maskz_loadu_epi64(ma, db + (size_t)i * 16);
             __m512i b = _mm512_maskz_loadu_epi64(mb, db + (size_t)i * 16 + 64);
             __m512i x0 = _mm512_permutex2var_epi64(a, even, b), x1 = _mm512_permutex2var_epi64(a, odd, b);
-            for (int j = 0; j < QBV; j++) {
-                __m512i d = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x0, q0[j])),
-                                             _mm512_popcnt_epi64(_mm512_xor_si512(x1, q1[j])));
-                VEC_PUSH(d, lm)
+            if (nq == QBV) {
+                for (int j = 0; j < QBV; j++) {
+                    __m512i d = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x0, q0[j])),
+                                                 _mm512_popcnt_epi64(_mm512_xor_si512(x1, q1[j])));
+                    VEC_PUSH(d, lm)
+                }
+            } else {
+                for (int j = 0; j < nq; j++) {
+                    __m512i d = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(x0, q0[j])),
+                                                 _mm512_popcnt_epi64(_mm512_xor_si512(x1, q1[j])));
+                    VEC_PUSH(d, lm)
+                }
             }
         }
     } else {
@@ -303,7 +318,9 @@ static int cand_cmp(const void *a, const void *b) {
 }
 
 /* Relative costs of one table probe and one candidate verification (random memory accesses)
- * against one code compared by the flat scan (sequential, about 0.35 ns per code per core here). */
+ * against one code compared by the scalar flat scan (sequential, about 0.35 ns per code per core
+ * here); the AVX-512 scan compares a code in about a quarter of that (0.07-0.15 ns measured), so
+ * mih_knn's caller scales them by 4 there (``cost_scale``). */
 #define PROBE_COST 40
 #define VISIT_COST 25
 
@@ -329,11 +346,11 @@ static int cand_cmp(const void *a, const void *b) {
                 uint64_t lim = 1ULL << L, mask = s ? ((1ULL << s) - 1) : 0;                       \
                 while (mask < lim) {                                                              \
                     uint32_t key = qs[a] ^ (uint32_t)mask;                                        \
-                    cost += PROBE_COST;                                                           \
+                    cost += PROBE_COST * cost_scale;                                              \
                     for (uint32_t p = ptr[key]; p < ptr[key + 1]; p++) {                          \
                         uint32_t id = tid[p];                                                     \
                         if (stamp[id] == cur) continue;                                           \
-                        stamp[id] = cur; visited++; cost += VISIT_COST;                           \
+                        stamp[id] = cur; visited++; cost += VISIT_COST * cost_scale;              \
                         int d = dist_any(db + (size_t)id * nbytes, qq, nbytes);                   \
                         cnt[d]++;                                                                 \
                         if (nc == cap) { cap *= 2; cand_t *nw = (cand_t *)realloc(cand, sizeof(cand_t) * cap); \
@@ -371,12 +388,13 @@ static int cand_cmp(const void *a, const void *b) {
 
 static int mih_plain(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k, int m,
                      const int32_t *offs, const int32_t *lens, const uint32_t *ptrs, const int64_t *ptr_base,
-                     const uint32_t *ids, int32_t *od, int64_t *oi, int64_t *visits, int64_t budget) { MIH_BODY }
+                     const uint32_t *ids, int32_t *od, int64_t *oi, int64_t *visits, int64_t budget,
+                     int cost_scale) { MIH_BODY }
 #if HAVE_TARGET
 POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, const uint8_t *q, int64_t nq, int k,
                                     int m, const int32_t *offs, const int32_t *lens, const uint32_t *ptrs,
                                     const int64_t *ptr_base, const uint32_t *ids, int32_t *od, int64_t *oi,
-                                    int64_t *visits, int64_t budget) { MIH_BODY }
+                                    int64_t *visits, int64_t budget, int cost_scale) { MIH_BODY }
 #endif
 
 /* Inverted-file search over binary codes (approximate k-NN, exact distances). The database codes are
@@ -391,8 +409,8 @@ typedef struct {
     int32_t *bound;   /* per query */
     int64_t *total;   /* per query: rows held below bound */
     int64_t *cnt;     /* per query x (K+1): rows seen at d */
-    int64_t *bucket;  /* per query x (K+1) x k: the k smallest rows at d */
-    int64_t *bmax;    /* per query x (K+1): the largest row in the bucket */
+    int64_t *bucket;  /* per query x (K+1) x k: the k first positions (in the list-grouped order) at d */
+    int64_t *bmax;    /* per query x (K+1): the largest position in the bucket */
 } qstate_t;
 
 INLINE void push_any(qstate_t *c, int64_t j, int d, int64_t row) {
@@ -414,13 +432,22 @@ INLINE void push_any(qstate_t *c, int64_t j, int d, int64_t row) {
                                                               k-th distance keeps the rows seen first */
 }
 
-static void emit_any(qstate_t *c, int64_t j, int32_t *od, int64_t *oi) {
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Positions are turned into rows here, once per result (a row lookup in the scan loop was a cache
+ * miss per candidate); rows are then sorted within each distance. */
+static void emit_any(qstate_t *c, int64_t j, const int64_t *rows, int32_t *od, int64_t *oi) {
     int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
     int o = 0;
     for (int d = 0; d <= c->K && o < c->k; d++) {
         int64_t m = cnt[d] < c->k ? cnt[d] : c->k;
         int64_t *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
-        for (int64_t t = 1; t < m; t++) {  /* insertion sort: a bucket is mostly in order already */
+        for (int64_t t = 0; t < m; t++) b[t] = rows[b[t]];
+        if (m > 12) qsort(b, (size_t)m, sizeof(int64_t), cmp_i64);
+        else for (int64_t t = 1; t < m; t++) {  /* insertion sort for the short ones */
             int64_t v = b[t], u = t - 1;
             while (u >= 0 && b[u] > v) { b[u + 1] = b[u]; u--; }
             b[u + 1] = v;
@@ -430,13 +457,13 @@ static void emit_any(qstate_t *c, int64_t j, int32_t *od, int64_t *oi) {
     for (; o < c->k; o++) { od[o] = -1; oi[o] = -1; }
 }
 
-INLINE void ivf_scan_plain(const uint8_t *codes, const int64_t *rows, int64_t nl, int nbytes, const uint8_t *q,
+INLINE void ivf_scan_plain(const uint8_t *codes, int64_t pos0, int64_t nl, int nbytes, const uint8_t *q,
                            const int64_t *qidx, int nqb, qstate_t *c) {
     for (int64_t i = 0; i < nl; i++) {
         const uint8_t *x = codes + (size_t)i * nbytes;
         for (int j = 0; j < nqb; j++) {
             int d = dist_any(x, q + (size_t)qidx[j] * nbytes, nbytes);
-            if (d < c->bound[qidx[j]]) push_any(c, qidx[j], d, rows[i]);
+            if (d < c->bound[qidx[j]]) push_any(c, qidx[j], d, pos0 + i);
         }
     }
 }
@@ -445,7 +472,7 @@ INLINE void ivf_scan_plain(const uint8_t *codes, const int64_t *rows, int64_t nl
 /* One list against the queries that probe it, with AVX-512: a list is small (about a thousand codes)
  * and stays in L1 while each query in turn streams it, 8 codes per instruction, with its distance
  * bound in a register. */
-AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, const int64_t *rows, int64_t nl, int nbytes,
+AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, int64_t pos0, int64_t nl, int nbytes,
                                      const uint8_t *q, const int64_t *qidx, int nqb, qstate_t *c) {
     const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
     for (int j = 0; j < nqb; j++) {
@@ -456,10 +483,12 @@ AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, const int64_t *rows, 
         __m512i bv = _mm512_set1_epi64(c->bound[qj]);
         for (int64_t i = 0; i < nl; i += 8) {
             int64_t r = nl - i >= 8 ? 8 : nl - i;
-            __mmask8 lm = (__mmask8)((1u << r) - 1);
+            __mmask8 lm = (__mmask8)((1u << r) - 1);  /* full groups: 0xFF */
             __m512i d;
             if (nbytes == 8) {
-                d = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(lm, codes + (size_t)i * 8), q0));
+                __m512i x = r == 8 ? _mm512_loadu_si512((const void *)(codes + (size_t)i * 8))
+                                   : _mm512_maskz_loadu_epi64(lm, codes + (size_t)i * 8);
+                d = _mm512_popcnt_epi64(_mm512_xor_si512(x, q0));
             } else {
                 __mmask8 ma = (__mmask8)(r >= 4 ? 0xFF : (1u << (2 * r)) - 1), mb = (__mmask8)(r > 4 ? (1u << (2 * (r - 4))) - 1 : 0);
                 __m512i a = _mm512_maskz_loadu_epi64(ma, codes + (size_t)i * 16);
@@ -468,12 +497,12 @@ AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, const int64_t *rows, 
                                      _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_permutex2var_epi64(a, odd, b), q1)));
             }
             __mmask8 m = _mm512_mask_cmplt_epu64_mask(lm, d, bv);
-            if (m) {
-                int64_t dd[8];
-                _mm512_storeu_si512((void *)dd, d);
-                while (m) {
+            if (__builtin_expect(m != 0, 0)) {
+                while (m) {  /* a lane read through a register: a store and reload stalled here */
                     int t = __builtin_ctz(m); m &= (__mmask8)(m - 1);
-                    if (dd[t] < c->bound[qj]) push_any(c, qj, (int)dd[t], rows[i + t]);
+                    int dt = (int)_mm_cvtsi128_si64(_mm512_castsi512_si128(
+                        _mm512_permutexvar_epi64(_mm512_set1_epi64(t), d)));
+                    if (dt < c->bound[qj]) push_any(c, qj, dt, pos0 + i + t);
                 }
                 bv = _mm512_set1_epi64(c->bound[qj]);
             }
@@ -482,9 +511,9 @@ AVX512_TARGET static void ivf_scan_v(const uint8_t *codes, const int64_t *rows, 
 }
 #endif
 
-#define IVF_CHUNK 2048
+#define IVF_CHUNK 512
 /* probe: nq x nprobe list numbers (-1: none). Returns -1 when out of memory. */
-INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist, int nbytes,
+INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist, const int nbytes,
                     const uint8_t *q, int64_t nq, int k, const int64_t *probe, int nprobe, int32_t *od, int64_t *oi,
                     int vec) {
     qstate_t c;
@@ -503,6 +532,19 @@ INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lp
         memset(c.cnt, 0, sizeof(int64_t) * (size_t)nc * (c.K + 1));
         for (int64_t j = 0; j < nc; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }
         const uint8_t *qc = q + (size_t)s * nbytes;
+        /* a starting bound from each query's nearest list: its distance histogram gives the k-th
+         * distance t there, so only codes at t or nearer are pushed at all */
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t l = probe[(s + j) * nprobe];
+            if (l < 0 || l >= nlist || lptr[l + 1] - lptr[l] < k) continue;
+            int64_t *h = c.cnt + (size_t)j * (c.K + 1);  /* zero; used as scratch, zeroed again below */
+            const uint8_t *lc = codes + (size_t)lptr[l] * nbytes, *qq = qc + (size_t)j * nbytes;
+            for (int64_t i = 0; i < lptr[l + 1] - lptr[l]; i++) h[dist_any(lc + (size_t)i * nbytes, qq, nbytes)]++;
+            int64_t acc = 0; int t = 0;
+            for (t = 0; t <= c.K; t++) { acc += h[t]; if (acc >= k) break; }
+            c.bound[j] = t + 1;
+            memset(h, 0, sizeof(int64_t) * (c.K + 1));
+        }
         /* two rounds: every query's nearest list first (its bound tightens early, so the other
          * lists push little), then the rest */
         for (int round = 0; round < 2; round++) {
@@ -523,17 +565,16 @@ INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lp
             int64_t a = head[l], b = head[l + 1], nl = lptr[l + 1] - lptr[l];
             if (a == b || nl == 0) continue;
             const uint8_t *lc = codes + (size_t)lptr[l] * nbytes;
-            const int64_t *lr = rows + lptr[l];
             for (int64_t t = a; t < b; t += QBV) {
                 int nqb = (int)(b - t < QBV ? b - t : QBV);
 #if HAVE_TARGET
-                if (vec) ivf_scan_v(lc, lr, nl, nbytes, qc, pairs + t, nqb, &c); else
+                if (vec) ivf_scan_v(lc, lptr[l], nl, nbytes, qc, pairs + t, nqb, &c); else
 #endif
-                ivf_scan_plain(lc, lr, nl, nbytes, qc, pairs + t, nqb, &c);
+                ivf_scan_plain(lc, lptr[l], nl, nbytes, qc, pairs + t, nqb, &c);
             }
         }
         }
-        for (int64_t j = 0; j < nc; j++) emit_any(&c, j, od + (s + j) * k, oi + (s + j) * k);
+        for (int64_t j = 0; j < nc; j++) emit_any(&c, j, rows, od + (s + j) * k, oi + (s + j) * k);
     }
     return 0;
 }
@@ -546,6 +587,9 @@ static int ivf_plain(const uint8_t *codes, const int64_t *rows, const int64_t *l
 POPCNT_TARGET static int ivf_popcnt(const uint8_t *codes, const int64_t *rows, const int64_t *lptr, int64_t nlist,
                                     int nbytes, const uint8_t *q, int64_t nq, int k, const int64_t *probe, int nprobe,
                                     int32_t *od, int64_t *oi, int vec) {
+    /* constant code widths for the common lengths: the distance loops unroll */
+    if (nbytes == 8) return ivf_core(codes, rows, lptr, nlist, 8, q, nq, k, probe, nprobe, od, oi, vec);
+    if (nbytes == 16) return ivf_core(codes, rows, lptr, nlist, 16, q, nq, k, probe, nprobe, od, oi, vec);
     return ivf_core(codes, rows, lptr, nlist, nbytes, q, nq, k, probe, nprobe, od, oi, vec);
 }
 #endif
@@ -717,14 +761,14 @@ static PyObject *py_mih_knn(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KLiKLiiKKKKKKKKL", &db, &n, &nbytes, &q, &nq, &k, &m, &offs, &lens, &ptrs, &base,
                           &ids, &od, &oi, &visits, &budget)) return NULL;
     if (m < 1 || m > 64) { PyErr_SetString(PyExc_ValueError, "m must be 1..64"); return NULL; }
-    int pc = use_popcnt();
+    int pc = use_popcnt(), scale = use_avx512(nbytes) ? 4 : 1;  /* the exhaustive scan it competes with */
     Py_BEGIN_ALLOW_THREADS
 #if HAVE_TARGET
     if (pc) rc = mih_popcnt(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
-                            ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget); else
+                            ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget, scale); else
 #endif
     rc = mih_plain(ADDR(db), n, nbytes, ADDR(q), nq, k, m, ADDR(offs), ADDR(lens), ADDR(ptrs), ADDR(base),
-                   ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget);
+                   ADDR(ids), ADDR(od), ADDR(oi), ADDR(visits), budget, scale);
     Py_END_ALLOW_THREADS
     (void)pc;
     if (rc) return PyErr_NoMemory();
@@ -767,7 +811,12 @@ static PyObject *py_ivf(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_variant(PyObject *self, PyObject *args) {
+    return PyUnicode_FromString(use_avx512(8) ? "avx512-vpopcntdq" : use_popcnt() ? "popcnt" : "portable");
+}
+
 static PyMethodDef methods[] = {
+    {"variant", py_variant, METH_NOARGS, "variant(): the instruction set the kernels use on this CPU"},
     {"knn", py_knn, METH_VARARGS, "knn(db, n, nbytes, q, nq, k, out_d, out_i): exact top-k, ties by row"},
     {"dists", py_dists, METH_VARARGS, "dists(db, n, nbytes, q, nq, out): (nq, n) uint16 distances"},
     {"substr", py_substr, METH_VARARGS, "substr(db, n, nbytes, off, len, out): uint32 substring keys"},
