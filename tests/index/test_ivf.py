@@ -147,6 +147,15 @@ def test_store_picks_exact_or_approximate_per_direction(tmp_path):
     st.close()
 
 
+def test_same_modal_approximate_when_asked(tmp_path):
+    img, _ = clustered(3000, 8, seed=13, centres=100)
+    st = IndexStore.create(tmp_path / "ix", 64, "ivf", commit=False,
+                           backend_params={"approx_from": 1000, "approx_same_modal": True})
+    st.add(img, img, [{"caption": f"item {i}"} for i in range(3000)])
+    assert all(p["mode"] == "approx" and p["recall"] >= 0.95 for p in st.manifest["search"].values())
+    st.close()
+
+
 def test_small_store_stays_exact_and_info_says_so(tmp_path):
     from cmhash.cli import main
 

@@ -116,14 +116,15 @@ class IVFIndex(MultiIndexHashing):
     """Approximate k-NN by an inverted file over binary codes; exact k-NN by multi-index hashing.
 
     ``approximate = True`` tells a store it may answer some query directions with it
-    (``store.IndexStore``: cross-modal ones, once the index holds ``approx_from`` codes, with the
-    ``nprobe`` calibrated to ``target_recall``)."""
+    (``store.IndexStore``: cross-modal ones, and same-modal ones too with ``approx_same_modal``,
+    once the index holds ``approx_from`` codes, with the ``nprobe`` calibrated to
+    ``target_recall``)."""
 
     approximate = True
 
     def __init__(self, bits: int, nlist: int | None = None, nprobe: int = 32, m: int | None = None,
                  threads: int | None = None, budget: float = 0.5, seed: int = 0, approx_from: int = 100_000,
-                 target_recall: float = 0.95):
+                 target_recall: float = 0.95, approx_same_modal: bool = False):
         super().__init__(bits, m=m, threads=threads, budget=budget)
         if nlist is not None and not 1 <= int(nlist) <= 1 << 20:
             raise ValueError(f"nlist must be between 1 and {1 << 20}, got {nlist}")
@@ -138,6 +139,7 @@ class IVFIndex(MultiIndexHashing):
         self.seed = int(seed)
         self.approx_from = int(approx_from)
         self.target_recall = float(target_recall)
+        self.approx_same_modal = bool(approx_same_modal)
         self._cent = None     # (nlist, nbytes) centroids
         self._assign = None   # (ntotal,) list of each row
         self._trained_n = 0
@@ -145,7 +147,8 @@ class IVFIndex(MultiIndexHashing):
 
     def _params(self) -> dict:
         return super()._params() | {"nprobe": self.nprobe, "seed": self.seed, "approx_from": self.approx_from,
-                                    "target_recall": self.target_recall} | (
+                                    "target_recall": self.target_recall,
+                                    "approx_same_modal": self.approx_same_modal} | (
             {"nlist": self.nlist} if self.nlist is not None else {})
 
     # --- the lists ---------------------------------------------------------------------------

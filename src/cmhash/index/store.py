@@ -347,8 +347,8 @@ class IndexStore:
         a cross-modal direction (text->image, image->text) is answered approximately once its target
         holds ``approx_from`` codes, with the smallest nprobe whose recall@50 reaches
         ``target_recall`` on 200 of the store's own codes of the query modality as queries;
-        same-modal directions stay exact (multi-index hashing is sublinear there). Other backends
-        answer every direction exactly."""
+        same-modal directions stay exact (multi-index hashing) unless ``approx_same_modal``.
+        Other backends answer every direction exactly."""
         if not getattr(self.indexes["image"], "approximate", False):
             self.manifest.pop("search", None)
             return
@@ -359,7 +359,7 @@ class IndexStore:
         for src in MODALITIES:
             for tgt in MODALITIES:
                 ix = self.indexes[tgt]
-                if src == tgt or ix.ntotal < max(1, ix.approx_from):
+                if (src == tgt and not ix.approx_same_modal) or ix.ntotal < max(1, ix.approx_from):
                     plan[f"{src}->{tgt}"] = {"mode": "exact"}
                     continue
                 rows = np.sort(rng.choice(ix.ntotal, min(200, ix.ntotal), replace=False))
