@@ -169,3 +169,4 @@ def test_small_store_stays_exact_and_info_says_so(tmp_path):
     info = json.loads(res.output)
     assert info["search"]["text->image"].startswith("approx (nprobe") and info["search"]["text->text"] == "exact"
     assert "recall@50" in info["recall_now"]["text->image"]
+

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from cmhash import kernels
 from cmhash.cli import main
 from cmhash.cli.search import open_for_search
 from cmhash.encoder import Encoder, read_codes
@@ -171,6 +172,7 @@ def test_api_searches(client):
     body = r.json()
     assert body["target"] == "image" and len(body["results"]) == 8 and body["known_words"] == ["dog", "puppy", "pet"]
     assert body["unknown_words"] == ["zzyzx"] and body["text_encoder"] == "words"
+    assert body["search"] == "exact"  # a flat store: every direction exact (an ivf one: tests/index/test_ivf.py)
     d = [x["distance"] for x in body["results"]]
     assert d == sorted(d)
     png = (out / "codes" / "images" / "11.png").read_bytes()
@@ -237,3 +239,23 @@ def test_search_with_another_model_is_refused(tiny_demo, tmp_path):
     shutil.copy(out / "bits-16" / "last.pt", tmp_path / "same.pt")
     res = CliRunner().invoke(main, ["search", str(out / "index"), "--text", "dog", "--model", str(tmp_path / "same.pt")])
     assert res.exit_code == 0, res.output
+
+
+def test_ivf_store_answers_cross_modal_queries_approximately(tiny_demo, tmp_path):
+    """An ivf store planned approximate for cross-modal directions: the service follows the plan,
+    says so, and its distances are still the true ones."""
+    out, _ = tiny_demo
+    res = CliRunner().invoke(main, ["index", "build", str(out / "codes"), "-o", str(tmp_path / "ix"), "--backend", "ivf",
+                                    "--param", "approx_from=1", "--param", "nlist=8"])
+    assert res.exit_code == 0, res.output
+    store, enc = open_for_search(tmp_path / "ix", None, "cpu")
+    c = TestClient(create_app(store, enc, ServiceConfig(max_k=50)))
+    body = c.get("/search/text", params={"q": "dog puppy pet", "k": 10}).json()
+    assert body["search"] == "approx" and len(body["results"]) == 10
+    same = c.get("/search/text", params={"q": "dog puppy pet", "k": 10, "same_modal": True}).json()
+    assert same["search"] == "exact"
+    q = pack_codes(enc.encode_texts(["dog puppy pet"]))  # (1, 2) packed
+    ids = [h["id"] for h in body["results"]]
+    true = kernels.dists(store.indexes["image"].reconstruct(ids), q)[0]
+    assert [h["distance"] for h in body["results"]] == true.tolist()
+    store.close()
