@@ -1,11 +1,11 @@
-/* Hamming-distance kernels for cmhash's exact indexes (faiss layout: n x nbytes uint8 codes).
+/* Hamming-distance kernels for cmhash's indexes and metrics (faiss layout: n x nbytes uint8 codes).
  *
  * knn:      exact top-k by exhaustive scan, ties broken by row (insertion) order. One pass over the
- *           database per block of QB queries; each query keeps, per distance d, the first k rows
- *           found at d (rows arrive in ascending order, so the first k are the ones that rank), and
- *           a bound: a row at distance >= bound can no longer enter the top k and costs one
- *           compare. Every row is loaded once per query block and compared against QB queries held
- *           in registers.
+ *           database per block of QB (scalar) or QBV (AVX-512 VPOPCNTDQ, chosen at run time)
+ *           queries; each query keeps, per distance d, the first k rows found at d (rows arrive in
+ *           ascending order, so the first k are the ones that rank), and a bound: a row at
+ *           distance >= bound can no longer enter the top k and costs one compare. Every row is
+ *           loaded once per query block and compared against the block's queries held in registers.
  * dists:    the full (nq, n) uint16 distance matrix (range search, tests).
  * substr:   substring keys for multi-index hashing.
  * mih_knn:  exact top-k by multi-index hashing (Norouzi, Punjani & Fleet, "Fast exact search in
@@ -17,6 +17,8 @@
  *           verifications exceed ``budget`` (in units of one code compared by the flat scan) stops
  *           and is reported with visits = -1; the caller scans it exhaustively, so a query far from
  *           every code costs at most about (1 + budget / n) flat scans.
+ * ivf:      top-k over the probed lists of an inverted file (approximate search, exact distances).
+ * rank:     AP, AP@k and distance histograms of Hamming rankings by counting sort (the metrics).
  *
  * Arrays are passed as addresses (numpy's .ctypes.data) and checked by the Python wrapper; the
  * GIL is released while a kernel runs, so Python threads split the queries.
