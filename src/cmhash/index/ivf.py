@@ -203,9 +203,7 @@ class IVFIndex(MultiIndexHashing):
             return super().search(queries, k, with_visits=with_visits)
         q = self._queries(queries)
         k = self._check_k(k)
-        nb = self.nbytes
-        if (kernels.kernel_name() != "c" or self.ntotal == 0
-                or 256 * (8 * nb + 1) * k * 8 > (256 << 20)):  # no compiled kernel, or a k of tens of thousands
+        if kernels.kernel_name() != "c" or self.ntotal == 0 or k > 2048:  # no compiled kernel, or a huge k
             return super().search(q, k, with_visits=with_visits)
         if self._lists is None:
             self._build_lists()

@@ -402,60 +402,68 @@ POPCNT_TARGET static int mih_popcnt(const uint8_t *db, int64_t n, int nbytes, co
 /* Inverted-file search over binary codes (approximate k-NN, exact distances). The database codes are
  * stored grouped by list (a coarse quantizer's cell), rows ascending inside a list. For a chunk of
  * queries, each with its nprobe lists (chosen by the caller), the (query, list) pairs are inverted
- * so that every list is read once per chunk and compared with the queries that probe it, 16 at a
- * time (the exact scan's register blocking); each query keeps a distance bound and, per distance,
- * the k smallest rows seen, so the answer is the exact top-k of the candidates it probed, ordered
- * by (distance, row) like every other search. With every list probed it is the exact answer. */
+ * so that every list is read once per chunk and compared with the queries that probe it, each query
+ * in turn streaming the list from L1; each query keeps a distance bound and its candidates, so the
+ * answer is the top-k of the codes it probed, ordered by (distance, row) like every other search.
+ * With every list probed its distances are the exact answer's. */
 typedef struct {
-    int k, K;
+    int k, K, cap;
     int32_t *bound;   /* per query */
-    int64_t *total;   /* per query: rows held below bound */
-    int64_t *cnt;     /* per query x (K+1): rows seen at d */
-    int64_t *bucket;  /* per query x (K+1) x k: the k first positions (in the list-grouped order) at d */
-    int64_t *bmax;    /* per query x (K+1): the largest position in the bucket */
+    int64_t *total;   /* per query: candidates held at distance <= bound */
+    int64_t *cnt;     /* per query x (K+1): candidates seen at d */
+    int64_t *cand;    /* per query x cap: (d << 48) | position, in the order seen */
+    int32_t *ncand;   /* per query */
 } qstate_t;
 
-INLINE void push_any(qstate_t *c, int64_t j, int d, int64_t row) {
-    int64_t *cnt = c->cnt + (size_t)j * (c->K + 1), *bmax = c->bmax + (size_t)j * (c->K + 1) + d;
-    int64_t nn = cnt[d], *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
-    if (nn < c->k) { b[nn] = row; if (nn == 0 || row > *bmax) *bmax = row; }
-    else if (row < *bmax) {  /* keep the k smallest rows (lists come in any order); rows of one list
-                                ascend, so once full a bucket mostly rejects in one compare */
-        int m = 0;
-        for (int t = 1; t < c->k; t++) if (b[t] > b[m]) m = t;
-        b[m] = row;
-        int64_t mx = b[0];
-        for (int t = 1; t < c->k; t++) if (b[t] > mx) mx = b[t];
-        *bmax = mx;
+/* Drop what can no longer be returned: every candidate nearer than the bound stays (fewer than k),
+ * and at the bound the first k seen (lists come in any order: a tie at the k-th distance keeps the
+ * candidates probed first). At most 2k remain, so a full array of cap = 4k halves at least. */
+static void compact(qstate_t *c, int64_t j) {
+    int64_t *cd = c->cand + (size_t)j * c->cap, B = c->bound[j];
+    int32_t n = c->ncand[j], w = 0, at = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int64_t d = cd[i] >> 48;
+        if (d < B || (d == B && at++ < c->k)) cd[w++] = cd[i];
     }
-    cnt[d] = nn + 1;
-    c->total[j]++;
-    shrink(cnt, &c->bound[j], &c->total[j], c->k, c->K);  /* lists come in any order: a tie at the
-                                                              k-th distance keeps the rows seen first */
+    c->ncand[j] = w;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Positions are turned into rows here, once per result (a row lookup in the scan loop was a cache
- * miss per candidate); rows are then sorted within each distance. */
-static void emit_any(qstate_t *c, int64_t j, const int64_t *rows, int32_t *od, int64_t *oi) {
+/* A candidate: appended to the query's short array (one cache line written; a per-distance bucket
+ * layout was measured at a cache miss or three per candidate), counted, and the bound updated. */
+INLINE void push_any(qstate_t *c, int64_t j, int d, int64_t pos) {
+    if (c->ncand[j] == c->cap) compact(c, j);
+    c->cand[(size_t)j * c->cap + c->ncand[j]++] = ((int64_t)d << 48) | pos;
     int64_t *cnt = c->cnt + (size_t)j * (c->K + 1);
-    int o = 0;
-    for (int d = 0; d <= c->K && o < c->k; d++) {
-        int64_t m = cnt[d] < c->k ? cnt[d] : c->k;
-        int64_t *b = c->bucket + ((size_t)j * (c->K + 1) + d) * c->k;
-        for (int64_t t = 0; t < m; t++) b[t] = rows[b[t]];
-        if (m > 12) qsort(b, (size_t)m, sizeof(int64_t), cmp_i64);
-        else for (int64_t t = 1; t < m; t++) {  /* insertion sort for the short ones */
-            int64_t v = b[t], u = t - 1;
-            while (u >= 0 && b[u] > v) { b[u + 1] = b[u]; u--; }
-            b[u + 1] = v;
-        }
-        for (int64_t t = 0; t < m && o < c->k; t++, o++) { od[o] = d; oi[o] = b[t]; }
+    cnt[d]++;
+    c->total[j]++;
+    shrink(cnt, &c->bound[j], &c->total[j], c->k, c->K);
+}
+
+/* The k best of a query's candidates by (distance, row): positions become rows here, once per
+ * result (a row lookup in the scan loop was a cache miss per candidate); a counting sort by
+ * distance, then rows sorted within each distance. */
+static void emit_any(qstate_t *c, int64_t j, const int64_t *rows, int32_t *od, int64_t *oi) {
+    compact(c, j);
+    int64_t *cd = c->cand + (size_t)j * c->cap, *cnt = c->cnt + (size_t)j * (c->K + 1);
+    int32_t n = c->ncand[j];
+    memset(cnt, 0, sizeof(int64_t) * (c->K + 1));
+    for (int32_t i = 0; i < n; i++) cnt[cd[i] >> 48]++;
+    int64_t acc = 0;
+    for (int d = 0; d <= c->K; d++) { int64_t v = cnt[d]; cnt[d] = acc; acc += v; }  /* first slot of d */
+    int64_t sorted[4 * 1024 + 1];  /* n <= 2k after compact; k <= 2048 here (the caller checks) */
+    int32_t dist[4 * 1024 + 1];
+    for (int32_t i = 0; i < n; i++) {
+        int64_t d = cd[i] >> 48, at = cnt[d]++;
+        sorted[at] = rows[cd[i] & ((1LL << 48) - 1)];
+        dist[at] = (int32_t)d;
     }
+    for (int32_t i = 1; i < n; i++) {  /* rows within a distance: short runs, mostly in order */
+        int64_t v = sorted[i]; int32_t dv = dist[i], u = i - 1;
+        while (u >= 0 && dist[u] == dv && sorted[u] > v) { sorted[u + 1] = sorted[u]; u--; }
+        sorted[u + 1] = v;
+    }
+    int o = 0;
+    for (; o < c->k && o < n; o++) { od[o] = dist[o]; oi[o] = sorted[o]; }
     for (; o < c->k; o++) { od[o] = -1; oi[o] = -1; }
 }
 
@@ -522,17 +530,19 @@ INLINE int ivf_core(const uint8_t *codes, const int64_t *rows, const int64_t *lp
     int64_t CH = nq < IVF_CHUNK ? nq : IVF_CHUNK;
     c.k = k; c.K = nbytes * 8;
     /* one scratch block per thread, kept between calls: a fresh one would be paged in every call */
+    c.cap = 4 * k;
     size_t w = (size_t)(CH + 1), L1 = (size_t)(c.K + 1);
-    size_t need = 8 * (w + w + w * L1 + w * L1 * k + w * L1 + (size_t)(nlist + 1) + (size_t)(CH * nprobe + 1));
+    size_t need = 8 * (w + w * L1 + w * (size_t)c.cap + (size_t)(nlist + 1) + (size_t)(CH * nprobe + 1)) + 4 * 2 * w;
     int64_t *mem = (int64_t *)scratch(need);
     if (!mem) return -1;
-    c.total = mem; c.cnt = c.total + w; c.bucket = c.cnt + w * L1; c.bmax = c.bucket + w * L1 * k;
-    int64_t *head = c.bmax + w * L1, *pairs = head + nlist + 1;
+    c.total = mem; c.cnt = c.total + w; c.cand = c.cnt + w * L1;
+    int64_t *head = c.cand + w * (size_t)c.cap, *pairs = head + nlist + 1;
     c.bound = (int32_t *)(pairs + CH * nprobe + 1);
+    c.ncand = c.bound + w;
     for (int64_t s = 0; s < nq; s += CH) {
         int64_t nc = nq - s < CH ? nq - s : CH;
         memset(c.cnt, 0, sizeof(int64_t) * (size_t)nc * (c.K + 1));
-        for (int64_t j = 0; j < nc; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; }
+        for (int64_t j = 0; j < nc; j++) { c.bound[j] = c.K + 1; c.total[j] = 0; c.ncand[j] = 0; }
         const uint8_t *qc = q + (size_t)s * nbytes;
         /* a starting bound from each query's nearest list: its distance histogram gives the k-th
          * distance t there, so only codes at t or nearer are pushed at all */
@@ -800,6 +810,7 @@ static PyObject *py_ivf(PyObject *self, PyObject *args) {
     unsigned long long codes, rows, lptr, q, probe, od, oi; long long nlist, nq; int nbytes, k, nprobe, rc;
     if (!PyArg_ParseTuple(args, "KKKLiKLiKiKK", &codes, &rows, &lptr, &nlist, &nbytes, &q, &nq, &k, &probe, &nprobe,
                           &od, &oi)) return NULL;
+    if (k < 1 || k > 2048) { PyErr_SetString(PyExc_ValueError, "ivf: k must be 1..2048"); return NULL; }
     int pc = use_popcnt(), av = use_avx512(nbytes) && (nbytes == 8 || nbytes == 16);
     Py_BEGIN_ALLOW_THREADS
 #if HAVE_TARGET
