@@ -11,10 +11,11 @@ centroid, and a query reads only the lists of its ``nprobe`` nearest centroids.
   the majority of its members' bits) on a sample of ``64 * nlist`` codes, seeded, so a rebuild gives
   the same lists.
 - Search: every code of the probed lists is compared with its full distance (the compiled kernel
-  reads each list once per chunk of queries and compares it with the queries that probe it, 16 at
-  a time); the result is the exact top-k of the probed codes, ordered by (distance, row) like every
-  other backend, so the returned distances are true Hamming distances and ``nprobe = nlist`` gives
-  the exact answer. What is approximate is only which codes were looked at: recall@k.
+  reads each list once per chunk of queries, each probing query streaming it from L1, 8 codes per
+  AVX-512 instruction); the result is the top-k of the probed codes, ordered by (distance, row)
+  like every other backend, so the returned distances are true Hamming distances and
+  ``nprobe = nlist`` gives the exact answer's distances (a tie at the k-th distance keeps the codes
+  probed first). What is approximate is only which codes were looked at: recall@k.
 - Recall@k is measured against the exact answer (``recall_at_k``): the share of returned codes
   within the exact k-th distance, as ann-benchmarks counts it (codes tied at the k-th distance are
   equally right), or, ``strict``, the distances matched as multisets.
