@@ -273,7 +273,7 @@ def bench_search(args, res):
 def bench_metrics(args, res):
     """mAP + mAP@50 for 2,000 x 18,015 (MIRFlickr's protocol sizes): cmhash vs the community loop."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_metrics import community_loop, labels
+    from bench_metrics import community_loop, label_codes, labels
 
     from cmhash.eval import evaluate_retrieval
 
@@ -284,8 +284,7 @@ def bench_metrics(args, res):
             "|---|---|---|---|---|"]
     out = []
     for k in (64, 128):
-        proj = rng.normal(size=(lab.shape[1], k))
-        codes = np.where(lab @ proj + rng.normal(scale=1.5, size=(len(lab), k)) >= 0, 1, -1).astype(np.int8)
+        codes = label_codes(lab, k, rng)
         q, db = codes[:2000], codes[2000:]
         ours = []
         for _ in range(args.repeats + 2):

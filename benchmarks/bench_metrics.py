@@ -46,6 +46,12 @@ def labels(n, rng):
     return lab, "random multi-hot, 24 classes"
 
 
+def label_codes(lab, k, rng):
+    """{-1,+1} codes correlated with the labels, like trained ones (many ties at short lengths)."""
+    proj = rng.normal(size=(lab.shape[1], k))
+    return np.where(lab @ proj + rng.normal(scale=1.5, size=(len(lab), k)) >= 0, 1, -1).astype(np.int8)
+
+
 def timed(fn, *a, **kw):
     t = time.perf_counter()
     r = fn(*a, **kw)
@@ -67,9 +73,7 @@ def main():
     print("| bits | cmhash (s) median (min-max) | per-query loop (s) | speed-up | same result |")
     print("|---|---|---|---|---|")
     for k in [int(b) for b in args.bits.split(",")]:
-        # codes correlated with labels, like trained ones (many ties at short lengths)
-        proj = rng.normal(size=(lab.shape[1], k))
-        codes = np.where(lab @ proj + rng.normal(scale=1.5, size=(len(lab), k)) >= 0, 1, -1).astype(np.int8)
+        codes = label_codes(lab, k, rng)
         q, db = codes[: args.n_query], codes[args.n_query:]
         ours, loop = [], []
         for r in range(max(args.repeats, args.loop_repeats)):

@@ -151,22 +151,16 @@ class Encoder:
         rank, world = shard or (0, 1)
         if world > 1:
             a, b = shard_bounds(len(rows), batch_size, rank, world)
-            part = out / f".shard-{rank:05d}-of-{world:05d}"
-            shutil.rmtree(part, ignore_errors=True)
-            part.mkdir()
+            part = _empty_dir(out / f".shard-{rank:05d}-of-{world:05d}")
             self._encode_into(part, out, data, batch_size, ids[a:b], rows[a:b], cache_dir, progress and rank == 0)
             barrier()  # every shard written
             if rank == 0:
-                work = out / f".encoding-{os.getpid()}"
-                shutil.rmtree(work, ignore_errors=True)
-                work.mkdir()
+                work = _empty_dir(out / f".encoding-{os.getpid()}")
                 _join_shards([out / f".shard-{r:05d}-of-{world:05d}" for r in range(world)], work, self.bits)
                 self._swap_in(work, out)
             barrier()  # the joined folder is in place before any rank returns
             return out
-        work = out / f".encoding-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
+        work = _empty_dir(out / f".encoding-{os.getpid()}")
         try:
             self._encode_into(work, out, data, batch_size, ids, rows, cache_dir, progress)
         except BaseException:
@@ -297,6 +291,13 @@ class Encoder:
         except (OSError, ValueError):
             return None
         return arr if len(arr) == len(data) else None
+
+
+def _empty_dir(path: Path) -> Path:
+    """``path`` as a new, empty folder (what a killed run left there is removed)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
 
 
 def shard_bounds(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:

@@ -58,7 +58,7 @@ def encode(model, bits, dataset, data_root, out, batch_size, limit, id_start, da
                    f"image input: {enc.image_mode})" + (f" in {size} processes" if size > 1 else ""))
     try:
         enc.encode_collection(data, out, batch_size=batch_size, rows=rows, ids=rows + id_start,
-                              cache_dir=enc.cfg.backbone.cache_dir, shard=(rank, size) if size > 1 else None)
+                              cache_dir=enc.cfg.backbone.cache_dir, shard=(rank, size))
     finally:
         shutdown()
     if rank == 0:

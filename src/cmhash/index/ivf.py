@@ -96,7 +96,8 @@ def calibrate(index: "IVFIndex", queries: np.ndarray, k: int = 50, target: float
               nprobes=(4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)) -> dict:
     """The smallest ``nprobe`` whose recall@k (``recall_at_k``) on ``queries`` reaches ``target``,
     measured against the exact answer; every list probed when none does. Returns
-    ``{"nprobe", "recall", "recall_strict", "queries", "k"}``."""
+    ``{"nprobe", "recall", "recall_strict", "queries", "k"}``. With ``target=0`` and one nprobe it
+    measures the recall at that nprobe."""
     q = index._queries(queries)
     k = min(k, max(1, index.ntotal))
     exact_d, _ = index.search(q, k, exact=True)
@@ -197,26 +198,22 @@ class IVFIndex(MultiIndexHashing):
         return 0 if self._cent is None else len(self._cent)
 
     # --- search --------------------------------------------------------------------------------
-    def search(self, queries, k: int, exact: bool = False, nprobe: int | None = None, with_visits: bool = False):
+    def search(self, queries, k: int, exact: bool = False, nprobe: int | None = None):
         """Top-k: approximate over the ``nprobe`` nearest lists (default), or ``exact`` by MIH.
         Distances are exact Hamming distances either way."""
         if exact:
-            return super().search(queries, k, with_visits=with_visits)
+            return super().search(queries, k)
         q = self._queries(queries)
         k = self._check_k(k)
         if kernels.kernel_name() != "c" or self.ntotal == 0 or k > 2048:  # no compiled kernel, or a huge k
-            return super().search(q, k, with_visits=with_visits)
+            return super().search(q, k)
         if self._lists is None:
             self._build_lists()
         codes, rows, ptr = self._lists
         npr = min(nprobe or self.nprobe, len(ptr) - 1)
         _, probe = kernels.knn(self._cent, q, npr, self.threads)  # (nq, nprobe) nearest cells, nearest first
         d, r = kernels.ivf_search(codes, rows, ptr, q, k, probe, self.threads)
-        ids = self._map(r)
-        if with_visits:
-            sizes = np.diff(ptr)
-            return d, ids, sizes[probe].sum(1)
-        return d, ids
+        return d, self._map(r)
 
     # --- persistence: the quantizer and the assignment travel with the codes -----------------
     def _payload(self) -> list[bytes]:
