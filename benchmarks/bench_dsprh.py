@@ -18,7 +18,8 @@ from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.report import Report
 from cmhash.train.sweep import slug
-from common import bench_parser, finish_dataset, run_datasets, run_into
+from common import bench_parser, finish_dataset, run_datasets
+from cmhash.train.protocol import run_into
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
             "DSPRH w/o pairwise": {"gamma": 0.0}}
@@ -38,7 +39,7 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     report = Report(dataset, inputs, ("map", "map@50"))
     for name, b, cfg in built:
         # the paper's Figure 6: PR and precision@top-K at the largest code length
-        run_into(report, name, cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs, resume,
+        run_into(report, name, cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs, resume=resume,
                  curves=b == max(bits) and name in [m.upper() for m in methods])
     return finish_dataset(report, bits, out / dataset)
 

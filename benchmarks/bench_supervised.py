@@ -22,10 +22,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cmhash.config import build_config, load_preset
+from cmhash.config import build_config
+from cmhash.presets import load_preset
 from cmhash.data.inputs import prepare_inputs, reads_maps
 from cmhash.eval.report import Report
-from common import bench_parser, finish_dataset, run_datasets, run_into
+from common import bench_parser, finish_dataset, run_datasets
+from cmhash.train.protocol import run_into
 
 METHODS = ("dcmh", "ssah", "udsph", "sdeh", "dsprh")
 METRICS = ("map", "map@50", "ndcg@50")
@@ -50,7 +52,7 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     report = Report(dataset, inputs, METRICS)
     for m, b, cfg in built:
         name = m.upper() + (" (unsupervised)" if m == "dsprh" else "")
-        run_into(report, name, cfg, out / dataset / f"{m}-{b}", inputs, resume, curves=b == max(bits))
+        run_into(report, name, cfg, out / dataset / f"{m}-{b}", inputs, resume=resume, curves=b == max(bits))
     return finish_dataset(report, bits, out / dataset)
 
 

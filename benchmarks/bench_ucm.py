@@ -35,7 +35,8 @@ from cmhash.eval.hamming import hamming_pm1
 from cmhash.eval.report import Report
 from cmhash.model import encode_items, load_model
 from cmhash.utils import CmhashError, write_text_atomic
-from common import bench_parser, finish_dataset, run_into
+from common import bench_parser, finish_dataset
+from cmhash.train.protocol import run_into
 
 DEFAULT_UCM = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ucm-captions")
 METHODS = ("djsrh", "dsah", "dsprh", "dcmh", "ssah", "udsph", "sdeh")
@@ -112,7 +113,7 @@ def main() -> None:
         for m in methods:
             for b in bits:
                 run = out / enc / f"{m}-{b}"
-                run_into(report, m.upper(), cfg_for(m, b), run, inputs, args.resume, curves=False)
+                run_into(report, m.upper(), cfg_for(m, b), run, inputs, resume=args.resume, curves=False)
                 if b == args.query_bits:
                     try:
                         short[(enc, m)] = class_name_precision(run, inputs)

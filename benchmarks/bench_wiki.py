@@ -11,7 +11,8 @@ from pathlib import Path
 from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.report import Report
-from common import bench_parser, finish_dataset, run_into
+from common import bench_parser, finish_dataset
+from cmhash.train.protocol import run_into
 
 PAPER_DJSRH_WIKI = {  # DJSRH (ICCV 2019) Table, mAP@50, AlexNet on raw Wiki images
     "i2t": {16: .388, 32: .403, 64: .412, 128: .421}, "t2i": {16: .611, 32: .635, 64: .646, 128: .658}}
@@ -29,7 +30,7 @@ def main() -> None:
     report = Report("Wiki (wikiData.mat: 128-d SIFT BoVW images, 10-d LDA texts)", prepare_inputs(cfgs[0]),
                     ("map", "map@50"))
     for cfg in cfgs:
-        run_into(report, cfg.method.upper(), cfg, out / f"{cfg.method}-{cfg.bits}", report.inputs, args.resume)
+        run_into(report, cfg.method.upper(), cfg, out / f"{cfg.method}-{cfg.bits}", report.inputs, resume=args.resume)
     for b in bits:
         if b in PAPER_DJSRH_WIKI["i2t"]:
             report.add("DJSRH paper (raw images, AlexNet)", b, {

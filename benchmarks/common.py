@@ -1,14 +1,12 @@
-"""What the benchmark scripts share: the per-dataset loop, one run into the report, the summary."""
+"""What the benchmark scripts share: their options, the per-dataset loop, the baselines and the summary
+(one run into a report is ``cmhash.train.protocol.run_into``, as for train and sweep)."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Callable
 
 from cmhash.eval.report import Report
-from cmhash.train import run_experiment
-from cmhash.train.sweep import summary_line
 from cmhash.utils import write_text_atomic
 
 DEFAULT_WIKI = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki")
@@ -44,16 +42,6 @@ def run_datasets(datasets: str, wiki: str, title: str, out: Path, bench: Callabl
     print("\n" + text)
     write_text_atomic(Path(out) / "results.md", text)
     return text
-
-
-def run_into(report: Report, name: str, cfg, out: Path, inputs, resume: bool, curves: bool = False) -> dict:
-    """One ``run_experiment`` into ``report`` under ``name``, with a progress line."""
-    t = time.time()
-    m = run_experiment(cfg, out, inputs, resume=resume, progress=False, curves=curves)
-    report.add(name, cfg.bits, m)
-    print(f"[{report.title}] {name:<26} {cfg.bits:>3} bits: {summary_line(m)}  ({cfg.train.epochs} epochs, best "
-          f"{m['best_epoch']}, {m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)", flush=True)
-    return m
 
 
 def finish_dataset(report: Report, bits: list[int], out: Path, cca: bool = False) -> str:

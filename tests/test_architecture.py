@@ -215,14 +215,73 @@ def test_a_checkpoint_loads_without_its_weight_file_and_data(tmp_path, finetune)
     query = tmp_path / "query.png"
     shutil.copy(data / "4.png", query)
     before = Encoder.load(tmp_path / "run")
-    img, txt = before.encode_image_files([query]), before.encode_texts(["a green square"])
+    img, txt = before.image_file_codes([query]), before.text_codes(["a green square"])
     shutil.move(str(data), tmp_path / "elsewhere")
     shutil.move(str(weights.parent), tmp_path / "weights-elsewhere")
     after = cmhash.load_model(tmp_path / "run")
     assert after.spec.image.mode == ("pixels" if finetune else "pooled")
     assert after.spec.text.vocab and "green" in after.spec.text.vocab
     enc = Encoder(after)
-    np.testing.assert_array_equal(enc.encode_image_files([query]), img)
-    np.testing.assert_array_equal(enc.encode_texts(["a green square"]), txt)
+    np.testing.assert_array_equal(enc.image_file_codes([query]), img)
+    np.testing.assert_array_equal(enc.text_codes(["a green square"]), txt)
     codes = cmhash.sign_codes(after.encode_text(["a green square"]))
     np.testing.assert_array_equal(codes, txt)
+
+
+def layer_table(doc: Path = SRC.parents[1] / "docs" / "architecture.md") -> list[set[str]]:
+    """The layers docs/architecture.md draws (its first table, top row first), each a set of module
+    names (``cmhash.data`` for ``data/``)."""
+    import re
+
+    rows, in_table = [], False
+    for line in doc.read_text().splitlines():
+        if line.startswith("| layer |"):
+            in_table = True
+            continue
+        if in_table and line.startswith("|---"):
+            continue
+        if in_table and not line.startswith("|"):
+            break
+        if in_table:
+            cell = line.split("|")[2]
+            rows.append({"cmhash." + m.rstrip("/").replace("/", ".") for m in re.findall(r"`([^`]+)`", cell)})
+    return rows
+
+
+def layer_of(module: str, layers: list[set[str]]) -> int | None:
+    for i, names in enumerate(layers):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return i
+    return None
+
+
+def test_the_layers_docs_architecture_draws_hold():
+    """Every module is in one layer of the table, and imports only from its own layer or those
+    drawn above it."""
+    layers = layer_table()
+    assert len(layers) >= 8, layers
+    edges = import_graph()
+    unplaced = sorted(m for m in edges if m not in ("cmhash", "cmhash.__main__") and layer_of(m, layers) is None)
+    assert unplaced == [], f"modules not in the table of docs/architecture.md: {unplaced}"
+    up = [f"{a} (layer {layer_of(a, layers)}) -> {b} (layer {layer_of(b, layers)})" for a, deps in edges.items()
+          for b in deps if a not in ("cmhash", "cmhash.__main__") and layer_of(b, layers) > layer_of(a, layers)]
+    assert up == [], "imports from a lower layer:\n" + "\n".join(up)
+    # the indexes need codes, not evaluation: packing lives in cmhash.codes
+    assert [(a, b) for a, deps in edges.items() for b in deps
+            if a.startswith("cmhash.index") and b.startswith("cmhash.eval")] == []
+
+
+def test_import_cmhash_does_not_load_the_trainer():
+    import subprocess
+
+    code = "import sys, cmhash; cmhash.Encoder if hasattr(cmhash, 'Encoder') else None; " \
+           "print('cmhash.train' in sys.modules, 'cmhash.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+    assert callable(cmhash.run_experiment)  # the training API, loaded when first used
+
+
+def test_the_command_line_modules_stay_short():
+    """Commands parse and print; the work is the library's (no module of cli/ over 200 lines)."""
+    long = {p.name: n for p in (SRC / "cli").glob("*.py") if (n := len(p.read_text().splitlines())) > 200}
+    assert long == {}

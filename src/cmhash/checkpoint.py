@@ -26,6 +26,23 @@ import torch
 from .utils import CmhashError, atomic_path, load_torch_file
 
 FORMAT = "cmhash-checkpoint-v2"  # the checkpoint's contents
+CHECKPOINT, METRICS = "last.pt", "metrics.json"  # in each bits-K folder of a run folder
+
+
+def bits_dir(run_dir: str | Path, bits: int) -> Path:
+    """The folder of one code length inside a run folder: ``RUN/bits-K`` (holding ``last.pt`` and
+    ``metrics.json``). The run-folder layout is decided here and nowhere else."""
+    return Path(run_dir) / f"bits-{bits}"
+
+
+def run_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """code length -> checkpoint of every ``bits-K/last.pt`` in a run folder, shortest first."""
+    found = {}
+    for p in Path(run_dir).glob(f"bits-*/{CHECKPOINT}"):
+        k = p.parent.name.split("-", 1)[1]
+        if k.isdigit():
+            found[int(k)] = p
+    return dict(sorted(found.items()))
 SEALED = "cmhash-checkpoint-v3"  # the file: the contents' bytes and their SHA-256
 
 

@@ -3,8 +3,7 @@
 Precedence: dataclass defaults < ``presets/<method>.yaml`` ``default:`` < its ``<dataset>:``
 section < command-line ``--set section.key=value`` overrides (``overrides``: typed, one parser).
 
-Code lengths are checked here, once, before anything trains: a positive multiple of 8, because
-codes are stored packed 8 bits a byte (faiss's layout) by ``encode`` and every index. Paths
+Code lengths are checked (``codes.check_code_length``) when a configuration is built. Paths
 (data root, split file, backbone weights, feature cache) are stored absolute, so a saved run
 evaluates and encodes from any working directory.
 """
@@ -12,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .codes import check_code_length
 from .overrides import make_dataclass, nest, parse_pairs
-from .utils import CmhashError
+from .presets import deep_update, load_preset
+from .utils import CmhashError, default_cache_dir
 
 
 @dataclass
@@ -43,7 +41,8 @@ class BackboneConfig:
     image_size: int | None = None  # None: the backbone's default (224)
     finetune: bool = False  # True: train through the backbone on raw pixels (a GPU job)
     batch_size: int = 64
-    cache_dir: str = ".cache/cmhash"
+    cache_dir: str | None = None  # frozen-feature cache; None: utils.default_cache_dir() (CMHASH_CACHE_DIR, else
+    # the platform's user cache folder, ~/.cache/cmhash on Linux), so every working directory shares it
     workers: int = 2  # processes that read and decode images for the feature pass and encoding
 
 
@@ -109,53 +108,8 @@ def scale_epochs(tc: TrainConfig, n_train: int) -> TrainConfig:
     return tc
 
 
-def check_code_length(bits) -> int:
-    """A code length every stage takes (training, packing, indexes): a positive multiple of 8."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 8 or bits % 8:
-        raise CmhashError(f"code length {bits!r}: give a positive multiple of 8 (16, 32, 64, 128 ...); codes are "
-                          "stored packed, 8 bits a byte")
-    return bits
-
-
 def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else path
-
-
-def _preset_file(method: str) -> dict:
-    try:
-        text = resources.files("cmhash.presets").joinpath(f"{method}.yaml").read_text()
-    except FileNotFoundError:
-        return {}
-    return yaml.safe_load(text) or {}
-
-
-def method_config(method: str, base: type | None = None) -> type:
-    """The ``Config`` dataclass of ``method`` from the ``params:`` section of ``presets/<method>.yaml``
-    (the hyper-parameters with the paper's values, each documented there): one field per parameter,
-    typed by its default (float, int, bool or str), after the fields of ``base``."""
-    preset = _preset_file(method)
-    if preset.get("params_from") and base is None:  # a method built on another: its parameters first
-        base = method_config(preset["params_from"])
-    fields = [(k, type(v), dataclasses.field(default=v)) for k, v in (preset.get("params") or {}).items()]
-    return dataclasses.make_dataclass(f"{method.upper()}Config", fields, bases=(base,) if base else ())
-
-
-def load_preset(method: str, dataset: str) -> dict:
-    """The preset sections for ``method`` merged for ``dataset`` (empty if no preset file)."""
-    presets = _preset_file(method)
-    out: dict = {}
-    for key in ("default", dataset):
-        _deep_update(out, presets.get(key) or {})
-    return out
-
-
-def _deep_update(dst: dict, src: dict) -> dict:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
-    return dst
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -168,9 +122,9 @@ def build_config(method: str, dataset: str, bits: int, overrides: dict | None = 
     """Defaults < preset < ``base`` (e.g. CLI options) < ``overrides``."""
     merged: dict[str, Any] = {"data": {"dataset": dataset}}
     preset = load_preset(method, dataset)
-    _deep_update(merged, preset)
-    _deep_update(merged, base or {})
-    _deep_update(merged, overrides or {})
+    deep_update(merged, preset)
+    deep_update(merged, base or {})
+    deep_update(merged, overrides or {})
     given = {**(base or {}).get("train", {}), **(overrides or {}).get("train", {})}
     if "epochs" in given and "epochs_at_items" not in given:  # epochs given by the user are taken as they are
         merged.setdefault("train", {})["epochs_at_items"] = 0
@@ -180,6 +134,7 @@ def build_config(method: str, dataset: str, bits: int, overrides: dict | None = 
 
     METHODS.get(method).make_config(cfg.method_params)  # unknown or mistyped method settings fail here
     d, b = cfg.data, cfg.backbone
+    b.cache_dir = b.cache_dir or str(default_cache_dir())
     d.root, d.split_file, b.weights, b.cache_dir = (_absolute(p) for p in (d.root, d.split_file, b.weights,
                                                                               b.cache_dir))
     return cfg

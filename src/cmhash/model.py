@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, run_checkpoints
 from .codes import sign_codes
 from .config import RunConfig
 from .registry import METHODS
@@ -43,22 +43,22 @@ def create_model(cfg: RunConfig, spec: InputSpec):
 
 
 def resolve_checkpoint(path, bits: int | None = None) -> Path:
-    """A checkpoint file from a file, a ``bits-K`` folder or a run folder (``bits`` picks the length)."""
+    """A checkpoint file from a file, a ``bits-K`` folder or a run folder (``bits`` picks the length;
+    default the longest)."""
     p = Path(path)
     if p.is_file():
         return p
-    if (p / "last.pt").is_file():
-        return p / "last.pt"
+    if (p / CHECKPOINT).is_file():
+        return p / CHECKPOINT
     if p.is_dir():
-        found = sorted(p.glob("bits-*/last.pt"), key=lambda x: int(x.parent.name.split("-")[1]))
+        found = run_checkpoints(p)
         if bits is not None:
-            c = p / f"bits-{bits}" / "last.pt"
-            if c.is_file():
-                return c
-            raise CmhashError(f"{p}: no {bits}-bit model (found: {[x.parent.name for x in found] or 'none'})")
+            if bits in found:
+                return found[bits]
+            raise CmhashError(f"{p}: no {bits}-bit model (found: {[f'bits-{b}' for b in found] or 'none'})")
         if found:
-            return found[-1]  # the longest code by default
-    raise CmhashError(f"{p}: not a checkpoint, a bits-K folder or a run folder with bits-K/last.pt")
+            return found[max(found)]
+    raise CmhashError(f"{p}: not a checkpoint, a bits-K folder or a run folder with bits-K/{CHECKPOINT}")
 
 
 def model_fingerprint(net: torch.nn.Module, method: str, bits: int) -> str:
@@ -139,7 +139,7 @@ def load_model(path, bits: int | None = None, device: str = "auto", state: str =
     net = create_model(cfg, spec)
     net.load_state_dict(ck[state] if ck.get(state) is not None else ck["model"])
     backbone = None
-    if spec.image.mode in ("pooled", "maps"):  # the frozen backbone turns pixels into the net's inputs
+    if spec.image.frozen_backbone:  # it turns pixels into the net's inputs
         backbone = spec.image.build_backbone(load=spec.image.weights_shipped)
         if not spec.image.weights_shipped:
             if ck.get("backbone") is None:

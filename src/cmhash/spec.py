@@ -50,6 +50,12 @@ class ImageSpec:
         return self.mode != "features"
 
     @property
+    def frozen_backbone(self) -> bool:
+        """The model turns pixels into its inputs through a frozen backbone (modes pooled and maps),
+        whose weights a checkpoint carries unless they ship with an installed package."""
+        return self.mode in ("pooled", "maps")
+
+    @property
     def net_dim(self) -> int:
         """Width of the vector the image net reads (0: it reads maps or pixels through a backbone)."""
         return self.dim if self.mode in ("features", "pooled", "maps") else 0

@@ -101,6 +101,31 @@ class WriteLock:
         self.release()
 
 
+def require(module: str, extra: str, what: str):
+    """Import ``module`` for ``what``, or a ``CmhashError`` naming the install that brings it: the
+    base install trains, evaluates, encodes and searches (flat, mih, ivf); faiss, Milvus, the HTTP
+    service and MiniLM come with the extras ``[faiss]``, ``[milvus]``, ``[serve]`` and ``[text]``."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CmhashError(f"{what} needs the [{extra}] extra ({module} is not installed): "
+                          f"pip install 'cmhash[{extra}]' (in a clone: pip install -e '.[{extra}]')") from None
+
+
+def default_cache_dir() -> Path:
+    """Where frozen features and pretrained text features are cached: ``CMHASH_CACHE_DIR`` when
+    set, else the platform's user cache folder (``~/.cache/cmhash`` on Linux, ``~/Library/Caches/
+    cmhash`` on macOS), the same from any working directory."""
+    env = os.environ.get("CMHASH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("cmhash", appauthor=False))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -108,6 +133,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "file"):
+    """The JSON in ``path``; a file that is not JSON (or not UTF-8) is a ``CmhashError`` calling the
+    ``what`` damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise CmhashError(f"{path}: damaged {what} (not JSON)") from None
 
 
 def _json_default(o: Any) -> Any:

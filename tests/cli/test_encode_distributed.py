@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from cmhash.encoder import shard_bounds
+from cmhash.codes_folder import shard_bounds
 
 
 def _port() -> int:

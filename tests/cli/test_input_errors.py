@@ -40,7 +40,7 @@ def test_bad_devices(wiki_like, tmp_path):
 def test_repeated_code_lengths_train_once(wiki_like, tmp_path):
     code, out = run("train", "-d", "wiki", "--data-root", wiki_like.parent, "-b", "16,16", "--epochs", "1",
                     "-o", tmp_path / "r", "--set", "train.batch_size=16")
-    assert code == 0 and out.count("djsrh  16 bits:") == 1, out
+    assert code == 0 and out.count("DJSRH, 16 bits:") == 1, out
 
 
 def test_encode_errors(tiny_demo, wiki_like, tmp_path):

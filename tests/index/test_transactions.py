@@ -274,3 +274,93 @@ def test_a_served_index_follows_a_writer_without_errors(tmp_path):
             time.sleep(0.05)
         assert c.get("/items/7000").status_code == 404 and c.get("/health").json()["items"] == 9999
     assert set(statuses) == {200}, sorted(set(statuses))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "header"])
+def test_a_damaged_items_database_is_the_damaged_error(tmp_path, damage):
+    """An items-*.sqlite cut short, overwritten with random bytes or with its header flipped: `index
+    info` and `search` say "damaged" (size or checksum, checked before the database is opened)."""
+    ix = tmp_path / "ix"
+    assert cli("index", "build", write_codes_folder(tmp_path / "c", 50, BITS), "-o", ix)[0] == 0
+    db = next(ix.glob("items-g*.sqlite"))
+    raw = bytearray(db.read_bytes())
+    if damage == "truncated":
+        raw = raw[:len(raw) // 2]
+    elif damage == "random":
+        raw = bytearray(np.random.default_rng(0).integers(0, 256, len(raw), dtype=np.uint8).tobytes())
+    else:
+        raw[:16] = b"not an sqlite db"
+    db.write_bytes(bytes(raw))
+    code, out = cli("index", "info", ix)
+    assert code == 2 and "Traceback" not in out and str(db.name) in out, out
+    assert ("truncated" in out) if damage == "truncated" else ("damaged" in out), out
+    with pytest.raises(StoreError):
+        IndexStore.open(ix)
+    # the same file, also passing the size and checksum checks (a manifest rewritten to match): still clear
+    m = json.loads((ix / "manifest.json").read_text())
+    from cmhash.index.store import sha256_file
+
+    m["files"]["items"].update(bytes=db.stat().st_size, sha256=sha256_file(db))
+    (ix / "manifest.json").write_text(json.dumps(m))
+    if damage != "truncated":
+        with pytest.raises(StoreError, match="damaged"):
+            IndexStore.open(ix)
+
+
+def test_a_failed_build_leaves_no_folder_behind(tmp_path):
+    c = write_codes_folder(tmp_path / "c", 20, BITS)
+    code, out = cli("index", "build", c, "-o", tmp_path / "ix", "--backend", "milvus", "--param", "index_type=NOPE")
+    assert code == 2 and not (tmp_path / "ix").exists(), out
+    (tmp_path / "given").mkdir()
+    code, out = cli("index", "build", c, "-o", tmp_path / "given", "--backend", "mih", "--param", "m=0")
+    assert code == 2 and list((tmp_path / "given").iterdir()) == [], out
+
+
+def test_a_rerun_after_a_killed_remove_cleans_the_old_generation(tmp_path):
+    """A remove killed after its commit but before it deleted the previous generation: running it
+    again removes nothing more, and the stale files go."""
+    ix = tmp_path / "ix"
+    assert cli("index", "build", write_codes_folder(tmp_path / "c", 50, BITS), "-o", ix)[0] == 0
+    old = sorted(p.name for p in ix.glob("*-g000001.*"))
+    saved = {n: (ix / n).read_bytes() for n in old}
+    assert cli("index", "remove", ix, "3")[0] == 0
+    for n, b in saved.items():  # as if the writer had died before deleting them
+        (ix / n).write_bytes(b)
+    code, out = cli("index", "remove", ix, "3")
+    assert code == 0 and "removed 0 items" in out, out
+    assert not any((ix / n).exists() for n in old)
+    assert len(snapshot(ix, queries())[0]) == 49
+
+
+def test_health_drops_a_reload_error_once_the_store_is_whole_again(tmp_path):
+    """A writer's damaged generation is reported by /health; when the index on disk is whole again,
+    the error goes."""
+    from fastapi.testclient import TestClient
+
+    from cmhash.service import ServiceConfig, create_app
+
+    class Enc:
+        fingerprint, method, text_encoder, accepts_pixels = "f00d", "test", None, False
+
+    ix = tmp_path / "ix"
+    assert cli("index", "build", write_codes_folder(tmp_path / "c1", 50, BITS), "-o", ix)[0] == 0
+    good = (ix / "manifest.json").read_text()
+    app = create_app(IndexStore.open(ix), Enc(), ServiceConfig(reload_retry_s=0.0))
+    with TestClient(app) as c:
+        m = json.loads(good)
+        m["generation"] = 7  # a generation whose files are not there
+        m["files"]["image"]["path"] = "image-g000007.cmhidx"
+        (ix / "manifest.json").write_text(json.dumps(m))
+        for _ in range(200):
+            h = c.get("/health").json()
+            if h["reload_error"]:
+                break
+            time.sleep(0.02)
+        assert h["reload_error"] and h["generation"] == 1, h
+        (ix / "manifest.json").write_text(good)  # whole again
+        for _ in range(200):
+            h = c.get("/health").json()
+            if h["reload_error"] is None:
+                break
+            time.sleep(0.02)
+        assert h["reload_error"] is None and h["items"] == 50, h

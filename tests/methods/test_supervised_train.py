@@ -10,12 +10,11 @@ from cmhash.config import build_config
 from cmhash.checkpoint import load_checkpoint
 from cmhash.model import load_model
 from cmhash.train import run_experiment, train_run
+from conftest import SMALL_METHOD_PARAMS
 
 FAST = {"lr_lab": 0.01, "lr_img": 0.01, "lr_txt": 0.01}  # 160 items give few steps: SSAH's nets need larger ones
-SMALL = {"dcmh": {"img_hidden": 64, "txt_hidden": 64},
-         "ssah": {"hidden": 64, "feat_dim": 32, **FAST},
-         "udsph": {"hidden": 64, "feat_dim": 32, "att_dim": 16, "max_tokens": 4, "att_pairs": 8, **FAST},
-         "sdeh": {"hidden": 64, "local_dim": 16, "feat_dim": 32, "sem_dim": 16, "tok_dim": 8, "lab_hidden": 32}}
+SMALL = {m: {**SMALL_METHOD_PARAMS[m], **(FAST if m in ("ssah", "udsph") else {})}
+         for m in ("dcmh", "ssah", "udsph", "sdeh")}
 
 
 def small_cfg(root, method, epochs=4, bits=16, **train):

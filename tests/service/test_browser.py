@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cmhash.cli.search import open_for_search
+from cmhash.search import open_for_search
 from cmhash.service import create_app
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cmhash.cli import main
-from cmhash.cli.search import open_for_search
+from cmhash.search import open_for_search
 from cmhash.index.store import IndexStore
 from cmhash.service import ServiceConfig, create_app
 
@@ -117,13 +117,13 @@ def test_image_uploads_do_not_hold_up_text_queries(demo_store):
     import uvicorn
 
     store, enc, out = demo_store
-    real = enc.encode_image_files
+    real = enc.image_file_codes
 
     class Slow:
         def __getattr__(self, name):
             return getattr(enc, name)
 
-        def encode_image_files(self, sources, max_pixels=None):
+        def image_file_codes(self, sources, max_pixels=None):
             time.sleep(0.8)  # holds a thread, like a CNN on a busy CPU
             return real(sources, max_pixels)
 

@@ -9,8 +9,9 @@ from fastapi.testclient import TestClient
 
 from cmhash import kernels
 from cmhash.cli import main
-from cmhash.cli.search import open_for_search
-from cmhash.encoder import Encoder, read_codes
+from cmhash.search import open_for_search
+from cmhash.codes_folder import read_codes
+from cmhash.encoder import Encoder
 from cmhash.eval.hamming import pack_codes
 from cmhash.index.store import IndexStore, StoreError
 from cmhash.service import ServiceConfig, create_app
@@ -38,7 +39,7 @@ def test_encoder_codes_equal_the_trainers(tiny_demo):
     np.testing.assert_array_equal(np.asarray(c["text"]), pack_codes(encode(enc.model.net, inputs, rows, "text", "cpu")))
     np.testing.assert_array_equal(np.asarray(c["image"]), pack_codes(encode(enc.model.net, inputs, rows, "image", "cpu")))
     # pixels through the backbone give the cached-feature codes (up to float rounding of a bit or two)
-    pix = enc.encode_pixels(inputs.data.image_rows(rows[:20]))
+    pix = enc.pixel_codes(inputs.data.image_rows(rows[:20]))
     assert (pack_codes(pix) != np.asarray(c["image"][:20])).mean() < 0.05
 
 
@@ -166,11 +167,11 @@ def test_api_searches(client):
     c, out = client
     h = c.get("/health").json()
     assert h["status"] == "ok" and h["items"] == 200 and h["bits"] == 16
-    assert h["text_queries"] and h["text_encoder"] == "words"  # the demo's tag vocabulary
-    r = c.get("/search/text", params={"q": "dog puppy pet zzyzx", "k": 8})
+    assert h["text_queries"] and h["text_encoder"] == "words"  # a bag of words fitted on the demo's tags
+    r = c.get("/search/text", params={"q": "dog pet zzyzx", "k": 8})
     assert r.status_code == 200
     body = r.json()
-    assert body["target"] == "image" and len(body["results"]) == 8 and body["known_words"] == ["dog", "puppy", "pet"]
+    assert body["target"] == "image" and len(body["results"]) == 8 and body["known_words"] == ["dog", "pet"]
     assert body["unknown_words"] == ["zzyzx"] and body["text_encoder"] == "words"
     assert body["search"] == "exact"  # a flat store: every direction exact (an ivf one: tests/index/test_ivf.py)
     d = [x["distance"] for x in body["results"]]
@@ -218,6 +219,7 @@ def test_api_validates_uploads(client):
         r = c.post("/search/image", files=files) if files else c.post("/search/image")
         assert r.status_code == status, (files, r.text)
         assert words in r.json()["error"]["message"]
+        assert "BytesIO" not in r.text and "object at 0x" not in r.text, r.text
     assert c.get("/items/99999").status_code == 404
     assert c.get("/items/99999").json()["error"]["message"] == "no item 99999"
     for bad in ("abc", "-1", "99999999999999999999", "1e3", "9223372036854775808"):  # every bad id is a 404
@@ -235,7 +237,7 @@ def test_search_with_another_model_is_refused(tiny_demo, tmp_path):
     ck["best_model"][key] = ck["best_model"][key] + 1
     save_checkpoint(other, {k: v for k, v in ck.items() if k != "format"})
     res = CliRunner().invoke(main, ["search", str(out / "index"), "--text", "dog", "--model", str(other)])
-    assert res.exit_code == 2 and "not the one the index was built with" in res.output
+    assert res.exit_code == 2 and "codes of different models are not comparable" in res.output
     shutil.copy(out / "bits-16" / "last.pt", tmp_path / "same.pt")
     res = CliRunner().invoke(main, ["search", str(out / "index"), "--text", "dog", "--model", str(tmp_path / "same.pt")])
     assert res.exit_code == 0, res.output
@@ -254,7 +256,7 @@ def test_ivf_store_answers_cross_modal_queries_approximately(tiny_demo, tmp_path
     assert body["search"] == "approx" and len(body["results"]) == 10
     same = c.get("/search/text", params={"q": "dog puppy pet", "k": 10, "same_modal": True}).json()
     assert same["search"] == "exact"
-    q = pack_codes(enc.encode_texts(["dog puppy pet"]))  # (1, 2) packed
+    q = pack_codes(enc.text_codes(["dog puppy pet"]))  # (1, 2) packed
     ids = [h["id"] for h in body["results"]]
     true = kernels.dists(store.indexes["image"].reconstruct(ids), q)[0]
     assert [h["distance"] for h in body["results"]] == true.tolist()

@@ -9,7 +9,7 @@ from cmhash.checkpoint import load_checkpoint
 from cmhash.config import build_config
 from cmhash.registry import METHODS
 from cmhash.train import trainer as trainer_mod
-from cmhash.train.trainer import train_run
+from cmhash.train import train_run
 
 from conftest import SMALL_METHOD_PARAMS as SMALL
 

@@ -72,7 +72,7 @@ def test_a_half_written_checkpoint_is_never_read(wiki_medium, tmp_path, monkeypa
     """torch.save dies half way: last.pt is still the previous complete checkpoint, no temp file
     is left, and leftovers of a killed writer are ignored."""
     from cmhash.config import build_config
-    from cmhash.train import trainer
+    from cmhash.train import protocol
 
     cfg = build_config("djsrh", "wiki", 16, {"train": {"epochs": 3, "eval_every": 1},
                                              "method": {"img_hidden": 32, "txt_hidden": 32}},
@@ -96,11 +96,11 @@ def test_a_half_written_checkpoint_is_never_read(wiki_medium, tmp_path, monkeypa
 
     monkeypatch.setattr(checkpoint.torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        trainer.train_run(cfg, tmp_path / "r", progress=False)
+        protocol.train_run(cfg, tmp_path / "r", progress=False)
     monkeypatch.undo()
     assert (tmp_path / "r" / "last.pt").read_bytes() == kept["before"]
     assert load_checkpoint(tmp_path / "r" / "last.pt")["state"]["epoch"] == 2  # epochs 1 and 2 complete
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["last.pt"]
     (tmp_path / "r" / ".last.pt.abc123.tmp").write_bytes(b"\x80\x02half")  # a killed writer's leftover
-    res = trainer.train_run(cfg, tmp_path / "r", resume=True, progress=False)
+    res = protocol.train_run(cfg, tmp_path / "r", resume=True, progress=False)
     assert [h["epoch"] for h in res.history] == [1, 2, 3]

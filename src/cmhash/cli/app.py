@@ -6,7 +6,7 @@ import warnings
 
 import click
 
-from ..config import check_code_length
+from ..codes import check_code_length
 from ..overrides import parse_pairs
 from ..registry import ALL
 from ..utils import CmhashError
@@ -29,7 +29,7 @@ def main():
 
 
 def code_lengths(value: str) -> list[int]:
-    """``--bits 16,32,64`` -> [16, 32, 64]: each checked (``config.check_code_length``), no repeats."""
+    """``--bits 16,32,64`` -> [16, 32, 64]: each checked (``codes.check_code_length``), no repeats."""
     try:
         bits = [int(b) for b in str(value).split(",") if b.strip()]
     except ValueError:
@@ -42,6 +42,19 @@ def code_lengths(value: str) -> list[int]:
     except CmhashError as e:
         raise click.BadParameter(str(e)) from None
     return list(dict.fromkeys(bits))
+
+
+def bits_option(help: str):
+    """``--bits/-b K``: one code length, checked (``codes.check_code_length``), or None."""
+    def check(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return check_code_length(value)
+        except CmhashError as e:
+            raise click.BadParameter(str(e)) from None
+
+    return click.option("--bits", "-b", type=int, default=None, callback=check, help=help)
 
 
 def key_values(pairs, what: str = "option") -> dict:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,27 @@ from ..utils import atomic_path
 
 
 def data_fingerprint(data: PairedData) -> str:
-    """Hash of the dataset's identity: name, shape, generator info and a strided sample of rows."""
+    """Hash of the dataset's identity, the key of its feature cache. Image files (a folder dataset):
+    every file's path, size and modification time, so a replaced photo is extracted again. Arrays:
+    name, shape, generator info, the size and modification time of the files they come from, and a
+    strided sample of 64 rows."""
     h = hashlib.sha1()
     h.update(json.dumps({"name": data.name, "shape": list(data.images.shape),
                          "info": {k: v for k, v in data.info.items() if k in ("generator", "seed", "n_items",
                                                                               "image_size", "files")}},
                         sort_keys=True, default=str).encode())
+    paths = getattr(data.images, "paths", None)
+    if paths is not None:
+        for p in paths:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        return h.hexdigest()[:16]
+    for f in data.info.get("files") or []:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            pass
     n = len(data)
     rows = np.unique(np.linspace(0, n - 1, num=min(n, 64)).astype(np.int64))
     h.update(np.ascontiguousarray(data.image_rows(rows)).tobytes())

@@ -181,26 +181,37 @@ def read_image(source, size: int, max_pixels: int | None = MAX_PIXELS) -> np.nda
             left, top = (w - size) // 2, (h - size) // 2
             im = im.crop((left, top, left + size, top + size))
             return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        raise DataError(f"{name}: not a readable image (not an image format Pillow knows)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{name}: not a readable image ({e})") from None
 
 
 def read_caption_file(path: Path) -> list[tuple[int, tuple[str, str, list[str] | None]]]:
     """``path<TAB>caption[<TAB>label,label,...]`` per line -> (line number, (name, caption, labels));
-    blank lines are skipped."""
+    blank lines are skipped.
+
+    Only ``\\n`` (or ``\\r\\n``) ends a row: U+2028, NEL and other Unicode line breaks are text
+    inside a caption, as a spreadsheet writes them. A UTF-8 byte-order mark at the start (Notepad,
+    Excel) is dropped. A row with more than three tab-separated fields is an error naming the line:
+    a tab inside a caption would otherwise move words into the label column."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     rows = []
-    for ln, line in enumerate(text.splitlines(), 1):
+    for ln, line in enumerate(text.split("\n"), 1):
+        line = line[:-1] if line.endswith("\r") else line
         if not line.strip():
             continue
-        parts = line.rstrip("\n").split("\t")
+        parts = line.split("\t")
         if len(parts) < 2:
             raise DataError(f"{path}:{ln}: expected 'image<TAB>caption[<TAB>labels]'")
+        if len(parts) > 3:
+            raise DataError(f"{path}:{ln}: {len(parts)} tab-separated fields, expected 'image<TAB>caption"
+                            "[<TAB>labels]': a caption cannot hold a tab (replace it with a space)")
         name, caption = parts[0].strip(), parts[1].strip()  # an empty caption is kept, and counted
         labels = [x.strip() for x in parts[2].split(",") if x.strip()] if len(parts) > 2 else None
         rows.append((ln, (name, caption, labels)))

@@ -34,6 +34,12 @@ class Inputs:
     maps: np.ndarray | None = None  # (N, C, h, w) float16 cached conv maps (memory-mapped), if asked for
     backbone: object | None = None  # the frozen backbone that made ``feat`` (pixel datasets)
     text_encoder: object | None = None  # the (fitted) cmhash.text encoder that made ``data.texts``, if any
+    #: whether retrieval can be scored: relevance is shared labels, so at least one item needs one
+    #: (decided here, once, for training, evaluation and the report)
+    scorable: bool = field(init=False)
+
+    def __post_init__(self):
+        self.scorable = bool(np.asarray(self.data.labels).any())
 
     def image_source(self, spec: InputSpec) -> np.ndarray | None:
         """What an image net with input ``spec`` reads: conv maps, feature vectors, or None (pixels)."""

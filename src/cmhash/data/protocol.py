@@ -61,28 +61,48 @@ class Split:
                      "protocol": "karpathy"}
             parts = [_rows(d[k], names, path, k) for k in ("query", "train", "database")]
             return cls(*parts, d.get("protocol", "custom"), d.get("seed", 0), d.get("params", {}))
+        except DataError:
+            raise
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DataError(f"{path}: not a readable split file ({type(e).__name__}: {e}); expected JSON with "
                             "query/train/database (or train/val/test) lists of row numbers or item names") from None
 
     def check(self, n: int) -> None:
+        """Every part non-empty, within 0..n-1, without repeats; the queries apart from the training
+        set and the database (a query found in either is a leaked query, and its mAP means nothing)."""
         for name in ("query", "train", "database"):
             idx = getattr(self, name)
             if len(idx) == 0:
                 raise DataError(f"split has an empty {name} set")
             if idx.min() < 0 or idx.max() >= n:
                 raise DataError(f"split's {name} indices fall outside 0..{n - 1}")
+            uniq, counts = np.unique(idx, return_counts=True)
+            if (counts > 1).any():
+                raise DataError(f"split's {name} set repeats {int((counts > 1).sum())} items (e.g. row "
+                                f"{int(uniq[counts > 1][0])}); each item may appear once")
+        for other in ("train", "database"):
+            both = np.intersect1d(self.query, getattr(self, other))
+            if len(both):
+                raise DataError(f"split: {len(both)} query items are also in the {other} set (e.g. row {int(both[0])}); "
+                                "queries must be held out, or their scores are measured on leaked items")
 
 
-def _rows(entries: list, names: list[str] | None, path, part: str) -> np.ndarray:
-    """Row numbers from a split file's list of row numbers or item names."""
+def _rows(entries, names: list[str] | None, path, part: str) -> np.ndarray:
+    """Row numbers from a split file's list of row numbers (integers: not floats, not booleans) or
+    item names."""
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: the {part} entry must be a list of row numbers or item names")
     if not entries or not isinstance(entries[0], str):
+        bad = [e for e in entries if isinstance(e, bool) or not isinstance(e, int) or not 0 <= e < 2**63]
+        if bad:
+            raise DataError(f"{path}: the {part} list holds {len(bad)} entries that are not row numbers (whole "
+                            f"numbers >= 0), e.g. {bad[0]!r}")
         return np.asarray(entries, np.int64)
     if names is None:
         raise DataError(f"{path}: the {part} list holds names, but this dataset's items have no names; give row "
                         "numbers")
     index = {n: i for i, n in enumerate(names)}
-    missing = [e for e in entries if e not in index]
+    missing = [e for e in entries if not isinstance(e, str) or e not in index]
     if missing:
         raise DataError(f"{path}: {len(missing)} {part} names are not items of the dataset (first: {missing[0]!r})")
     return np.asarray([index[e] for e in entries], np.int64)

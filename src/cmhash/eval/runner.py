@@ -13,11 +13,6 @@ NOT_SCORED = ("retrieval cannot be scored: the data has no labels (relevance is 
               "trained: encode, index and search with it, or add labels (a third column in captions.tsv) to score it")
 
 
-def scorable(labels) -> bool:
-    """Whether retrieval can be scored: relevance is shared labels, so at least one item needs one."""
-    return bool(np.asarray(labels).any())
-
-
 def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: bool = True,
                    tie_averaged: bool = False, ndcg_k: int | None = 50, grade: str = "shared") -> dict:
     """``codes`` holds q_img, q_txt, db_img, db_txt ({-1,+1} or real). Returns

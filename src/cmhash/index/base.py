@@ -1,6 +1,6 @@
 """The ``HammingIndex`` interface (faiss-like) and its file format.
 
-An index holds packed binary codes (n, K/8) uint8 in faiss's layout (see ``cmhash.eval.hamming``
+An index holds packed binary codes (n, K/8) uint8 in faiss's layout (see ``cmhash.codes``
 for the sign convention: a code value >= 0 is bit 1, bit j in byte j // 8 at position j % 8) and
 one int64 id per code. Every backend returns exact results in the evaluation's order: by Hamming
 distance, then by insertion order. Slots beyond the number of stored codes hold id -1 and
@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..codes import check_code_length, pack_codes
 from ..registry import INDEX_BACKENDS, register_index_backend
 from ..utils import CmhashError, atomic_path
 
@@ -42,8 +43,6 @@ def register_backend(name: str, help: str = ""):
 def as_packed(codes, bits: int, what: str = "codes") -> np.ndarray:
     """Packed (n, bits/8) uint8 codes from packed codes, {-1,+1} / {0,1} bit arrays (n, bits) or real
     values (n, bits; sign convention >= 0 -> 1). One code may be given as a 1-D array."""
-    from ..eval.hamming import pack_codes
-
     a = np.asarray(codes)
     if a.ndim == 1:
         a = a[None]
@@ -72,9 +71,10 @@ class HammingIndex:
     backend: ClassVar[str] = "?"
 
     def __init__(self, bits: int):
-        if not isinstance(bits, (int, np.integer)) or bits <= 0 or bits % 8:
-            raise HashIndexError(f"code length must be a positive multiple of 8, got {bits!r}")
-        self.bits = int(bits)
+        try:
+            self.bits = check_code_length(bits)
+        except CmhashError as e:
+            raise HashIndexError(str(e)) from None
         self.nbytes = self.bits // 8
         self._ids = np.zeros(0, np.int64)
 

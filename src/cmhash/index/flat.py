@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..utils import require
 from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
 
 
@@ -141,11 +142,7 @@ class FaissFlatIndex(_CodeStore):
 
     def __init__(self, bits: int, threads: int | None = None):
         super().__init__(bits)
-        try:
-            import faiss
-        except ImportError:
-            raise HashIndexError("the faiss backend needs faiss-cpu: pip install faiss-cpu") from None
-        self._faiss = faiss
+        faiss = self._faiss = require("faiss", "faiss", "the faiss backend")
         self._index = faiss.IndexBinaryFlat(self.bits)
         self.threads = threads
 

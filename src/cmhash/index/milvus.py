@@ -7,8 +7,8 @@ machine (there ``index_type="BIN_IVF_FLAT"``, approximate, with ``nlist``/``npro
 available as well; milvus-lite accepts only BIN_FLAT). The tests run the same exactness tests
 against milvus-lite and against a real Milvus 2.3.5 server (the ``milvus`` package's embedded
 standalone server, tests/conftest.py).
-milvus-lite 2.5.1 is pinned because newer releases refuse binary vectors
-(``../shared/docs/environment-facts.md``).
+milvus-lite 2.5.1 is pinned because newer releases refuse binary vectors (measured: their
+collections reject BINARY_VECTOR fields).
 
 Rows get a primary key ``seq`` that grows with insertion, and carry the user's id. Milvus orders
 equal distances as it likes; to return the evaluation's order exactly, a query whose fetched
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils import require
 from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
 
 MAX_LIMIT = 16384
@@ -31,10 +32,7 @@ MAX_LIMIT = 16384
 def _client(uri: str, token: str | None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # milvus-lite imports pkg_resources (deprecated)
-        try:
-            from pymilvus import MilvusClient
-        except ImportError:
-            raise HashIndexError("the milvus backend needs pymilvus and milvus-lite: pip install cmhash") from None
+        MilvusClient = require("pymilvus", "milvus", "the milvus backend").MilvusClient
         try:
             return MilvusClient(uri, token=token) if token else MilvusClient(uri)
         except Exception as e:  # pymilvus raises its own exception types

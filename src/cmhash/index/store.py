@@ -156,6 +156,8 @@ class IndexStore:
         except BaseException:
             lock.release()
             raise
+        if hold_lock:
+            store._remove_leftovers()
         return store
 
     @classmethod
@@ -172,7 +174,7 @@ class IndexStore:
             raise StoreError(f"{mpath}: names files {sorted(manifest.get('files', {}))}, expected image, text, items")
         # the items file is opened before the checks, so a writer that deletes it afterwards changes nothing
         items_p = path / manifest["files"]["items"]["path"]
-        db = _connect(items_p) if items_p.is_file() else None
+        db = _open_items(items_p) if items_p.is_file() else None  # nothing read yet: checked first
         try:
             for name, f in manifest["files"].items():
                 p = path / f["path"]
@@ -183,6 +185,7 @@ class IndexStore:
                     raise StoreError(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']} (truncated?)")
                 if verify and sha256_file(p) != f["sha256"]:
                     raise StoreError(f"{p}: checksum mismatch (the file was altered or damaged)")
+            db = (db, _item_columns(db, items_p)) if db is not None else None
             indexes = {}
             for m in MODALITIES:
                 opts = {}
@@ -195,7 +198,7 @@ class IndexStore:
                     raise StoreError(str(e)) from None
         except BaseException:
             if db is not None:
-                db[0].close()
+                (db[0] if isinstance(db, tuple) else db).close()
             raise
         store = cls(path, manifest, indexes, lock)
         store._db = db
@@ -450,16 +453,23 @@ class IndexStore:
         write_json_atomic(self.path / "manifest.json", manifest)
         _fsync_dir(self.path)
         self.manifest, self._base, self._fresh, self._dirty = manifest, gen, False, False
-        keep = {f["path"] for f in manifest["files"].values()}
-        for p in self.path.iterdir():  # the previous generation, and leftovers of a killed writer
-            stale = bool(_GEN_FILE.match(p.name))
-            killed_writer = p.name.startswith(".") and p.name.endswith(".tmp") and not _staged_by_live(p.name)
-            if p.is_file() and p.name not in keep and (stale or killed_writer):
-                p.unlink()
+        self._remove_leftovers()
         with self._db_mutex:
             if self._db is not None:
                 self._db[0].close()
             self._db = _connect(items)
+
+    def _remove_leftovers(self) -> None:
+        """Delete the generation files the manifest does not name (the previous generation, or those
+        of a writer killed before or after its commit) and dead writers' staging files. Called by the
+        writer holding the lock: at each commit, and when a writer opens the store (a re-run that
+        has nothing left to change still cleans up after the killed one)."""
+        keep = {f["path"] for f in self.manifest["files"].values()}
+        for p in self.path.iterdir():
+            stale = bool(_GEN_FILE.match(p.name))
+            killed_writer = p.name.startswith(".") and p.name.endswith(".tmp") and not _staged_by_live(p.name)
+            if p.is_file() and p.name not in keep and (stale or killed_writer):
+                p.unlink(missing_ok=True)
 
     # --- queries -------------------------------------------------------------------------------
     def search(self, codes, k: int = 10, target: str = "image", source: str | None = None) -> list[list[dict]]:
@@ -502,7 +512,11 @@ class IndexStore:
             for s in range(0, len(ids), 900):
                 part = ids[s:s + 900]
                 q = f"SELECT {cols} FROM items WHERE id IN ({','.join('?' * len(part))})"
-                for i, src, cap, lab, root in con.execute(q, part):
+                try:
+                    found = con.execute(q, part).fetchall()
+                except sqlite3.DatabaseError as e:
+                    raise StoreError(f"{self._items_path()}: damaged (not a readable items database: {e})") from None
+                for i, src, cap, lab, root in found:
                     if src and os.path.isabs(src):  # a store from before roots: no server path is shown
                         src = os.path.basename(src)
                     out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"),
@@ -549,12 +563,27 @@ class IndexStore:
                 ix.close()
 
 
+def _open_items(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a generation's items file (never changed once written); nothing is
+    read from it until ``_item_columns``, so its size and checksum are checked first."""
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
+def _item_columns(con: sqlite3.Connection, path: Path) -> str:
+    """The columns to select from an items file (a store from before roots has no ``root`` column),
+    read once; a file that is not an SQLite database is the "damaged" error the other files get."""
+    try:
+        has_root = "root" in {r[1] for r in con.execute("PRAGMA table_info(items)")}
+    except sqlite3.DatabaseError as e:
+        con.close()
+        raise StoreError(f"{path}: damaged (not a readable items database: {e})") from None
+    return "id, source, caption, labels" + (", root" if has_root else ", NULL")
+
+
 def _connect(path: Path) -> tuple[sqlite3.Connection, str]:
-    """A read-only connection to a generation's items file (never changed once written), and the
-    columns to select from it (a store from before roots has no ``root`` column), read once."""
-    con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    has_root = "root" in {r[1] for r in con.execute("PRAGMA table_info(items)")}
-    return con, "id, source, caption, labels" + (", root" if has_root else ", NULL")
+    """``_open_items`` and ``_item_columns`` together: a connection and its columns."""
+    con = _open_items(path)
+    return con, _item_columns(con, path)
 
 
 def _staged_by_live(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 The lowest layer of cmhash's search and evaluation: the indexes (``cmhash.index``) and the metrics
 (``cmhash.eval``) both call it, and it depends on neither. Every function takes packed codes
-(n, nbytes) uint8 in faiss's layout (``cmhash.eval.hamming``) and returns exact results; ties are
+(n, nbytes) uint8 in faiss's layout (``cmhash.codes``) and returns exact results; ties are
 broken by row order (the evaluation's order). The compiled kernels release the GIL and are run on
 ``threads`` Python threads, each taking a contiguous slice of the queries.
 """

@@ -1,5 +1,5 @@
-"""DSAH's loss (Yang et al., "Deep Semantic-Alignment Hashing", ICMR 2020; authors' code as
-summarised in ``shared/docs/reference-methods.md``).
+"""DSAH's loss (Yang et al., "Deep Semantic-Alignment Hashing", ICMR 2020, as the authors' code
+implements it).
 
 With B_I, B_T the row-normalised relaxed codes (as in DJSRH, which DSAH extends), S = mu (0.9 S_I +
 0.1 S_T), mu = 1.5, every ||.||^2 a mean-squared error:

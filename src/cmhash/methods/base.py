@@ -42,11 +42,20 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..config import method_config
+from ..codes import check_code_length
 from ..overrides import make_dataclass
-from ..registry import register_method  # noqa: F401  (re-exported: methods import it from here)
+from ..presets import method_config
+from ..registry import METHODS, register_method  # noqa: F401  (re-exported: methods import it from here)
 from ..spec import InputSpec
 from ..utils import CmhashError
+
+
+def labels_required(method: str) -> str:
+    """The error for a supervised ``method`` on data without labels, naming the unsupervised
+    methods the registry holds."""
+    others = ", ".join(n for n in METHODS.names() if not METHODS.get(n).supervised)
+    return (f"{method} is a supervised method: it learns from labels, and this data has none; use an unsupervised "
+            f"one ({others}) or add labels")
 
 
 class HashMethod(nn.Module):
@@ -62,10 +71,9 @@ class HashMethod(nn.Module):
 
     def __init__(self, cfg, bits: int, spec: InputSpec):
         super().__init__()
-        if bits < 1:
-            raise CmhashError(f"code length must be positive, got {bits}")
+        check_code_length(bits)
         if self.supervised and spec.n_labels < 1:
-            raise CmhashError(f"{self.name} is supervised and needs labelled training data")
+            raise CmhashError(labels_required(self.name))
         self.cfg, self.bits, self.spec = cfg, bits, spec
         self.img_dim = spec.image.net_dim  # width of the image vector input (0: maps or pixels)
         self.map_channels = spec.image.map_channels if spec.image.mode == "maps" else 0  # > 0: (B, C, h, w) maps

@@ -6,8 +6,8 @@ reconstruction loss of ``losses.djsrh``, SGD (momentum 0.9, weight decay 5e-4) w
 for the image net and 0.01 for the text net, batch 32 with drop_last, 80 epochs.
 Dataset presets (``presets/djsrh.yaml``) follow the authors' ``settings.py``: beta 0.9 for
 MIRFlickr, 0.6 for NUS-WIDE; for Wiki beta 0.3, lambda1 = lambda2 = 0.3, lr 0.01 for both nets and
-200 epochs. (``shared/docs/reference-methods.md`` gives beta 0.9 for Wiki; the code says 0.3 and
-we follow the code, since this baseline is meant to match it.)
+200 epochs. (A summary of the reference implementations gives beta 0.9 for Wiki; the code says
+0.3 and we follow the code, since this baseline is meant to match it.)
 """
 from __future__ import annotations
 

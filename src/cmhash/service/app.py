@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..search import target_of
 from ..utils import CmhashError
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
@@ -77,7 +78,10 @@ class LiveStore:
 
     def get(self):
         st = self.store
-        if st.changed() and not self._loading and time.monotonic() - self._failed_at >= self.retry_s:
+        changed = st.changed()
+        if not changed and self.last_error is not None and not self._loading:
+            self.last_error = None  # the index on disk is the one served again: the failure is over
+        if changed and not self._loading and time.monotonic() - self._failed_at >= self.retry_s:
             with self._mutex:
                 if self._loading:
                     return st
@@ -163,7 +167,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
         return k
 
     def _run(code: np.ndarray, modality: str, same_modal: bool, k: int, t0: float, query) -> dict:
-        target = modality if same_modal else ("image" if modality == "text" else "text")
+        target = target_of(modality, same_modal)
         store = live.get()
         hits = store.search(code, k, target=target, source=modality)[0]
         return {"query": query, "modality": modality, "target": target, "k": k, "bits": store.bits,
@@ -193,7 +197,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
         if len(q) > cfg.max_text:
             raise HTTPException(422, f"q is {len(q)} characters; at most {cfg.max_text}")
         with text_lock:
-            code, words = encoder.encode_query(q)  # no known word: a 400 naming the encoder
+            code, words = encoder.query_code(q)  # no known word: a 400 naming the encoder
         out = _run(code, "text", same_modal, k, t0, q)
         out.update(known_words=words["used"], unknown_words=words["unknown"], text_encoder=words["encoder"])
         return out
@@ -215,7 +219,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
         if not encoder.accepts_pixels:
             raise HTTPException(400, "this model reads image features, not pixels: image queries are not possible")
         async with image_slots:  # decoding and encoding off the event loop, a bounded number at a time
-            code = await run_in_threadpool(encoder.encode_image_files, [data], cfg.max_pixels)
+            code = await run_in_threadpool(encoder.image_file_codes, [data], cfg.max_pixels)
         return await run_in_threadpool(_run, code, "image", same_modal, k, t0, file.filename)
 
     def _item_id(item_id: str) -> int:

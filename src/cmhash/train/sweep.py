@@ -31,6 +31,8 @@ from typing import Callable
 
 import yaml
 
+from ..checkpoint import bits_dir
+from ..codes import check_code_length
 from ..overrides import flatten, nest
 from ..utils import CmhashError, write_text_atomic
 
@@ -95,8 +97,10 @@ def load_spec(spec: str | Path | dict) -> Spec:
     method = raw.get("method", "dsprh")
     bits = raw.get("bits", [64])
     bits = [bits] if isinstance(bits, int) else list(bits)
-    if not bits or not all(isinstance(b, int) and b > 0 for b in bits):
-        raise CmhashError(f"sweep bits must be positive integers, got {raw.get('bits')!r}")
+    if not bits:
+        raise CmhashError("sweep bits: give at least one code length")
+    for b in bits:
+        check_code_length(b)
     common = _flat(raw.get("set") or {}, "set")
     kinds = [k for k in ("variants", "grid", "one_at_a_time") if raw.get(k)]
     if len(kinds) != 1:
@@ -144,56 +148,45 @@ def slug(name: str) -> str:
 
 def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print, extra: dict | None = None, overwrite: bool = False) -> list[dict]:
-    """Run every point at every code length; ``extra``: flat overrides applied last (CLI --set)."""
+    """Run every point at every code length (``protocol.run_into``); ``extra``: flat overrides
+    applied last (CLI --set)."""
     from ..config import build_config
-    from ..data.inputs import prepare_inputs, reads_maps
+    from ..data.inputs import reads_maps
     from ..eval.report import Report
-    from .experiment import refuse_trained, run_experiment
-    from ..utils import resolve_device
+    from .protocol import locked_run_folder, prepare, refuse_trained, run_into
 
     out = Path(out)
-    refuse_trained(sorted(out.glob("*/bits-*")), resume, overwrite, out)  # before the spec or split is rewritten
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
     base = {"data": {"root": spec.data_root}} if spec.data_root else {}
     cfgs = {}
     for p in spec.points:
         for b in spec.bits:
             flat = {**spec.common, **p.overrides, **(extra or {})}
             cfgs[p.name, b] = build_config(p.method, spec.dataset, b, nest(flat), base)
-    # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
-    groups: dict[str, list] = {}
-    for c in cfgs.values():
-        groups.setdefault(_input_key(c), []).append(c)
-    prepared = {}
-    for key, cs in groups.items():
-        device = resolve_device(cs[0].train.device)
-        prepared[key] = prepare_inputs(cs[0], device, with_maps=any(reads_maps(c) for c in cs))
-    if len(prepared) > 1:
-        echo(f"  note: the points use {len(prepared)} different data/backbone settings (e.g. image sizes); "
-             "their inputs differ")
-    inputs = next(iter(prepared.values()))
-    inputs.split.save(out / "split.json")
-    report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
-    for (name, b), cfg in cfgs.items():
-        m = run_experiment(cfg, out / slug(name) / f"bits-{b}", prepared[_input_key(cfg)], resume=resume,
-                           progress=progress, curves=spec.curves and b == max(spec.bits), overwrite=overwrite)
-        point = next(p for p in spec.points if p.name == name)
-        report.add(name, b, m, param=point.param, value=point.value)
-        echo(f"  {name:<28} {b:>3} bits: {summary_line(m)}  ({m.get('train_seconds', 0):.0f}s)")
-    report.write(out, dataset=spec.dataset)
-    plot_sweep(report.rows, spec, out / "sweep.png")
+    refuse_trained(sorted(out.glob("*/bits-*")), resume, overwrite, out)  # before the spec or split is rewritten
+    with locked_run_folder(out):
+        write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
+        # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
+        groups: dict[str, list] = {}
+        for c in cfgs.values():
+            groups.setdefault(_input_key(c), []).append(c)
+        prepared = {key: prepare(cs[0], with_maps=any(reads_maps(c) for c in cs)) for key, cs in groups.items()}
+        if len(prepared) > 1:
+            echo(f"  note: the points use {len(prepared)} different data/backbone settings (e.g. image sizes); "
+                 "their inputs differ")
+        _, inputs = next(iter(prepared.values()))
+        inputs.split.save(out / "split.json")
+        report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
+        points = {p.name: p for p in spec.points}
+        for (name, b), cfg in cfgs.items():
+            device, point_inputs = prepared[_input_key(cfg)]
+            run_into(report, name, cfg, bits_dir(out / slug(name), b), point_inputs, device, resume, overwrite,
+                     progress, curves=spec.curves and b == max(spec.bits), echo=echo,
+                     param=points[name].param, value=points[name].value)
+        report.write(out, dataset=spec.dataset)
+        plot_sweep(report.rows, spec, out / "sweep.png")
     echo("")
     echo(report.table())
     return report.rows
-
-
-def summary_line(m: dict) -> str:
-    """The headline numbers of one run's metrics, as every command prints them."""
-    if m.get("scored") is False:
-        return "not scored (no labels)"
-    return (f"I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
-            f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}")
 
 
 def _input_key(cfg) -> str:

@@ -23,15 +23,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed as dist_
-from ..checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..config import RunConfig, scale_epochs
-from ..data.inputs import Inputs, input_spec, prepare_inputs
+from ..checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..config import RunConfig
+from ..data.inputs import Inputs, input_spec
 from ..data.protocol import validation_split
 from ..eval.metrics import evaluate_retrieval
-from ..eval.runner import scorable
+from ..methods.base import labels_required
 from ..model import create_model, encode_split
 from ..registry import METHODS
-from ..utils import CmhashError, auto_threads, resolve_device, seed_everything
+from ..utils import CmhashError, auto_threads, seed_everything
 
 
 class OptimizerSet:
@@ -101,7 +101,7 @@ _VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", 
 
 
 # what a resumed run may change (the config keys of config_diff that are left out)
-RESUMABLE = {*(f"train.{k}" for k in _VOLATILE), "train.epochs_at_items", "backbone.workers"}
+RESUMABLE = {*(f"train.{k}" for k in _VOLATILE), "train.epochs_at_items", "backbone.workers", "backbone.cache_dir"}
 
 
 def config_diff(saved: dict, new: dict) -> list[str]:
@@ -161,10 +161,9 @@ class Trainer:
         if self.world_size > 1 and device.type == "cuda":  # BatchNorm over the global batch (GPU-only)
             self.model = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         data = inputs.data
-        self.scorable = scorable(data.labels)  # no labels: no validation, the last epoch's weights are kept
+        self.scorable = inputs.scorable  # no labels: no validation, the last epoch's weights are kept
         if model.supervised and not self.scorable:
-            raise CmhashError(f"{cfg.method} is a supervised method: it learns from labels, and this data has none; "
-                              "use an unsupervised one (djsrh, dsah, udsph, dsprh) or add labels")
+            raise CmhashError(labels_required(cfg.method))
         self.lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
         model.attach_training_set(self.lab_t[torch.from_numpy(self.train_idx).to(device)])
         self.opt = OptimizerSet(model.make_optimizer())
@@ -205,10 +204,10 @@ class Trainer:
         if not self.out or self.rank != 0:
             return
         spec, frozen = self.spec, None
-        if spec.image.mode in ("pooled", "maps") and not spec.image.weights_shipped:
+        if spec.image.frozen_backbone and not spec.image.weights_shipped:
             frozen = self.inputs.backbone.state_dict()  # the model then loads without the weight file
         st = self.state
-        save_checkpoint(self.out / "last.pt", {
+        save_checkpoint(self.out / CHECKPOINT, {
             "config": self.cfg.to_dict(), "spec": spec.to_dict(), "method": self.cfg.method, "bits": self.cfg.bits,
             "model": self.model.state_dict(), "best_model": st.best_state, "backbone": frozen,
             "optimizer": self.opt.state_dict(), "rng": rng_state(self.model.generators()),
@@ -239,7 +238,7 @@ class Trainer:
                      "handle them, so please report this, and try another --text-encoder meanwhile")
         else:
             cause = "the optimisation diverged; lower the learning rate (--set method.lr=... or the method's lr_* settings)"
-        last = self.out / "last.pt" if self.out else None
+        last = self.out / CHECKPOINT if self.out else None
         where = (f"; the last checkpoint ({last}) is intact: --resume continues from it" if last and last.is_file()
                  else "; no checkpoint was written yet")
         return cause + where
@@ -337,28 +336,12 @@ class Trainer:
         return TrainResult(self.model, st.best_epoch, st.best_val or {}, st.history, time.time() - t0, self.out)
 
 
-def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs | None = None,
-              resume: bool = False, progress: bool = True, checkpoint: dict | None = None) -> TrainResult:
-    """Train one method at one code length (``out_dir/last.pt`` checkpoints; ``resume`` continues
-    from the last one, bit-identical on CPU with the same thread count). ``checkpoint``: that
-    checkpoint when the caller has already loaded and checked it (``check_resumable``)."""
-    tc = cfg.train
-    device = dist_.init_from_env(resolve_device(tc.device))
-    out = Path(out_dir) if out_dir else None
-    ck = checkpoint
-    if ck is None and resume and out and (out / "last.pt").exists():
-        ck = check_resumable(out / "last.pt", cfg)
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    elif device.type == "cpu":  # the free cores (utils.auto_threads: measured there), or the count a resumed run
-        # was trained with: a float sum split over another number of threads rounds otherwise
-        torch.set_num_threads((ck or {}).get("threads") or auto_threads())
-    seed_everything(tc.seed)
-    if inputs is None:
-        with dist_.main_first():  # rank 0 fills the feature cache, the others read it
-            inputs = prepare_inputs(cfg, device)
-    scale_epochs(tc, len(inputs.split.train))
-    trainer = Trainer(cfg, inputs, device, out, progress)
-    if ck is not None:
-        trainer.resume(ck)
-    return trainer.fit()
+def start_run(cfg: RunConfig, device, checkpoint: dict | None = None) -> None:
+    """Threads and seeds before a run's model is built: ``train.num_threads``, else on the CPU the
+    cores other processes leave free (``utils.auto_threads``), or the count a resumed run was
+    trained with (a float sum split over another number of threads rounds otherwise)."""
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    elif device.type == "cpu":
+        torch.set_num_threads((checkpoint or {}).get("threads") or auto_threads())
+    seed_everything(cfg.train.seed)
