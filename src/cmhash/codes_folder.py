@@ -63,14 +63,14 @@ def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, ro
     from .distributed import barrier
 
     encoder.check_collection(data)
-    out = Path(out_dir)
-    refuse_existing(out, overwrite)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     rows = np.arange(len(data)) if rows is None else np.asarray(rows, np.int64)
     ids = rows.copy() if ids is None else np.asarray(ids, np.int64)
     if len(ids) != len(rows):
         raise CmhashError(f"{len(ids)} ids for {len(rows)} items")
+    out = Path(out_dir)
+    refuse_existing(out, overwrite)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     rank, world = shard or (0, 1)
     if world > 1:
         a, b = shard_bounds(len(rows), batch_size, rank, world)
@@ -104,8 +104,6 @@ def _swap_in(work: Path, out: Path) -> None:
             shutil.rmtree(dst)
         if (work / name).exists():
             os.replace(work / name, dst)
-        elif dst.exists():
-            dst.unlink()  # a previous encoding's file that this one does not have (images/)
     meta = json.loads((work / "codes.json.pending").read_text())
     shutil.rmtree(work, ignore_errors=True)
     write_json_atomic(out / "codes.json", meta)

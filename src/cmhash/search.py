@@ -28,10 +28,11 @@ def open_for_search(index_dir, model=None, device: str = "auto") -> tuple[IndexS
     """The store at ``index_dir`` and an encoder of its model (``model``: a run folder or checkpoint;
     default the one the index was built with). ``IndexStore.open`` checks the code length and the
     model's fingerprint, once."""
-    m = read_manifest(Path(index_dir)).get("model", {})
+    manifest = read_manifest(Path(index_dir))
+    m = manifest.get("model", {})
     src = model or (Path(m["checkpoint"]) if m.get("checkpoint") else None)
     if src is None or not Path(src).exists():
         raise CmhashError(f"{index_dir}: the model it was built with ({m.get('checkpoint')}) is not there; "
                           "pass --model")
-    enc = Encoder.load(src, read_manifest(Path(index_dir))["bits"], device)
+    enc = Encoder.load(src, manifest["bits"], device)
     return IndexStore.open(index_dir, bits=enc.bits, fingerprint=enc.fingerprint), enc

@@ -174,7 +174,7 @@ class IndexStore:
             raise StoreError(f"{mpath}: names files {sorted(manifest.get('files', {}))}, expected image, text, items")
         # the items file is opened before the checks, so a writer that deletes it afterwards changes nothing
         items_p = path / manifest["files"]["items"]["path"]
-        db = _open_items(items_p) if items_p.is_file() else None  # nothing read yet: checked first
+        con = _open_items(items_p) if items_p.is_file() else None  # nothing read from it until checked
         try:
             for name, f in manifest["files"].items():
                 p = path / f["path"]
@@ -185,7 +185,7 @@ class IndexStore:
                     raise StoreError(f"{p}: {p.stat().st_size} bytes, the manifest says {f['bytes']} (truncated?)")
                 if verify and sha256_file(p) != f["sha256"]:
                     raise StoreError(f"{p}: checksum mismatch (the file was altered or damaged)")
-            db = (db, _item_columns(db, items_p)) if db is not None else None
+            cols = _item_columns(con, items_p) if con is not None else None
             indexes = {}
             for m in MODALITIES:
                 opts = {}
@@ -197,11 +197,11 @@ class IndexStore:
                 except HashIndexError as e:
                     raise StoreError(str(e)) from None
         except BaseException:
-            if db is not None:
-                (db[0] if isinstance(db, tuple) else db).close()
+            if con is not None:
+                con.close()
             raise
         store = cls(path, manifest, indexes, lock)
-        store._db = db
+        store._db = (con, cols) if con is not None else None
         return store
 
     def changed(self) -> bool:
