@@ -18,7 +18,7 @@ from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.report import Report
 from cmhash.train.sweep import slug
-from common import bench_parser, finish_dataset, run_datasets
+from common import bench_parser, finish_dataset, run_datasets, seeds_of
 from cmhash.train.protocol import run_into
 
 ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {"beta": 0.0},
@@ -26,7 +26,7 @@ ABLATION = {"DSPRH w/o alignment": {"alpha": 0.0}, "DSPRH w/o cosine triplet": {
 
 
 def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list[str], ablation_bits: list[int],
-                  out: Path, resume: bool) -> str:
+                  out: Path, resume: bool, seeds: list[int]) -> Report:
     base = {"data": {"root": root}} if root else {}
     cfgs = [(m.upper(), m, b, {}) for m in methods for b in bits]
     cfgs += [(name, "dsprh", b, ov) for name, ov in ABLATION.items() for b in ablation_bits]
@@ -37,22 +37,25 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
                             else built[0][2])
     print(f"[{dataset}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
     report = Report(dataset, inputs, ("map", "map@50"))
-    for name, b, cfg in built:
-        # the paper's Figure 6: PR and precision@top-K at the largest code length
-        run_into(report, name, cfg, out / dataset / f"{slug(name.lower())}-{b}", inputs, resume=resume,
-                 curves=b == max(bits) and name in [m.upper() for m in methods])
-    return finish_dataset(report, bits, out / dataset)
+    for s in seeds:
+        for name, b, cfg in built:
+            cfg.train.seed = s
+            # the paper's Figure 6: PR and precision@top-K at the largest code length
+            run_into(report, name, cfg, out / dataset / f"{slug(name.lower())}-{b}" / f"seed-{s}", inputs,
+                     resume=resume, curves=b == max(bits) and s == seeds[0] and name in [m.upper() for m in methods],
+                     seed=s)
+    return finish_dataset(report, bits, out / dataset, cca=True, seeds=seeds)
 
 
 def main() -> None:
-    ap = bench_parser(__doc__, "djsrh,dsah,dsprh", "runs/bench-dsprh")
+    ap = bench_parser(__doc__, "djsrh,dsah,dsprh", "runs/bench-dsprh", results="dsprh.json")
     ap.add_argument("--ablation-bits", default="64", help="code lengths of the loss ablation ('' for none)")
     args = ap.parse_args()
     bits = [int(b) for b in args.bits.split(",")]
     abl = [int(b) for b in args.ablation_bits.split(",") if b.strip()]
     run_datasets(args.datasets, args.wiki, "DJSRH vs DSAH vs DSPRH", Path(args.out),
                  lambda ds, root: bench_dataset(ds, root, bits, args.methods.split(","), abl, Path(args.out),
-                                                args.resume))
+                                                args.resume, seeds_of(args)), args.results, "bench_dsprh.py")
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,7 @@ from cmhash.config import build_config
 from cmhash.presets import load_preset
 from cmhash.data.inputs import prepare_inputs, reads_maps
 from cmhash.eval.report import Report
-from common import bench_parser, finish_dataset, run_datasets
+from common import bench_parser, finish_dataset, run_datasets, seeds_of
 from cmhash.train.protocol import run_into
 
 METHODS = ("dcmh", "ssah", "udsph", "sdeh", "dsprh")
@@ -34,7 +34,7 @@ METRICS = ("map", "map@50", "ndcg@50")
 
 
 def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list[str], out: Path, resume: bool,
-                  epochs_scale: float, epochs: dict[str, int]) -> str:
+                  epochs_scale: float, epochs: dict[str, int], seeds: list[int]) -> Report:
     base = {"data": {"root": root}} if root else {}
     split = load_preset("dcmh", dataset).get("data", {})  # the supervised protocol, for DSPRH too
 
@@ -50,14 +50,17 @@ def bench_dataset(dataset: str, root: str | None, bits: list[int], methods: list
     inputs = prepare_inputs(built[0][2], with_maps=any(reads_maps(c) for _, _, c in built))
     print(f"[{dataset}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
     report = Report(dataset, inputs, METRICS)
-    for m, b, cfg in built:
-        name = m.upper() + (" (unsupervised)" if m == "dsprh" else "")
-        run_into(report, name, cfg, out / dataset / f"{m}-{b}", inputs, resume=resume, curves=b == max(bits))
-    return finish_dataset(report, bits, out / dataset)
+    for s in seeds:
+        for m, b, cfg in built:
+            cfg.train.seed = s
+            name = m.upper() + (" (unsupervised)" if m == "dsprh" else "")
+            run_into(report, name, cfg, out / dataset / f"{m}-{b}" / f"seed-{s}", inputs, resume=resume,
+                     curves=b == max(bits) and s == seeds[0], seed=s)
+    return finish_dataset(report, bits, out / dataset, cca=True, seeds=seeds)
 
 
 def main() -> None:
-    ap = bench_parser(__doc__, ",".join(METHODS), "runs/bench-supervised")
+    ap = bench_parser(__doc__, ",".join(METHODS), "runs/bench-supervised", results="supervised.json")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--epochs", default="dsprh=40", help="per-method epochs, e.g. dsprh=40,dcmh=100 ('' for presets)")
     args = ap.parse_args()
@@ -66,7 +69,8 @@ def main() -> None:
     title = "Supervised cross-modal hashing: DCMH, SSAH, UDSPH, SDEH (and DSPRH, unsupervised)"
     run_datasets(args.datasets, args.wiki, title, Path(args.out),
                  lambda ds, root: bench_dataset(ds, root, bits, args.methods.split(","), Path(args.out), args.resume,
-                                                args.epochs_scale, epochs))
+                                                args.epochs_scale, epochs, seeds_of(args)),
+                 args.results, "bench_supervised.py")
 
 if __name__ == "__main__":
     main()

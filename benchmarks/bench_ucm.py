@@ -1,20 +1,25 @@
 """Real photos: UCM-captions (2,100 aerial photos of the UC Merced Land Use set, 21 classes, 5
 English captions each) with the captioning community's split (queries = test + val, 420;
-training = database = train, 1,680), in one run:
+training = database = train, 1,680):
 
-- all seven methods x 16/32/64/128 bits x text encoders {words, minilm}, beside CCA hashing and
-  random codes computed in the same run on the same split; mAP and mAP@50, I->T and T->I;
+- every method (ten by default) x 16/32/64/128 bits x text encoders {words, minilm}, each trained
+  with 3 seeds at 16 and 64 bits and seed 0 at 32 and 128 (``--seeds``, ``--all-seeds-at``), beside
+  CCA-ITQ, CCA-RR, real-valued CCA and random codes computed on the same split for each seed;
+  mAP and mAP@50, I->T and T->I, mean ± std over the seeds;
 - a short-query table: each of the 21 class names typed as a free-text query ("tennis court",
-  "river", ...), text -> image over the database, precision@10 of that class, per encoder and method.
+  "river", ...), text -> image over the database, precision@10 of that class, per encoder and
+  method (seed 0, ``--query-bits``).
 
     python benchmarks/bench_ucm.py [--data ../shared/data/ucm-captions] [--bits 16,32,64,128]
-                                   [--methods djsrh,dsah,dsprh,dcmh,ssah,udsph,sdeh]
-                                   [--encoders words,minilm] [--query-bits 64]
-                                   [--out runs/bench-ucm] [--resume] [--threads N]
+                                   [--methods djsrh,...] [--encoders words,minilm] [--seeds 0,1,2]
+                                   [--out runs/bench-ucm] [--threads N] [--results FILE]
 
-Two processes can share the work (``--encoders words --threads 1`` and ``--encoders minilm
---threads 1`` into one ``--out``); a last ``--resume`` run with both encoders then reads the
-finished runs and writes the joint tables.
+It always resumes: finished runs in ``--out`` are read back, and rows already in the results
+file (``benchmarks/results/ucm.json``) are not trained again, so the work can be spread over
+sessions and machines. Several processes can share it: each run folder is locked while it trains,
+so ``--threads 1 --no-baselines`` workers into the same ``--out`` take the runs the others have
+not, and a last run (or ``--collect``, which trains nothing) writes the tables and the results
+file, from which ``benchmarks/tables.py`` renders the README's and docs' tables.
 
 Every method uses its ``folder`` preset (cmhash/presets/*.yaml: sized for about 2,000 items, scaled
 by the training-set size); the images go once through the frozen EfficientNet-Lite0 at 224 px
@@ -23,6 +28,7 @@ the training part only).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -34,12 +40,13 @@ from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.hamming import hamming_pm1
 from cmhash.eval.report import Report
 from cmhash.model import encode_items, load_model
-from cmhash.utils import CmhashError, write_text_atomic
-from common import bench_parser, finish_dataset
-from cmhash.train.protocol import run_into
+from cmhash.utils import CmhashError, read_json
+from common import RESULTS, bench_parser, save_results, seeds_of
+from tables import BASELINE_ROWS, render_file
+from cmhash.train.protocol import locked_run_folder, run_into
 
 DEFAULT_UCM = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ucm-captions")
-METHODS = ("djsrh", "dsah", "dsprh", "dcmh", "ssah", "udsph", "sdeh")
+METHODS = ("djsrh", "dsah", "jdsh", "dgcpn", "ucch", "dsprh", "dcmh", "ssah", "udsph", "sdeh")
 #: the 21 UC Merced class names as a person would type them
 CLASS_QUERIES = {"agricultural": "agricultural land", "airplane": "airplane", "baseballdiamond": "baseball diamond",
                  "beach": "beach", "buildings": "buildings", "chaparral": "chaparral",
@@ -83,48 +90,109 @@ def short_query_table(results: dict[tuple[str, str], dict], encoders: list[str],
     return "\n".join(lines)
 
 
+def seed_plan(bits: list[int], seeds: list[int], all_seeds_at: list[int]) -> list[tuple[int, int]]:
+    """(bits, seed) pairs in the order they run: every seed at ``all_seeds_at`` first (the table's
+    mean ± std columns), then seed 0 alone at the other lengths."""
+    first = [(b, s) for b in bits if b in all_seeds_at for s in seeds]
+    return first + [(b, seeds[0]) for b in bits if b not in all_seeds_at]
+
+
+def stored_rows(results: dict, enc: str) -> dict[tuple[str, int, int], dict]:
+    """(NAME, bits, seed) -> row of the trained methods already in a results file's section ``enc``."""
+    rows = results.get("sections", {}).get(enc, {}).get("rows", [])
+    return {(r["name"], r["bits"], r.get("seed", 0)): r for r in rows if r["name"] not in BASELINE_ROWS}
+
+
+def run_queue(jobs: list, run_one, wait_for_held: bool = True) -> None:
+    """Run every job (its run folder first) whose folder no other process holds; then wait for the
+    held ones in turn (another worker, e.g. a second ``bench_ucm.py`` into the same --out, trains
+    them; ``run_one`` then reads its finished run back). ``wait_for_held=False``: ``run_one`` for
+    every job at once, without locks (it reads finished runs only)."""
+    if not wait_for_held:  # reading finished runs only: no lock, no folder made
+        for job in jobs:
+            run_one(*job)
+        return
+    pending = list(jobs)
+    for wait in (0.0, 24 * 3600.0):
+        left = []
+        for job in pending:
+            with contextlib.ExitStack() as stack:
+                try:
+                    stack.enter_context(locked_run_folder(job[0], wait=wait))
+                except CmhashError:
+                    left.append(job)  # another worker trains it now
+                    continue
+                run_one(*job)
+        pending = left
+
+
 def main() -> None:
     ap = bench_parser(__doc__, ",".join(METHODS), "runs/bench-ucm", datasets=None)
     ap.add_argument("--encoders", default="words,minilm")
     ap.add_argument("--query-bits", type=int, default=64, help="code length of the short-query table")
+    ap.add_argument("--all-seeds-at", default="16,64", help="code lengths run with every seed; others with the first")
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=None, help="train.num_threads (default: the free cores)")
+    ap.add_argument("--results", default=str(RESULTS / "ucm.json"),
+                    help="the results file: read first (its rows are not trained again), then rewritten with "
+                         "every row; the README / docs tables render from it")
+    ap.add_argument("--no-baselines", action="store_true", help="train only (a helper worker)")
+    ap.add_argument("--collect", action="store_true",
+                    help="train nothing: the tables from the runs finished so far (and the results file)")
     ap.set_defaults(wiki=DEFAULT_UCM)
     args = ap.parse_args()
     root, out = Path(args.wiki), Path(args.out)
     if not (root / "captions.tsv").is_file():
         raise SystemExit(f"{root}: no captions.tsv (UCM-captions in the folder format); give --data")
     bits = [int(b) for b in args.bits.split(",")]
+    seeds = seeds_of(args)
+    plan = seed_plan(bits, seeds, [int(b) for b in args.all_seeds_at.split(",")])
     methods, encoders = args.methods.split(","), args.encoders.split(",")
-    sections, short = [], {}
+    results_file = Path(args.results)
+    old = read_json(results_file, "results file") if results_file.exists() else {}
+    reports, short = {}, dict(old.get("short_queries", {}))
     for enc in encoders:
         base = {"data": {"root": str(root), "split_file": str(root / "split-karpathy.json"), "text_encoder": enc}}
 
-        def cfg_for(m, b):
+        def cfg_for(m, b, s):
             c = build_config(m, "folder", b, None, base)
             c.train.epochs = max(1, round(c.train.epochs * args.epochs_scale))
             c.train.num_threads = args.threads
+            c.train.seed = s
             return c
 
         t0 = time.time()
-        inputs = prepare_inputs(cfg_for(methods[0], bits[0]), with_maps=True)
+        inputs = prepare_inputs(cfg_for(methods[0], bits[0], seeds[0]), with_maps=True)
         print(f"[ucm {enc}] {inputs.info} ({time.time() - t0:.0f}s)", flush=True)
         report = Report(f"UCM-captions, text encoder {enc}", inputs, ("map", "map@50"))
-        for m in methods:
-            for b in bits:
-                run = out / enc / f"{m}-{b}"
-                run_into(report, m.upper(), cfg_for(m, b), run, inputs, resume=args.resume, curves=False)
-                if b == args.query_bits:
-                    try:
-                        short[(enc, m)] = class_name_precision(run, inputs)
-                    except CmhashError as e:
-                        print(f"  short queries skipped: {e}")
-        sections.append(finish_dataset(report, bits, out / enc, cca=True))
-    text = ("# UCM-captions: seven methods, two text encoders\n\n" + "\n\n".join(sections)
-            + f"\n\n## Class names as free-text queries (text -> image, precision@10, {args.query_bits} bits)\n\n"
-            + short_query_table(short, encoders, methods))
-    print("\n" + text)
-    write_text_atomic(out / "results.md", text)
+        stored = stored_rows(old, enc)
+
+        def run_one(run: Path, m: str, b: int, s: int) -> None:
+            row = stored.get((m.upper(), b, s))
+            if not (run / "metrics.json").exists() and (row is not None or args.collect):
+                if row is not None:
+                    report.rows.append(row)  # measured before (the results file)
+                return
+            run_into(report, m.upper(), cfg_for(m, b, s), run, inputs, resume=True, curves=False, seed=s)
+            if b == args.query_bits and s == seeds[0]:
+                try:
+                    short[f"{enc}/{m}"] = class_name_precision(run, inputs)
+                except CmhashError as e:
+                    print(f"  short queries skipped: {e}")
+
+        run_queue([(out / enc / f"{m}-{b}" / f"seed-{s}", m, b, s) for b, s in plan for m in methods], run_one,
+                  wait_for_held=not args.collect)
+        if args.no_baselines:
+            continue
+        report.add_baselines(bits, cca=True, seeds=seeds)
+        report.write(out / enc)
+        reports[enc] = report
+    if args.no_baselines:
+        return
+    for enc, section in old.get("sections", {}).items():  # encoders not run now stay as they were
+        reports.setdefault(enc, section)
+    save_results(results_file, "bench_ucm.py", reports, {"short_queries": short, "query_bits": args.query_bits})
+    print(render_file(results_file))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ from cmhash.model import load_model
 
 SIZE = {"djsrh": ["--set", "method.img_hidden=64", "--set", "method.txt_hidden=64"],
         "dsah": ["--set", "method.img_hidden=64", "--set", "method.txt_hidden=64"],
-        "dsprh": ["--set", "method.feat_dim=64", "--set", "method.txt_hidden=64"]}
+        "dsprh": ["--set", "method.feat_dim=64", "--set", "method.txt_hidden=64"],
+        "jdsh": ["--set", "method.txt_hidden=64"],  # DSDW fitted on the gathered global batch
+        # the graph is over the whole training set, indexed by the gathered rows; dropout off (its
+        # masks are drawn per process)
+        "dgcpn": ["--set", "method.img_hidden=64", "--set", "method.txt_hidden=64", "--set", "method.dropout=0"]}
 
 
 def _port() -> int:
@@ -35,7 +39,7 @@ def _train(root, out, method, nproc, extra=()):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["djsrh", "dsah", "dsprh"])
+@pytest.mark.parametrize("method", ["djsrh", "dsah", "dsprh", "jdsh", "dgcpn"])
 def test_two_processes_match_one_on_the_global_batch(wiki_like, tmp_path, method):
     one = _train(wiki_like.parent, tmp_path / "one", method, 1)
     assert one.returncode == 0, one.stderr[-3000:]

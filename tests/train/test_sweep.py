@@ -58,3 +58,33 @@ def test_cli_sweep_runs_writes_table_and_plot_and_resumes(wiki_like, tmp_path):
     assert "dsprh-loss-ablation" in res.output
     res = r.invoke(main, ["sweep", "nope"])
     assert res.exit_code == 2 and "no such sweep" in res.output
+
+
+def test_sweep_over_seeds_keeps_every_seed_and_the_spread(wiki_like, tmp_path):
+    from click.testing import CliRunner
+
+    from cmhash.cli import main
+    from cmhash.train.sweep import load_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("title: seeds\nmethod: djsrh\ndataset: wiki\nbits: [8]\n"
+                    "set: {method.img_hidden: 16, method.txt_hidden: 16, train.epochs: 1}\nvariants:\n  base: {}\n")
+    out = tmp_path / "sw"
+    res = CliRunner().invoke(main, ["sweep", str(spec), "-o", str(out), "--data-root", str(wiki_like.parent),
+                                    "--seeds", "0,1,2"])
+    assert res.exit_code == 0, res.output
+    assert "x 3 seeds" in res.output and " ± " in res.output
+    for s in (0, 1, 2):
+        assert (out / "base" / f"seed-{s}" / "bits-8" / "metrics.json").exists()
+    got = json.loads((out / "results.json").read_text())
+    assert [r["seed"] for r in got["rows"]] == [0, 1, 2] and got["seeds"] == [0, 1, 2]
+    (summary,) = got["summary"]
+    maps = [r["i2t"]["map"] for r in got["rows"]]
+    assert summary["seeds"] == [0, 1, 2] and summary["i2t"]["map"] == pytest.approx(sum(maps) / 3)
+    mean = sum(maps) / 3
+    assert summary["i2t_std"]["map"] == pytest.approx((sum((m - mean) ** 2 for m in maps) / 2) ** 0.5)
+    assert len(set(maps)) > 1  # the seeds differ
+    assert load_spec({"method": "djsrh", "seeds": "3,4", "variants": {"a": {}}}).seeds == [3, 4]
+    for bad in ("0,0", "a", [-1]):
+        with pytest.raises(CmhashError, match="seeds"):
+            load_spec({"method": "djsrh", "seeds": bad, "variants": {"a": {}}})

@@ -69,14 +69,15 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
 @click.option("--bits", "-b", default=None, help="override the spec's code lengths, e.g. 16,64")
 @click.option("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
 @click.option("--set", "sets", multiple=True, help="override applied to every run, e.g. --set train.seed=1")
+@click.option("--seeds", default=None, help="repeat every run over these training seeds, e.g. 0,1,2 (mean ± std)")
 @click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out")
 @click.option("--overwrite", is_flag=True, help="replace the trained runs in --out")
-def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume, overwrite):
+def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, resume, overwrite):
     """Run a sweep SPEC (a YAML file or a built-in name): every point at every code length, then a
     table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity, comparisons."""
     from ..config import parse_overrides
     from ..overrides import flatten
-    from ..train.sweep import builtin_specs, load_spec, run_sweep, slug
+    from ..train.sweep import builtin_specs, load_spec, parse_seeds, run_sweep, slug
 
     if list_specs or not spec:
         for name, title in builtin_specs().items():
@@ -91,10 +92,13 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, resume,
         sp.data_root = str(data_root)
     if bits:
         sp.bits = code_lengths(bits)
+    if seeds:
+        sp.seeds = parse_seeds(seeds)
     extra = flatten(parse_overrides(list(sets)))
     if epochs is not None:
         extra["train.epochs"] = epochs
     out = out or Path("runs") / f"sweep-{slug(Path(spec).stem)}-{sp.dataset}"
-    click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths on {sp.dataset}", bold=True)
+    click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths"
+                + (f" x {len(sp.seeds)} seeds" if sp.seeds else "") + f" on {sp.dataset}", bold=True)
     run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite)
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")

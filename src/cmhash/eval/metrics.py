@@ -138,15 +138,7 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
         order = np.argsort(dist, axis=1, kind="stable")
         srel = np.take_along_axis(rel, order, axis=1)  # (b, N) relevance in rank order
         hits = np.cumsum(srel, axis=1, dtype=np.int32)
-        if full_map_here:
-            r_tot = hits[:, -1]
-            ap = (hits / ranks * srel).sum(1) / np.maximum(r_tot, 1)
-            sums["map"] += ap.sum()
-        if topk_here:
-            t = min(topk, n_db)
-            tr = srel[:, :t]
-            ap_k = (hits[:, :t] / ranks[:t] * tr).sum(1) / np.maximum(tr.sum(1), 1)
-            sums["topk"] += ap_k.sum()
+        _add_ap(sums, srel, hits, ranks, full_map_here, topk_here)
         for j, k in enumerate(ks):
             prec[j] += (hits[:, min(k, n_db) - 1] / k).sum()
         if tie_here:
@@ -165,6 +157,50 @@ def evaluate_retrieval(q_codes, db_codes, q_labels, db_labels, topk: int | None 
         out[f"ndcg@{ndcg_k}"] = sums["ndcg"] / n_q
     for j, k in enumerate(ks):
         out[f"p@{k}"] = prec[j] / n_q
+    return {k: float(v) for k, v in out.items()}
+
+
+def _add_ap(sums: dict, srel: np.ndarray, hits: np.ndarray, ranks: np.ndarray, full_map: bool,
+            topk: int | None) -> None:
+    """Add a query block's AP (``map``) and AP@topk (``topk``) to ``sums``, from its relevance in rank
+    order ``srel`` (b, N) and the running hit counts ``hits`` (module docstring's definitions)."""
+    if full_map:
+        sums["map"] += ((hits / ranks * srel).sum(1) / np.maximum(hits[:, -1], 1)).sum()
+    if topk:
+        t = min(topk, srel.shape[1])
+        tr = srel[:, :t]
+        sums["topk"] += ((hits[:, :t] / ranks[:t] * tr).sum(1) / np.maximum(tr.sum(1), 1)).sum()
+
+
+def cosine_retrieval(q, db, q_labels, db_labels, topk: int | None = 50, ndcg_k: int | None = 50,
+                     grade: str = "shared") -> dict:
+    """The metrics of ``evaluate_retrieval`` for real-valued embeddings ranked by cosine similarity
+    (high first, ties by database index): the unhashed reference beside a hashing table."""
+    q, db = np.asarray(q, np.float64), np.asarray(db, np.float64)
+    ql, dl = np.asarray(q_labels, np.float32), np.asarray(db_labels, np.float32)
+    if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
+        raise CmhashError(f"embedding shapes do not match: {q.shape} vs {db.shape}")
+    if len(ql) != len(q) or len(dl) != len(db):
+        raise CmhashError(f"embeddings and labels differ in length: {len(q)}/{len(ql)} queries, "
+                          f"{len(db)}/{len(dl)} items")
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    db = db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
+    n_q, n_db = len(q), len(db)
+    ranks = np.arange(1, n_db + 1, dtype=np.float64)
+    sums = {"map": 0.0, "topk": 0.0, "ndcg": 0.0}
+    for sl in _blocks(n_q, n_db):
+        order = np.argsort(-(q[sl] @ db.T), axis=1, kind="stable")  # (b, N)
+        inter = ql[sl] @ dl.T  # (b, N)
+        srel = np.take_along_axis(inter > 0, order, axis=1)
+        _add_ap(sums, srel, np.cumsum(srel, axis=1, dtype=np.int32), ranks, True, topk)
+        if ndcg_k:
+            gain = np.exp2(_grades(inter, ql[sl], dl, grade)) - 1.0
+            sums["ndcg"] += _ndcg(gain, order, min(ndcg_k, n_db)).sum()
+    out = {"map": sums["map"] / n_q}
+    if topk:
+        out[f"map@{topk}"] = sums["topk"] / n_q
+    if ndcg_k:
+        out[f"ndcg@{ndcg_k}"] = sums["ndcg"] / n_q
     return {k: float(v) for k, v in out.items()}
 
 

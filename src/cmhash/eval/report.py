@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..utils import write_json_atomic, write_text_atomic
-from .baselines import cca_hash_metrics, label_prior, random_codes_metrics
+from .baselines import cca_baselines, label_prior, random_codes_metrics
 from .runner import markdown_table, plot_curves
 
 
@@ -30,14 +30,23 @@ class Report:
             self.curves.setdefault(bits, {})[name] = metrics["curves"]
         return row
 
+    #: the shallow rows ``add_baselines(cca=True)`` adds, by ``baselines.cca_metrics`` kind
+    CCA_ROWS = {"itq": "CCA-ITQ", "random": "CCA-RR", "real": "CCA (real-valued)"}
+
     def add_baselines(self, bits: list[int], random: bool = True, cca: bool = False, seed: int = 0,
-                      curves: bool = False) -> None:
-        """Random codes and CCA hashing on the report's inputs, at each code length."""
-        for b in bits:
-            if cca:
-                self.add("CCA hashing", b, cca_hash_metrics(self.inputs, b, seed=seed, curves=curves))
-            if random:
-                self.add("random codes", b, random_codes_metrics(self.inputs, b, seed=seed, curves=curves))
+                      curves: bool = False, seeds: list[int] | None = None) -> None:
+        """Random codes (and CCA-ITQ, CCA-RR and real-valued CCA) on the report's inputs, at each
+        code length; with ``seeds``, one row per seed (random rotations and codes differ), as the
+        trained rows have. Real-valued CCA has no code length: one row per seed, at every length."""
+        for s in (seeds if seeds is not None else [seed]):
+            extra = {"seed": s} if seeds is not None else {}
+            shallow = cca_baselines(self.inputs, list(bits), tuple(self.CCA_ROWS), s, curves) if cca else {}
+            for b in bits:
+                for kind, name in self.CCA_ROWS.items():
+                    if (kind, b) in shallow:
+                        self.add(name, b, shallow[kind, b], **extra)
+                if random:
+                    self.add("random codes", b, random_codes_metrics(self.inputs, b, seed=s, curves=curves), **extra)
 
     @property
     def label_prior(self) -> float | None:

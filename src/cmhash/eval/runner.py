@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import evaluate_retrieval, pr_curve
+from .metrics import cosine_retrieval, evaluate_retrieval, pr_curve
 
 TOPK_POINTS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
 NOT_SCORED = ("retrieval cannot be scored: the data has no labels (relevance is shared labels); the model is "
@@ -32,10 +32,45 @@ def evaluate_codes(codes: dict, q_labels, db_labels, topk: int = 50, curves: boo
     return out
 
 
+def evaluate_real(emb: dict, q_labels, db_labels, topk: int = 50, curves: bool = False, ndcg_k: int | None = 50) -> dict:
+    """``evaluate_codes`` for real-valued embeddings (the same four keys), ranked by cosine
+    similarity; no curves (PR by Hamming radius has no meaning here)."""
+    out: dict = {"curves": {}}
+    for task, q, db in (("i2t", emb["q_img"], emb["db_txt"]), ("t2i", emb["q_txt"], emb["db_img"])):
+        out[task] = cosine_retrieval(q, db, q_labels, db_labels, topk=topk, ndcg_k=ndcg_k)
+    return out
+
+
+def seed_summary(rows: list[dict], metrics=None) -> list[dict]:
+    """Rows of several training seeds -> one row per (name, bits): each metric's mean over the
+    seeds, its sample standard deviation (ddof 1) under ``"<task>_std"`` and the seeds under
+    ``"seeds"``. Rows without a ``seed`` key count as seed 0; of the other keys only a sweep's
+    ``param`` / ``value`` are kept (per-run ones such as the best epoch differ by seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["name"], r["bits"]), []).append(r)
+    out = []
+    for (name, bits), rs in groups.items():
+        row = {"name": name, "bits": bits, **{k: rs[0][k] for k in ("param", "value") if k in rs[0]}}
+        row["seeds"] = [r.get("seed", 0) for r in rs]
+        for task in ("i2t", "t2i"):
+            keys = [k for k in rs[0].get(task, {}) if metrics is None or k in metrics]
+            vals = {k: np.array([r[task][k] for r in rs], np.float64) for k in keys}
+            row[task] = {k: float(v.mean()) for k, v in vals.items()}
+            row[f"{task}_std"] = {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in vals.items()}
+        out.append(row)
+    return out
+
+
 def markdown_table(rows: list[dict], metrics=("map", "map@50", "ndcg@50")) -> str:
-    """rows: {"name", "bits", "i2t": {...}, "t2i": {...}} -> one line per name, columns per bits."""
+    """rows: {"name", "bits", "i2t": {...}, "t2i": {...}} -> one line per name, columns per bits.
+    Rows of several seeds (a ``seed`` key) are summarised first (``seed_summary``): a cell is
+    mean ± std, and a cell of one seed is marked * when others have more."""
+    if any("seed" in r for r in rows):
+        rows = seed_summary(rows)
     names = list(dict.fromkeys(r["name"] for r in rows))
     bits = sorted({r["bits"] for r in rows})
+    several = any(len(r.get("seeds", ())) > 1 for r in rows)
     lines = []
     for metric in metrics:
         head = "| " + metric + " | " + " | ".join(f"I→T {b}" for b in bits) + " | " + \
@@ -43,15 +78,24 @@ def markdown_table(rows: list[dict], metrics=("map", "map@50", "ndcg@50")) -> st
         lines += [head, "|" + "---|" * (1 + 2 * len(bits))]
         for n in names:
             by_bits = {r["bits"]: r for r in rows if r["name"] == n}
-            cells = [_cell(by_bits.get(b, {}).get("i2t", {}), metric) for b in bits]
-            cells += [_cell(by_bits.get(b, {}).get("t2i", {}), metric) for b in bits]
+            cells = [cell(by_bits.get(b, {}), task, metric, several) for task in ("i2t", "t2i") for b in bits]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
+    if several:
+        lines.append(f"mean ± standard deviation over training seeds; * one seed.\n")
     return "\n".join(lines)
 
 
-def _cell(scores: dict, metric: str) -> str:
-    return f"{scores[metric]:.3f}" if metric in scores else "–"
+def cell(row: dict, task: str, metric: str, several: bool = False) -> str:
+    """One table cell: ``0.812``, ``0.812 ± 0.004`` (several seeds), ``0.812*`` (one seed where
+    others have several) or ``–`` (not measured)."""
+    scores = row.get(task, {})
+    if metric not in scores:
+        return "–"
+    n = len(row.get("seeds", ()))
+    if n > 1:
+        return f"{scores[metric]:.3f} ± {row[f'{task}_std'][metric]:.3f}"
+    return f"{scores[metric]:.3f}" + ("*" if several else "")
 
 
 def plot_curves(curves: dict[str, dict], path: str | Path, title: str = "") -> Path:

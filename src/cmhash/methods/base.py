@@ -25,6 +25,9 @@ Hooks for methods that train in alternation or keep per-item state (DCMH, SSAH, 
 - ``phases``: the trainer makes one pass over the epoch's batches per phase, calling
   ``loss(batch, phase)`` and stepping ``make_optimizer()[phase]`` (a dict of optimisers);
   the default ``(None,)`` is one joint pass with ``loss(batch)``.
+- ``attach_training_features(feat, text)``: called once with the training items' frozen image
+  features and text vectors, for targets over the whole training set (DGCPN's graph).
+- ``clip_grad_norm``: a class attribute; the trainer clips the gradients' norm to it (UCCH).
 - ``attach_training_set(labels)``: called once with the (N, C) training labels before training;
   they are kept as ``train_labels`` and a method's ``memory`` (a ``models.Memory`` of the
   training set, if it has one) gets its N rows.
@@ -65,6 +68,8 @@ class HashMethod(nn.Module):
     phases: tuple = (None,)
     #: keeps per-item training memories (``self.memory``)
     memory_per_item: bool = False
+    #: clip the gradients' global norm to this before each step (None: no clipping)
+    clip_grad_norm: float | None = None
     #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel
     #: training computes the single-process loss of the global batch (see ``train.distributed``).
     distributed: bool = False
@@ -119,6 +124,11 @@ class HashMethod(nn.Module):
         memory = getattr(self, "memory", None)
         if memory is not None:
             memory.attach(len(labels))
+
+    def attach_training_features(self, feat: torch.Tensor, text: torch.Tensor) -> None:
+        """(N, D) frozen image features F_I and (N, d) text vectors of the training items, in the
+        order of batch["row"], called once before training (after ``attach_training_set``) for
+        methods that build targets over the whole training set (DGCPN); nothing by default."""
 
     def training_state(self) -> dict:
         memory = getattr(self, "memory", None)

@@ -63,13 +63,15 @@ class ImgNet(nn.Module):
 
 
 class TxtNet(nn.Module):
-    """DJSRH's TxtNet: Linear(d, 4096) -> ReLU -> Linear(4096, K) -> scaled tanh."""
+    """DJSRH's TxtNet: Linear(d, 4096) -> ReLU -> Linear(4096, K) -> scaled tanh (DGCPN's adds
+    Dropout before the last layer: ``dropout``)."""
 
-    def __init__(self, in_dim: int, bits: int, hidden: int = 4096):
+    def __init__(self, in_dim: int, bits: int, hidden: int = 4096, dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(in_dim, hidden)
+        self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, bits)
         self.act = ScaledTanh()
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B, K)
-        return self.act(self.fc2(torch.relu(self.fc1(t))))
+        return self.act(self.fc2(self.drop(torch.relu(self.fc1(t)))))

@@ -14,9 +14,11 @@ A spec is YAML (a file, or a built-in name from ``presets/sweeps``)::
     one_at_a_time:                       # ... or each key varied alone, the rest at the preset
       method.beta: [0.003, 0.03, 0.3]
     curves: true                         # PR / precision@top-K of every point at the largest length
+    seeds: [0, 1, 2]                     # repeat every run over these training seeds (or --seeds 0,1,2)
 
 A point may also set ``method`` (compare methods under one protocol). Runs land in
-``OUT/<point>/bits-<K>/``; an interrupted sweep continues with ``resume`` (finished runs are read
+``OUT/<point>/bits-<K>/`` (with ``seeds``: ``OUT/<point>/seed-<S>/bits-<K>/``, every seed on the same
+split; the table shows mean ± std and ``results.json`` holds every seed's row and the summary); an interrupted sweep continues with ``resume`` (finished runs are read
 back from their ``metrics.json``). Writes ``results.md``, ``results.json`` and ``sweep.png``.
 """
 from __future__ import annotations
@@ -36,7 +38,8 @@ from ..codes import check_code_length
 from ..overrides import flatten, nest
 from ..utils import CmhashError, write_text_atomic
 
-SPEC_KEYS = {"title", "method", "dataset", "bits", "set", "variants", "grid", "one_at_a_time", "curves", "data_root"}
+SPEC_KEYS = {"title", "method", "dataset", "bits", "set", "variants", "grid", "one_at_a_time", "curves", "data_root",
+             "seeds"}
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Spec:
     curves: bool = False
     data_root: str | None = None
     source: dict = field(default_factory=dict)
+    seeds: list[int] | None = None  # None: one run per point at train.seed
 
 
 def builtin_specs() -> dict[str, str]:
@@ -125,8 +129,26 @@ def load_spec(spec: str | Path | dict) -> Spec:
     names = [p.name for p in points]
     if len(set(names)) != len(names):
         raise CmhashError(f"sweep points must have distinct names, got {names}")
+    seeds = raw.get("seeds")
+    if seeds is not None:
+        seeds = parse_seeds(seeds)
     return Spec(str(raw.get("title") or f"{method} sweep"), method, raw.get("dataset", "synthetic"), bits, common,
-                points, bool(raw.get("curves", False)), raw.get("data_root"), raw)
+                points, bool(raw.get("curves", False)), raw.get("data_root"), raw, seeds)
+
+
+def parse_seeds(seeds) -> list[int]:
+    """``"0,1,2"``, ``[0, 1, 2]`` or ``3`` -> distinct non-negative training seeds."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    elif isinstance(seeds, str):
+        seeds = [s.strip() for s in seeds.split(",") if s.strip()]
+    try:
+        out = [int(s) for s in seeds]
+    except (TypeError, ValueError):
+        raise CmhashError(f"seeds: give training seeds as integers, e.g. 0,1,2 (got {seeds!r})") from None
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise CmhashError(f"seeds: give distinct non-negative integers, e.g. 0,1,2 (got {seeds!r})")
+    return out
 
 
 def _flat(d, where: str) -> dict:
@@ -153,6 +175,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     from ..config import build_config
     from ..data.inputs import reads_maps
     from ..eval.report import Report
+    from ..eval.runner import seed_summary
     from .protocol import locked_run_folder, prepare, refuse_trained, run_into
 
     out = Path(out)
@@ -160,9 +183,13 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
     cfgs = {}
     for p in spec.points:
         for b in spec.bits:
-            flat = {**spec.common, **p.overrides, **(extra or {})}
-            cfgs[p.name, b] = build_config(p.method, spec.dataset, b, nest(flat), base)
-    refuse_trained(sorted(out.glob("*/bits-*")), resume, overwrite, out)  # before the spec or split is rewritten
+            for seed in spec.seeds or [None]:
+                flat = {**spec.common, **p.overrides, **(extra or {})}
+                if seed is not None:
+                    flat["train.seed"] = seed
+                cfgs[p.name, b, seed] = build_config(p.method, spec.dataset, b, nest(flat), base)
+    refuse_trained(sorted([*out.glob("*/bits-*"), *out.glob("*/seed-*/bits-*")]), resume, overwrite,
+                   out)  # before the spec or split is rewritten
     with locked_run_folder(out):
         write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
         # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
@@ -177,13 +204,15 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
         inputs.split.save(out / "split.json")
         report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
         points = {p.name: p for p in spec.points}
-        for (name, b), cfg in cfgs.items():
+        for (name, b, seed), cfg in cfgs.items():
             device, point_inputs = prepared[_input_key(cfg)]
-            run_into(report, name, cfg, bits_dir(out / slug(name), b), point_inputs, device, resume, overwrite,
-                     progress, curves=spec.curves and b == max(spec.bits), echo=echo,
-                     param=points[name].param, value=points[name].value)
-        report.write(out, dataset=spec.dataset)
-        plot_sweep(report.rows, spec, out / "sweep.png")
+            folder = out / slug(name) if seed is None else out / slug(name) / f"seed-{seed}"
+            run_into(report, name, cfg, bits_dir(folder, b), point_inputs, device, resume, overwrite, progress,
+                     curves=spec.curves and b == max(spec.bits) and (seed is None or seed == spec.seeds[0]), echo=echo,
+                     param=points[name].param, value=points[name].value, **({"seed": seed} if seed is not None else {}))
+        summary = seed_summary(report.rows) if spec.seeds else report.rows
+        report.write(out, dataset=spec.dataset, **({"seeds": spec.seeds, "summary": summary} if spec.seeds else {}))
+        plot_sweep(summary, spec, out / "sweep.png")
     echo("")
     echo(report.table())
     return report.rows

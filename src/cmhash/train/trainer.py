@@ -165,10 +165,12 @@ class Trainer:
         if model.supervised and not self.scorable:
             raise CmhashError(labels_required(cfg.method))
         self.lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
-        model.attach_training_set(self.lab_t[torch.from_numpy(self.train_idx).to(device)])
-        self.opt = OptimizerSet(model.make_optimizer())
         self.feat_t = torch.from_numpy(inputs.feat).to(device)
         self.text_t = torch.from_numpy(np.asarray(data.texts, np.float32)).to(device)
+        train_t = torch.from_numpy(self.train_idx).to(device)
+        model.attach_training_set(self.lab_t[train_t])
+        model.attach_training_features(self.feat_t[train_t].float(), self.text_t[train_t])
+        self.opt = OptimizerSet(model.make_optimizer())
         self.img_src = inputs.image_source(self.spec)
         # the image input on the device when it fits (2 GiB); a larger memory-mapped cache is read per batch
         self.img_t = None
@@ -279,6 +281,8 @@ class Trainer:
                                       f"{f' ({phase} phase)' if phase else ''}: {self.nan_cause(batch)}")
                 step_opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if model.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), model.clip_grad_norm)
                 step_opt.step()
                 running += loss.item()
                 bar.update(1)

@@ -1,0 +1,190 @@
+"""One source for every results table: the README's and the docs' tables are rendered from the
+results files the benchmarks write (``benchmarks/results/*.json``), never typed.
+
+A table in a Markdown file is a marked block::
+
+    <!-- table: ucm.json section=words metric=map bits=16,64 -->
+    | map | I→T 16 | ... |
+    <!-- /table -->
+
+What the marker's settings mean:
+
+- ``section``: the results file's section (UCM: the text encoder).
+- ``metric``: the metric (map, map@50, ndcg@50).
+- ``bits``: the code lengths (default: all).
+- ``names``: the rows, comma-separated (default: every row, in the file's order).
+- ``sections=words,minilm`` with one ``bits`` value: one column per section instead, each
+  "I→T / T→I" (a side-by-side of text encoders).
+- ``kind=short``: the class-name query table (``short_queries`` of the UCM file).
+
+Rows of several training seeds show mean ± std, and a one-seed cell among them is marked *
+(``cmhash.eval.runner.markdown_table``).
+
+    python benchmarks/tables.py            # rewrite every marked table in README.md and docs/*.md
+    python benchmarks/tables.py --check    # exit 1 naming each table that differs from its results
+    python benchmarks/tables.py --print benchmarks/results/ucm.json   # every table of one file
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cmhash.eval.runner import cell, markdown_table, seed_summary
+from cmhash.utils import CmhashError, read_json, write_text_atomic
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+#: the rows a benchmark adds beside the trained methods (``Report.add_baselines``)
+BASELINE_ROWS = ("CCA-ITQ", "CCA-RR", "CCA (real-valued)", "random codes")
+BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``ucm.json section=words metric=map`` -> ("ucm.json", {"section": "words", "metric": "map"})."""
+    parts = spec.split()
+    if not parts:
+        raise CmhashError("a table marker needs a results file name")
+    opts = {}
+    for p in parts[1:]:
+        if "=" not in p:
+            raise CmhashError(f"table marker setting {p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        opts[k] = v
+    return parts[0], opts
+
+
+def sections_of(results: dict) -> dict:
+    """A results file's sections; a run folder's ``results.json`` (one report) is one section, ``default``."""
+    return results["sections"] if "sections" in results else {"default": results}
+
+
+def _rows(results: dict, section: str, opts: dict) -> list[dict]:
+    sections = sections_of(results)
+    if section not in sections:
+        raise CmhashError(f"no section {section!r} in the results (has: {', '.join(sections) or 'none'})")
+    rows = sections[section]["rows"]
+    if "bits" in opts:
+        keep = {int(b) for b in opts["bits"].split(",")}
+        rows = [r for r in rows if r["bits"] in keep]
+    if "names" in opts:
+        names = opts["names"].split(",")
+        rows = sorted((r for r in rows if r["name"] in names), key=lambda r: names.index(r["name"]))
+    return rows
+
+
+def render(results: dict, opts: dict) -> str:
+    """One table (no trailing newline) from a results file's contents and a marker's settings."""
+    kind = opts.get("kind", "metric")
+    if kind == "short":
+        return short_table(results, opts)
+    if kind != "metric":
+        raise CmhashError(f"unknown table kind {kind!r}; known: metric, short")
+    metric = opts.get("metric", "map")
+    if "sections" in opts:
+        return side_by_side(results, opts["sections"].split(","), metric, opts)
+    rows = _rows(results, opts.get("section", next(iter(sections_of(results)), "")), opts)
+    return markdown_table(rows, (metric,)).strip()
+
+
+def side_by_side(results: dict, sections: list[str], metric: str, opts: dict) -> str:
+    """Rows by name, one "I→T / T→I" column per section, at one code length."""
+    bits = opts.get("bits", "")
+    if "," in bits or not bits:
+        raise CmhashError("a side-by-side table needs exactly one bits= value")
+    per = {sec: {r["name"]: r for r in seed_summary(_rows(results, sec, opts))} for sec in sections}
+    several = any(len(r.get("seeds", ())) > 1 for rows in per.values() for r in rows.values())
+    names = list(dict.fromkeys(n for sec in sections for n in per[sec]))
+    lines = [f"| {metric} I→T / T→I, {bits} bits | " + " | ".join(sections) + " |", "|---|" + "---|" * len(sections)]
+    for n in names:
+        cells = []
+        for sec in sections:
+            r = per[sec].get(n)
+            cells.append("–" if r is None else f"{cell(r, 'i2t', metric, several)} / {cell(r, 't2i', metric, several)}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def short_table(results: dict, opts: dict) -> str:
+    """Precision@10 of each class name typed as a query, per encoder/method column."""
+    short = results.get("short_queries", {})
+    cols = [c for c in (opts["columns"].split(",") if "columns" in opts else short) if c in short]
+    if not cols:
+        raise CmhashError("the results file holds no short-query results")
+    labels = list(short[cols[0]])
+    lines = ["| class query | " + " | ".join(c.replace("/", " ").upper() for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for label in labels:
+        vals = [short[c].get(label) for c in cols]
+        lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in vals) + " |")
+    for title, fn in (("mean", np.mean), ("min", np.min)):
+        vals = [fn([v or 0.0 for v in short[c].values()]) for c in cols]
+        lines.append(f"| **{title}** | " + " | ".join(f"**{v:.2f}**" for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def render_file(path: str | Path) -> str:
+    """Every section of a results file as Markdown (mAP and mAP@50 tables), for printing."""
+    results = read_json(path, "results file")
+    out = []
+    for name, sec in sections_of(results).items():
+        metrics = sorted({k for r in sec["rows"] for k in r.get("i2t", {})} & {"map", "map@50", "ndcg@50"})
+        out.append(f"## {sec.get('title', name)}\n\n" + markdown_table(sec["rows"], metrics))
+    return "\n".join(out)
+
+
+def update_text(text: str, results_dir: Path, where: str = "") -> tuple[str, list[str]]:
+    """``text`` with every marked table rendered again; and the markers whose table changed."""
+    changed, cache = [], {}
+
+    def repl(m: re.Match) -> str:
+        name, opts = parse_spec(m.group("spec"))
+        if name not in cache:
+            f = results_dir / name
+            if not f.is_file():
+                raise CmhashError(f"{where}: table marker names {f}, which does not exist")
+            cache[name] = read_json(f, "results file")
+        body = render(cache[name], opts) + "\n"
+        if body != m.group("body"):
+            changed.append(f"{where}: <!-- table: {m.group('spec')} -->")
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(repl, text), changed
+
+
+def documents(repo: Path = REPO) -> list[Path]:
+    return [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
+    ap.add_argument("--print", dest="show", metavar="RESULTS", help="print every table of one results file")
+    ap.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
+    ap.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.show:
+        print(render_file(args.show))
+        return 0
+    stale, n = [], 0
+    for doc in documents(Path(args.repo)):
+        if not doc.is_file():
+            continue
+        text = doc.read_text(encoding="utf-8")
+        new, changed = update_text(text, Path(args.results), str(doc.relative_to(args.repo)))
+        n += len(BLOCK.findall(text))
+        stale += changed
+        if changed and not args.check:
+            write_text_atomic(doc, new)
+    for c in stale:
+        print(("differs from its results: " if args.check else "rendered: ") + c)
+    print(f"{n} tables, {len(stale)} {'differ' if args.check else 'rewritten'}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
