@@ -140,13 +140,14 @@ def _real(cca: CCA, power: float, x, y, query, database) -> dict:
             "db_img": cca.project_x(x[database], None, power), "db_txt": cca.project_y(y[database], None, power)}
 
 
-def _score(kind: str, cca: CCA, power: float, bits: int, x, y, labels, fit, val, seed: int) -> float:
+def _evaluate(kind: str, cca: CCA, power: float, bits: int, x, y, labels, train, query, database, seed: int,
+              **kw) -> dict:
+    """One CCA row (kind ``itq``, ``random`` or ``real``) on ``cca``, its codes rotated on the
+    ``train`` items, scored with ``query`` against ``database``."""
     if kind == "real":
-        codes = _real(cca, power, x, y, val, fit)
-        return _mean_map(evaluate_real(codes, labels[val], labels[fit], curves=False))
-    m = CCAHash(bits, "itq" if kind == "itq" else "random", power=power, seed=seed).fit(x[fit], y[fit], cca)
-    return _mean_map(evaluate_codes(_codes(m, x, y, val, fit), labels[val], labels[fit], curves=False,
-                                    ndcg_k=None))
+        return evaluate_real(_real(cca, power, x, y, query, database), labels[query], labels[database], **kw)
+    h = CCAHash(bits, kind, power=power, seed=seed).fit(x[train], y[train], cca)
+    return evaluate_codes(_codes(h, x, y, query, database), labels[query], labels[database], **kw)
 
 
 def cca_baselines(inputs, bits: list[int], kinds=("itq", "random", "real"), seed: int = 0,
@@ -165,16 +166,14 @@ def cca_baselines(inputs, bits: list[int], kinds=("itq", "random", "real"), seed
         cca = CCA(reg).fit(x[fit], y[fit])
         for (kind, b) in rows:
             for p in POWERS:
-                best[kind, b] = max(best[kind, b], (_score(kind, cca, p, b, x, y, lab, fit, val, seed), reg, p))
+                m = _evaluate(kind, cca, p, b, x, y, lab, fit, val, fit, seed, curves=False, ndcg_k=None)
+                best[kind, b] = max(best[kind, b], (_mean_map(m), reg, p))
     out, full = {}, {}
     for (kind, b), (_, reg, power) in best.items():
-        cca = full.setdefault(reg, CCA(reg).fit(x[s.train], y[s.train]))
-        if kind == "real":
-            m = evaluate_real(_real(cca, power, x, y, s.query, s.database), lab[s.query], lab[s.database])
-        else:
-            h = CCAHash(b, "itq" if kind == "itq" else "random", power=power, seed=seed).fit(
-                x[s.train], y[s.train], cca)
-            m = evaluate_codes(_codes(h, x, y, s.query, s.database), lab[s.query], lab[s.database], curves=curves)
+        if reg not in full:
+            full[reg] = CCA(reg).fit(x[s.train], y[s.train])
+        cca = full[reg]
+        m = _evaluate(kind, cca, power, b, x, y, lab, s.train, s.query, s.database, seed, curves=curves)
         m["selected"] = {"reg": reg, "power": power, "r": cca.r,
                          "directions": cca.r if kind == "real" else min(b, cca.r)}
         for length in (bits if kind == "real" else [b]):
