@@ -28,7 +28,6 @@ the training part only).
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -41,11 +40,10 @@ from cmhash.eval.hamming import hamming_pm1
 from cmhash.eval.report import Report
 from cmhash.model import encode_items, load_model
 from cmhash.utils import CmhashError, read_json
-from common import RESULTS, bench_parser, save_results, seeds_of
-from tables import BASELINE_ROWS, render_file
-from cmhash.train.protocol import locked_run_folder, run_into
+from common import DEFAULT_UCM, RESULTS, bench_parser, run_queue, save_results, seeds_of, stored_rows
+from tables import render_file
+from cmhash.train.protocol import run_into
 
-DEFAULT_UCM = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ucm-captions")
 METHODS = ("djsrh", "dsah", "jdsh", "dgcpn", "ucch", "dsprh", "dcmh", "ssah", "udsph", "sdeh")
 #: the 21 UC Merced class names as a person would type them
 CLASS_QUERIES = {"agricultural": "agricultural land", "airplane": "airplane", "baseballdiamond": "baseball diamond",
@@ -95,35 +93,6 @@ def seed_plan(bits: list[int], seeds: list[int], all_seeds_at: list[int]) -> lis
     mean ± std columns), then seed 0 alone at the other lengths."""
     first = [(b, s) for b in bits if b in all_seeds_at for s in seeds]
     return first + [(b, seeds[0]) for b in bits if b not in all_seeds_at]
-
-
-def stored_rows(results: dict, enc: str) -> dict[tuple[str, int, int], dict]:
-    """(NAME, bits, seed) -> row of the trained methods already in a results file's section ``enc``."""
-    rows = results.get("sections", {}).get(enc, {}).get("rows", [])
-    return {(r["name"], r["bits"], r.get("seed", 0)): r for r in rows if r["name"] not in BASELINE_ROWS}
-
-
-def run_queue(jobs: list, run_one, wait_for_held: bool = True) -> None:
-    """Run every job (its run folder first) whose folder no other process holds; then wait for the
-    held ones in turn (another worker, e.g. a second ``bench_ucm.py`` into the same --out, trains
-    them; ``run_one`` then reads its finished run back). ``wait_for_held=False``: ``run_one`` for
-    every job at once, without locks (it reads finished runs only)."""
-    if not wait_for_held:  # reading finished runs only: no lock, no folder made
-        for job in jobs:
-            run_one(*job)
-        return
-    pending = list(jobs)
-    for wait in (0.0, 24 * 3600.0):
-        left = []
-        for job in pending:
-            with contextlib.ExitStack() as stack:
-                try:
-                    stack.enter_context(locked_run_folder(job[0], wait=wait))
-                except CmhashError:
-                    left.append(job)  # another worker trains it now
-                    continue
-                run_one(*job)
-        pending = left
 
 
 def main() -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Callable
 
 from cmhash.eval.report import Report
 from cmhash.eval.runner import seed_summary
-from cmhash.utils import write_text_atomic
+from tables import BASELINE_ROWS
+from cmhash.train.protocol import locked_run_folder
+from cmhash.utils import CmhashError, write_text_atomic
 
 DEFAULT_WIKI = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki")
+DEFAULT_UCM = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ucm-captions")
 #: where every benchmark writes the results its README / docs tables are rendered from (``tables.py``)
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -90,3 +94,32 @@ def save_results(path, script: str, reports: dict[str, Report | dict], extra: di
     write_json_atomic(path, {"script": script, "sections": sections, **(extra or {})})
     print(f"results: {path}")
     return path
+
+
+def stored_rows(results: dict, section: str) -> dict[tuple[str, int, int], dict]:
+    """(NAME, bits, seed) -> row of the trained methods already in a results file's section ``section``."""
+    rows = results.get("sections", {}).get(section, {}).get("rows", [])
+    return {(r["name"], r["bits"], r.get("seed", 0)): r for r in rows if r["name"] not in BASELINE_ROWS}
+
+
+def run_queue(jobs: list, run_one, wait_for_held: bool = True) -> None:
+    """Run every job (its run folder first) whose folder no other process holds; then wait for the
+    held ones in turn (another worker, e.g. a second ``bench_ucm.py`` into the same --out, trains
+    them; ``run_one`` then reads its finished run back). ``wait_for_held=False``: ``run_one`` for
+    every job at once, without locks (it reads finished runs only)."""
+    if not wait_for_held:  # reading finished runs only: no lock, no folder made
+        for job in jobs:
+            run_one(*job)
+        return
+    pending = list(jobs)
+    for wait in (0.0, 24 * 3600.0):
+        left = []
+        for job in pending:
+            with contextlib.ExitStack() as stack:
+                try:
+                    stack.enter_context(locked_run_folder(job[0], wait=wait))
+                except CmhashError:
+                    left.append(job)  # another worker trains it now
+                    continue
+                run_one(*job)
+        pending = left

@@ -70,3 +70,29 @@ def test_a_benchmark_run_writes_results_that_render_with_the_spread(wiki_like, t
     doc = "<!-- table: wiki.json section=wiki metric=map -->\n<!-- /table -->\n"
     text, changed = tables.update_text(doc, tmp_path, "doc.md")
     assert changed and "| DJSRH | " in text and " ± " in text and "| CCA-ITQ |" in text
+
+
+def test_the_dsprh_path_runs_its_spec_and_reuses_stored_rows(wiki_like, tmp_path):
+    spec = tmp_path / "path.yaml"
+    spec.write_text("method: dsprh\nbits: [8]\nseeds: [0, 1]\nvariants:\n  '0 DSAH': {method: dsah, train.epochs: 1}\n"
+                    "  '1 frame': &f {train.epochs: 1, method.feat_dim: 16, method.txt_hidden: 16, method.enc_dim: 0,\n"
+                    "                 method.recon: linear, method.align: dsah, method.beta: 0, method.gamma: 0}\n"
+                    "  '2 DSPRH': {method: dsprh}\n  '3 DSPRH before': {method.rank_form: softmax}\n")
+    # a stored DSPRH row at its preset stands in for row 2 (no run trained for it)
+    stored = tmp_path / "stored.json"
+    row = {"name": "DSPRH", "bits": 8, "i2t": {"map": 0.5, "map@50": 0.6}, "t2i": {"map": 0.4, "map@50": 0.5}}
+    stored.write_text(json.dumps({"sections": {"wiki": {"rows": [dict(row, seed=0), dict(row, seed=1)]}}}))
+    results = tmp_path / "path.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_dsprh.py"), "--path", "--spec", str(spec), "--datasets",
+           "wiki", "--wiki", str(wiki_like.parent), "--out", str(tmp_path / "runs"), "--results", str(results),
+           "--reuse", f"{stored}:wiki@wiki", "--reuse", f"{stored}:wiki@wiki/3=DSPRH", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(results.read_text())["sections"]["wiki"]["rows"]
+    assert sorted((r["name"], r["seed"]) for r in rows) == [(n, s) for n in ("0 DSAH", "1 frame", "2 DSPRH", "3 DSPRH before")
+                                                            for s in (0, 1)]
+    for name in ("2 DSPRH", "3 DSPRH before"):  # stood in for by the stored rows: nothing trained for them
+        assert [r["i2t"]["map"] for r in rows if r["name"] == name] == [0.5, 0.5]
+    assert not list((tmp_path / "runs" / "wiki").glob("[23]-dsprh*/**/metrics.json"))
+    frame = [r for r in rows if r["name"] == "1 frame"]
+    assert all(r["method"] == "dsprh" for r in frame)

@@ -113,4 +113,49 @@ def test_dsprh_finetunes_through_a_backbone(tmp_path, backbone):
     first = net.backbone.features[0] if backbone == "alexnet" else net.backbone.conv1
     assert first.weight.grad is not None
     lrs = sorted(g["lr"] for g in res.model.make_optimizer().param_groups)
-    assert lrs == [0.001, 0.01]  # backbone at DJSRH's image rate, heads at 0.01
+    assert lrs == [0.001, 0.005]  # backbone at DJSRH's image rate, heads at DSAH's 0.005
+
+
+# the ablation path's first row: DSPRH's class configured as DSAH computes DSAH's loss
+DSAH_FRAME = dict(w1=0.0, w2=0.0, w3=1.0, feat_dim=24, txt_hidden=20, enc_dim=0, recon="linear", align="dsah",
+                  beta=0.0, gamma=0.0)
+
+
+def test_dsprh_configured_as_dsah_is_dsah():
+    torch.manual_seed(0)
+    dsah = build_method("dsah", 8, 12, 7, {"img_hidden": 24, "txt_hidden": 20})
+    frame = build_method("dsprh", 8, 12, 7, DSAH_FRAME)
+    names = {"img_net.encoder.0": "img_feat.f3.0", "img_net.fc_encode": "img_tb.hash", "txt_net.fc1": "txt_feat.0",
+             "txt_net.fc2": "txt_tb.hash", "dec_img": "dec_img", "dec_txt": "dec_txt"}
+    theirs = dsah.state_dict()
+    mapped = {f"{names[k.rsplit('.', 1)[0]]}.{k.rsplit('.', 1)[1]}": v for k, v in theirs.items()}
+    assert set(mapped) == set(frame.state_dict())  # the same parameters, no more
+    frame.load_state_dict(mapped)
+    for m in (dsah, frame):
+        m.set_epoch(3)
+    batch = {"image": torch.rand(6, 12), "feat": torch.rand(6, 12), "text": torch.rand(6, 7)}
+    want, _ = dsah.loss(batch)
+    got, parts = frame.loss(batch)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6) and "dsah" in parts
+    want.backward()
+    got.backward()
+    g_dsah = dict(dsah.named_parameters())
+    for k, p in frame.named_parameters():
+        src = next(n for n, v in names.items() if k.startswith(v + "."))
+        assert torch.allclose(p.grad, g_dsah[src + k[len(names[src]):]].grad, atol=1e-6), k
+    assert torch.equal(dsah.encode_image(batch["image"]) if hasattr(dsah, "encode_image") else dsah.img_net(batch["image"]),
+                       frame.encode_image(batch["image"]))
+
+
+def test_dsprh_recon_and_align_settings():
+    with pytest.raises(CmhashError, match="recon must be"):
+        _dsprh(recon="tbh")
+    with pytest.raises(CmhashError, match="align must be"):
+        _dsprh(align="dsph")
+    m = _dsprh(recon="none")  # no decoder built: only the codes
+    assert not hasattr(m.img_tb, "dec")
+    batch = {"image": torch.randn(5, 16, 3, 3), "feat": torch.rand(5, 16), "text": torch.rand(5, 7)}
+    _, parts = m.loss(batch)
+    assert parts["rec"] == 0.0
+    with pytest.raises(CmhashError, match="needs reconstruction"):
+        _dsprh(recon="none", align="dsah").loss(batch)

@@ -11,7 +11,8 @@ CVPR 2020, section 3), DSPRH's "feature reconstruction layer" (section 3.3):
 sgn is sign() with a straight-through gradient (TBH uses a stochastic binary neuron with a
 straight-through estimator; we use the deterministic sign so encoding is reproducible), so the
 reconstruction error trains the code layer through the adjacency. ``graph=False`` drops the
-graph convolution (a plain auto-encoder on z) for ablation.
+graph convolution (a plain auto-encoder on z) for ablation; ``reconstruct=False`` keeps only the
+encoder and the code layer (no bottleneck or decoder is built).
 """
 from __future__ import annotations
 
@@ -35,22 +36,26 @@ def normalized_adjacency(a: torch.Tensor) -> torch.Tensor:
 
 class TwinBottleneck(nn.Module):
     def __init__(self, in_dim: int, bits: int, out_dim: int, enc_dim: int = 1024, cont_dim: int = 512,
-                 dec_dim: int = 1024, graph: bool = True, power: float = 1.4):
+                 dec_dim: int = 1024, graph: bool = True, power: float = 1.4, reconstruct: bool = True):
         super().__init__()
         self.enc = nn.Sequential(nn.Linear(in_dim, enc_dim), nn.ReLU(inplace=True)) if enc_dim else nn.Identity()
         width = enc_dim or in_dim
         self.hash = nn.Linear(width, bits)
         self.act = ScaledTanh()
+        self.power, self.reconstruct = power, reconstruct
+        if not reconstruct:
+            return
         self.cont = nn.Sequential(nn.Linear(width, cont_dim), nn.Sigmoid())
         self.gcn = nn.Linear(cont_dim, cont_dim) if graph else None
         self.dec = nn.Sequential(nn.Linear(cont_dim, dec_dim), nn.ReLU(inplace=True), nn.Linear(dec_dim, out_dim))
-        self.power = power
 
     def code(self, f: torch.Tensor) -> torch.Tensor:  # (B, K) in (-1, 1)
         return self.act(self.hash(self.enc(f)))
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, in_dim) -> (code (B, K), reconstruction (B, out_dim))."""
+        if not self.reconstruct:
+            raise RuntimeError("this twin bottleneck was built without its decoder (reconstruct=False)")
         h = self.enc(f)
         code = self.act(self.hash(h))
         z = self.cont(h)  # (B, cont_dim)

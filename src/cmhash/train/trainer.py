@@ -323,8 +323,10 @@ class Trainer:
                    mininterval=0.2 if sys.stderr.isatty() else 30.0)
         clock = {"steps": 0, "saved": time.time()}
         for epoch in range(st.epoch, tc.epochs):
+            t_epoch = time.time()
             phase_loss = self.run_epoch(epoch, bar, clock)
-            record = {"epoch": epoch + 1, "loss": sum(phase_loss.values())}
+            # the epoch's training time (steps only: not the validation or the checkpoint)
+            record = {"epoch": epoch + 1, "loss": sum(phase_loss.values()), "seconds": round(time.time() - t_epoch, 3)}
             if len(self.phases) > 1:
                 record["phase_loss"] = phase_loss
             self.select(epoch, record)
