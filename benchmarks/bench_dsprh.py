@@ -55,6 +55,15 @@ def data_base(dataset: str, args) -> dict | None:
     return {}
 
 
+def run_config(p: Point, dataset: str, bits: int, seed: int, base: dict, threads: int | None, sets: dict | None = None):
+    """The config of one run: the point's method at its preset for ``dataset``, the point's
+    settings and ``sets`` over it, the thread count and the training seed."""
+    flat = {**p.overrides, **(sets or {})}
+    c = build_config(p.method, PRESETS[dataset], bits, nest(flat) if flat else None, base)
+    c.train.num_threads, c.train.seed = threads, seed
+    return c
+
+
 def reused_rows(specs: list[str], dataset: str, points: list[Point]) -> dict[tuple[str, int, int], dict]:
     """(row name, bits, seed) -> row taken from other results files. ``FILE:SECTION@DATASET``: for
     the rows that are a method at its preset (no settings of their own), that method's rows;
@@ -81,13 +90,10 @@ def reused_rows(specs: list[str], dataset: str, points: list[Point]) -> dict[tup
 
 def bench_dataset(dataset: str, base: dict, points: list[Point], bits: list[int], seeds: list[int], args,
                   old: dict) -> Report:
-    preset, out = PRESETS[dataset], Path(args.out) / dataset
+    out = Path(args.out) / dataset
 
     def cfg_for(p: Point, b: int, s: int):
-        flat = {**p.overrides, **args.sets}
-        c = build_config(p.method, preset, b, nest(flat) if flat else None, base)
-        c.train.num_threads, c.train.seed = args.threads, s
-        return c
+        return run_config(p, dataset, b, s, base, args.threads, args.sets)
 
     t0 = time.time()
     inputs = prepare_inputs(cfg_for(points[0], bits[0], seeds[0]), with_maps=dataset != "wiki")
@@ -102,9 +108,6 @@ def bench_dataset(dataset: str, base: dict, points: list[Point], bits: list[int]
         if not (run / "metrics.json").exists() and (row is not None or skip):
             if row is not None:
                 report.rows.append(row)  # measured before
-            return
-        if (run / "metrics.json").exists():  # finished: read back as it is (its settings were checked when it ran)
-            report.add(p.name, b, read_json(run / "metrics.json", "metrics file"), seed=s)
             return
         run_into(report, p.name, cfg_for(p, b, s), run, inputs, resume=True, curves=False, seed=s)
 

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cmhash.config import build_config
 from cmhash.data.inputs import prepare_inputs
-from cmhash.overrides import nest
 from cmhash.train.protocol import train_run
 from cmhash.train.sweep import load_spec, slug
 from cmhash.utils import read_json, write_json_atomic
-from bench_dsprh import PRESETS, data_base
+from bench_dsprh import data_base, run_config
 from common import DEFAULT_UCM, RESULTS, bench_parser, run_queue, save_results, seeds_of
 from tables import render_file
 
@@ -70,9 +68,7 @@ def main() -> None:
             continue
 
         def cfg_for(p, b, s, ds=ds, base=base):
-            c = build_config(p.method, PRESETS[ds], b, nest(p.overrides) if p.overrides else None, base)
-            c.train.num_threads, c.train.seed = args.threads, s
-            return c
+            return run_config(p, ds, b, s, base, args.threads)
 
         t0 = time.time()
         inputs = prepare_inputs(cfg_for(spec.points[0], bits[0], seeds[0]), with_maps=ds != "wiki")
