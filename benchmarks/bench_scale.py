@@ -8,8 +8,10 @@ Each item has a caption and a label (what an encoded collection gives). The stor
 the API in chunks of 500,000 (one commit at the end), as ``cmhash index add`` of many folders does.
 
 Phases (each a fresh process): build (add + commit, the approximate backend trains and calibrates
-at the commit), open (checksums verified, files read), search: 2,000 queries per path, q/s and,
-for approximate paths, recall@50 against the exact answer.
+at the commit); open (as a server or CLI search opens it: files mapped, sizes and headers checked),
+its time and resident memory, the first query's latency beside later ones (one at a time, k=10,
+with metadata), and the open that reads every checksum (``index info --verify``); search: 2,000
+queries per path, q/s and, for approximate paths, recall@50 against the exact answer.
 
     python benchmarks/bench_scale.py [--n 10000000] [--backends flat,ivf] [--keep]
 """
@@ -80,15 +82,39 @@ def phase_build(args) -> dict:
             "bytes": info["bytes_on_disk"], "search": info["search"]}
 
 
+def rss_now_mb() -> float:
+    """Resident memory now (VmRSS; Linux), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def phase_open(args) -> dict:
+    """Open as a server or a CLI search does (files mapped, sizes and headers checked), then the
+    first query and later ones, one at a time with metadata; then the open with every checksum
+    read (``index info --verify``), for comparison."""
     from cmhash.index.store import IndexStore
 
+    base = rss_now_mb()
     t0 = time.perf_counter()
     st = IndexStore.open(Path(args.out) / args.backend)
     t_open = time.perf_counter() - t0
-    n = st.ntotal
+    rss_open = rss_now_mb()
+    q = np.random.default_rng(5).integers(0, 256, (21, st.bits // 8), dtype=np.uint8)
+    lat = []
+    for j in range(len(q)):
+        t = time.perf_counter()
+        st.search(q[j:j + 1], 10, target="image", source="text")
+        lat.append(time.perf_counter() - t)
+    n, rss_search = st.ntotal, rss_now_mb()
     st.close()
-    return {"open_s": t_open, "rss_mb": peak_rss_mb(), "items": n}
+    t0 = time.perf_counter()
+    IndexStore.open(Path(args.out) / args.backend, verify=True).close()
+    t_verify = time.perf_counter() - t0
+    return {"open_s": t_open, "rss_before_mb": base, "rss_open_mb": rss_open, "first_search_s": lat[0],
+            "later_search_s": float(np.median(lat[1:])), "rss_after_search_mb": rss_search,
+            "open_verify_s": t_verify, "rss_mb": peak_rss_mb(), "items": n}
 
 
 def timed(fn):
@@ -156,8 +182,10 @@ def main():
     Path(args.out).mkdir(parents=True, exist_ok=True)
     seeds(args.model_dir)  # train the seed model once, before any timed phase
     lines = [f"# A store of {args.n:,} items (64-bit codes, both modalities, SQLite metadata)\n",
-             "| backend | build s (commit s) | build peak RSS MB | on disk bytes/item | open s | open peak RSS MB |",
-             "|---|---|---|---|---|---|"]
+             "| backend | build s (commit s) | build peak RSS MB | on disk bytes/item | open s | RSS after open MB "
+             "(before open) | first search ms | later searches ms (median of 20) | RSS after searches MB | "
+             "open with --verify s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     searches, res = [], {}
     for backend in args.backends.split(","):
         b = run_phase("build", args, backend)
@@ -165,7 +193,9 @@ def main():
         s = run_phase("search", args, backend)
         res[backend] = {"build": b, "open": o, "search": s}
         lines.append(f"| {backend} | {b['build_s']:.0f} ({b['commit_s']:.0f}) | {b['rss_mb']:,.0f} | {b['bytes_per_item']} | "
-                     f"{o['open_s']:.1f} | {o['rss_mb']:,.0f} |")
+                     f"{o['open_s']:.2f} | {o['rss_open_mb']:,.0f} ({o['rss_before_mb']:,.0f}) | "
+                     f"{1e3 * o['first_search_s']:.1f} | {1e3 * o['later_search_s']:.1f} | {o['rss_after_search_mb']:,.0f} | "
+                     f"{o['open_verify_s']:.1f} |")
         for name, r in s["rows"].items():
             extra = (f"recall@50 {r['recall']:.3f} (strict {r['recall_strict']:.3f})" if "recall" in r else
                      f"identical to the scan: {r['identical']}" if "identical" in r else "")

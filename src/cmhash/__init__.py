@@ -6,27 +6,32 @@
     model = cmhash.load_model("runs/djsrh-wiki/bits-64")             # self-contained checkpoint
     codes = cmhash.sign_codes(model.encode_text(text_vectors))        # (B, K) int8 {-1, +1}
 """
-from .codes import check_code_length, pack_codes, sign, sign_codes, unpack_codes
-from .config import RunConfig, build_config
-from .data import PairedData, Split, load_dataset, make_split, make_synthetic
-from .data.inputs import Inputs, input_spec, prepare_inputs
-from .eval import evaluate_retrieval, map_at_k, mean_average_precision
-from .model import HashModel, build_method, create_model, load_model
-from .registry import (BACKBONES, DATASETS, INDEX_BACKENDS, METHODS, TEXT_ENCODERS, register_backbone,
-                       register_dataset, register_index_backend, register_method, register_text_encoder)
-from .spec import ImageSpec, InputSpec, TextSpec
 from .utils import CmhashError
 
-_TRAINING = ("run_experiment", "train_run", "train_lengths")  # cmhash.train, imported when first used
+# Everything else is loaded on first use (PEP 562), so ``import cmhash.index`` (a store, a search
+# server's index side) does not import torch: name -> the module that defines it.
+_LAZY = {
+    **dict.fromkeys(("check_code_length", "pack_codes", "sign", "sign_codes", "unpack_codes"), "codes"),
+    **dict.fromkeys(("RunConfig", "build_config"), "config"),
+    **dict.fromkeys(("PairedData", "Split", "load_dataset", "make_split", "make_synthetic"), "data"),
+    **dict.fromkeys(("Inputs", "input_spec", "prepare_inputs"), "data.inputs"),
+    **dict.fromkeys(("evaluate_retrieval", "map_at_k", "mean_average_precision"), "eval"),
+    **dict.fromkeys(("HashModel", "build_method", "create_model", "load_model"), "model"),
+    **dict.fromkeys(("BACKBONES", "DATASETS", "INDEX_BACKENDS", "METHODS", "TEXT_ENCODERS", "register_backbone",
+                     "register_dataset", "register_index_backend", "register_method", "register_text_encoder"),
+                    "registry"),
+    **dict.fromkeys(("ImageSpec", "InputSpec", "TextSpec"), "spec"),
+    **dict.fromkeys(("run_experiment", "train_run", "train_lengths"), "train"),
+}
 
 
 def __getattr__(name: str):
-    """The training API, loaded on first use: ``import cmhash`` (to encode, index or search) does not
-    import the trainer."""
-    if name in _TRAINING:
-        from . import train
+    """The API, loaded on first use: ``import cmhash`` (to encode, index or search) does not import
+    the trainer, and the index layer does not import torch."""
+    if name in _LAZY:
+        import importlib
 
-        return getattr(train, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'cmhash' has no attribute {name!r}")
 
 

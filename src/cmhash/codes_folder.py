@@ -14,6 +14,7 @@ when complete; ``read_codes`` checks a folder (every record) and opens its codes
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,13 +131,16 @@ def _encode_into(encoder, out: Path, final: Path, data, batch_size, ids, rows, c
     captions_in = encoder.text_encoder is not None and data.captions is not None  # through the model's encoder
     pixels = None
     if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
-        from .data.features import image_batches
+        from .data.features import image_batches, paced
 
-        pixels = image_batches(data, rows, batch_size, encoder.cfg.backbone.workers)
+        workers = encoder.cfg.backbone.workers
+        pixels = paced(image_batches(data, rows, batch_size, workers), workers if n > batch_size else 0,
+                       encoder.model.device)
     empty = 0  # captions with no token the model's text encoder knows
     bar = tqdm(total=n, desc="encode", unit="item", disable=not progress,
                mininterval=0.2 if sys.stderr.isatty() else 30.0)
-    with open(out / "items.jsonl", "w") as meta:
+    with contextlib.closing(pixels) if pixels is not None else contextlib.nullcontext(), \
+            open(out / "items.jsonl", "w") as meta:
         for s in range(0, n, batch_size):
             r = rows[s:s + batch_size]
             pix = None

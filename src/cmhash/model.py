@@ -96,8 +96,8 @@ class HashModel:
         t = torch.as_tensor(np.ascontiguousarray(pixels)).to(self.device)
         if mode == "pixels":
             return t
-        fmap = self.backbone.feature_map(self.backbone.preprocess(t))  # (B, C, h, w)
-        return fmap.float() if mode == "maps" else self.backbone.pool(fmap).float()
+        fmap = self.backbone.frozen_map(t)  # (B, C, h, w)
+        return fmap.float().contiguous() if mode == "maps" else self.backbone.pool(fmap).float()
 
     def text_inputs(self, texts: list[str]) -> np.ndarray:
         """Free texts -> what the text net reads (B, dim), through the model's text encoder."""

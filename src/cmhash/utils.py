@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic writes, seeding, device choice, JSON."""
+"""Small shared helpers: atomic writes, seeding, device choice, JSON. torch is imported by the
+functions that use it, so the index and search layers load without it (a store-only process)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 
 class CmhashError(Exception):
@@ -159,6 +159,8 @@ def _json_default(o: Any) -> Any:
 def load_torch_file(path: str | os.PathLike, what: str):
     """``torch.load(weights_only=True)`` on the CPU; a missing, truncated or foreign file is a
     ``CmhashError`` that names the file and ``what`` it should have been."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CmhashError(f"{path}: {what} not found")
@@ -170,13 +172,17 @@ def load_torch_file(path: str | os.PathLike, what: str):
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821 - torch is imported when used
     """'auto' picks CUDA when present, else CPU; anything else is passed to torch.device."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -4,6 +4,7 @@ import pytest
 
 from cmhash.eval.hamming import hamming_pm1, pack_codes, unpack_codes
 from cmhash import kernels
+from cmhash.utils import CmhashError
 from cmhash.index import HashIndexError, as_packed, kernel_name, load_index, make_index
 from cmhash.index.mih import default_m
 
@@ -67,15 +68,34 @@ def test_range_search_matches_brute_force(backend):
             np.testing.assert_array_equal(D[lims[j]:lims[j + 1]], dist[j, rows])
 
 
+def cpu_paths():
+    """The flat scan's paths this CPU has (CMHASH_KERNEL names), each a test case; the others skip."""
+    level = kernels._C.cpu_level() if kernels._C is not None else 0
+    return [pytest.param(name, marks=pytest.mark.skipif(level < lv, reason=f"this CPU has no {name}"))
+            for name, lv in kernels.LEVELS.items()]
+
+
+@pytest.mark.parametrize("path", cpu_paths())
 @pytest.mark.parametrize("n", [600, 603])
-def test_kernels_agree_with_numpy_reference(n):
-    """Every code width (the vector paths: 8, 16 and other multiples of 8 bytes), a database that is
-    not a whole number of 8-row groups, and query blocks left partly empty."""
+@pytest.mark.parametrize("ties", [False, True])
+def test_kernels_agree_with_numpy_reference(n, path, ties, monkeypatch):
+    """Every scan path forced in turn (scalar, AVX2, AVX-512), every code width (the vector paths:
+    4, 8, 16 and other multiples of 8 bytes; AVX2 pads widths up to 16 bytes), a database that is
+    not a whole number of 8-, 32- or 64-row groups, query blocks left partly empty, and tie-heavy
+    codes (bytes from {0, 1, 255}: a few distinct distances, where the row order decides)."""
+    if kernels._C is None:
+        pytest.skip("the compiled kernels are not built")
+    monkeypatch.setenv("CMHASH_KERNEL", path)
     rng = np.random.default_rng(1)
     for nb in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32):
-        db = rng.integers(0, 256, (n, nb), dtype=np.uint8)
-        db[30:90] = db[0]
-        q = np.concatenate([db[:3], rng.integers(0, 256, (34, nb), dtype=np.uint8)])
+        if ties:
+            db = rng.choice(np.array([0, 1, 255], np.uint8), (n, nb))
+            q = rng.choice(np.array([0, 1, 255], np.uint8), (37, nb))
+        else:
+            db = rng.integers(0, 256, (n, nb), dtype=np.uint8)
+            db[30:90] = db[0]
+            q = np.concatenate([db[:3], rng.integers(0, 256, (34, nb), dtype=np.uint8)])
+        assert kernels.kernel_variant(nb) != "numpy fallback"
         for k in (1, 13, 64, 700):
             a, b = kernels.knn(db, q, k), kernels.knn_numpy(db, q, k)
             np.testing.assert_array_equal(a[0], b[0])
@@ -102,6 +122,27 @@ def test_large_k_takes_the_bounded_path():
 def test_kernel_is_compiled():
     """The install builds the C kernels (setup.py); the numpy fallback exists for compiler-less machines."""
     assert kernel_name() == "c"
+
+
+def test_kernel_choice_is_named_and_checked(monkeypatch):
+    """CMHASH_KERNEL forces a path by name; an unknown name, or one this CPU lacks, is a clear error;
+    the variant named is the one the scan takes for that code width."""
+    level = kernels._C.cpu_level()
+    monkeypatch.setenv("CMHASH_KERNEL", "scalar")
+    assert kernels.kernel_variant(8) in ("popcnt", "portable")
+    monkeypatch.setenv("CMHASH_KERNEL", "sse9")
+    with pytest.raises(CmhashError, match="expected one of scalar, avx2, avx512"):
+        kernels.knn(np.zeros((4, 8), np.uint8), np.zeros((1, 8), np.uint8), 2)
+    if level < 3:
+        monkeypatch.setenv("CMHASH_KERNEL", "avx512")
+        with pytest.raises(CmhashError, match="this CPU lacks it"):
+            kernels.kernel_variant()
+    if level >= 2:
+        monkeypatch.setenv("CMHASH_KERNEL", "avx2")
+        assert kernels.kernel_variant(8) == "avx2" and kernels.kernel_variant(16) == "avx2"
+        assert kernels.kernel_variant(32) == "popcnt"  # wider than its byte distances hold
+    monkeypatch.delenv("CMHASH_KERNEL")
+    assert kernels.kernel_variant(8) == {3: "avx512-vpopcntdq", 2: "avx2", 1: "popcnt"}[level]
 
 
 def test_threads_give_the_same_answer():
@@ -256,3 +297,25 @@ def test_backend_parameters_are_checked_by_name_and_type():
     with pytest.raises(HashIndexError, match=r"unknown flat backend parameter\(s\) \['m'\]"):
         make_index("flat", 64, m=4)
     assert make_index("mih", 64, m=4, budget=1).budget == 1.0
+
+
+def test_a_missing_kernel_is_announced_not_silent():
+    """Without the compiled kernel (a source install with no C compiler), loading the kernels warns
+    once and the variant says "numpy fallback"; the searches still answer (numpy)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings; sys.modules['cmhash.kernels._kernels'] = None\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import numpy as np, cmhash.kernels as k\n"
+            "    import cmhash.kernels\n"
+            "print(len(w), str(w[0].message) if w else '')\n"
+            "print(k.kernel_name(), '|', k.kernel_variant())\n"
+            "db = np.arange(64, dtype=np.uint8).reshape(8, 8)\n"
+            "print(k.knn(db, db[:2], 3)[1].tolist())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0].startswith("1 cmhash: the compiled Hamming kernels are not built"), out
+    assert out[1] == "numpy | numpy fallback"
+    db = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    assert out[2] == str(kernels.knn(db, db[:2], 3)[1].tolist())  # the compiled kernel's answer here

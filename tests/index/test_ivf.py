@@ -85,9 +85,19 @@ def test_lists_are_saved_with_the_codes(tmp_path):
     before = ix.search(q, 20)
     ix.save(tmp_path / "a.cmhidx")
     back = load_index(tmp_path / "a.cmhidx")
-    assert back.n_lists == 32 and back._lists is None  # read back, not trained again
-    for a, b in zip(before, back.search(q, 20)):
-        np.testing.assert_array_equal(a, b)
+    assert back.n_lists == 32 and back._lists is not None  # read back as laid out, not trained or grouped again
+    mapped = load_index(tmp_path / "a.cmhidx", mmap=True)
+    assert isinstance(mapped._lists[0], np.memmap)
+    for got in (back, mapped):
+        for a, b in zip(before, got.search(q, 20)):
+            np.testing.assert_array_equal(a, b)
+    bad = make_index("ivf", 64, nlist=32, nprobe=4)  # list bounds that do not fit the codes: refused
+    bad.add(db)
+    bad.prepare()
+    bad._lists[2][5] = 10 ** 6
+    bad.save(tmp_path / "c.cmhidx")
+    with pytest.raises(HashIndexError, match="list bounds"):
+        load_index(tmp_path / "c.cmhidx")
     raw = bytearray((tmp_path / "a.cmhidx").read_bytes())
     (tmp_path / "b.cmhidx").write_bytes(bytes(raw[:-3]))
     with pytest.raises(HashIndexError, match="truncated"):

@@ -364,3 +364,46 @@ def test_health_drops_a_reload_error_once_the_store_is_whole_again(tmp_path):
                 break
             time.sleep(0.02)
         assert h["reload_error"] is None and h["items"] == 50, h
+
+
+@pytest.mark.parametrize("backend", ["flat", "ivf"])
+def test_a_store_maps_its_files_and_checks_sizes_at_every_open(tmp_path, monkeypatch, backend):
+    """Opening maps the index files (nothing read whole): answers equal an in-memory index's; a
+    change copies the mapping and leaves the generation file as it was. A large generation (the
+    threshold lowered here) is not checksummed at open, only sized: a flipped bit passes the open
+    and `index info --verify` finds it; a truncated file fails every open."""
+    from cmhash.index import store as store_mod
+
+    ix = tmp_path / "ix"
+    assert cli("index", "build", write_codes_folder(tmp_path / "c", 3000, BITS), "-o", ix,
+               "--backend", backend)[0] == 0
+    st = IndexStore.open(ix)
+    image = st.indexes["image"]
+    assert isinstance(image.codes, np.memmap) and st.verified
+    q = queries()
+    mem = image.__class__(BITS)
+    mem.add(np.array(image.codes), np.array(image.ids))
+    for exact in (True, False) if backend == "ivf" else (True,):
+        opts = {"exact": exact} if backend == "ivf" else {}
+        got, want = image.search(q, 10, **opts), mem.search(q, 10, **opts)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    f = ix / st.manifest["files"]["image"]["path"]
+    before = f.read_bytes()
+    st.add(np.zeros((1, BITS // 8), np.uint8), np.zeros((1, BITS // 8), np.uint8), ids=[10 ** 9], commit=False)
+    assert image.ntotal == 3001 and f.read_bytes() == before
+    st.close()
+
+    monkeypatch.setattr(store_mod, "VERIFY_AT_OPEN_BYTES", 0)
+    raw = bytearray(before)
+    raw[-3] ^= 0x40  # an id's bit
+    f.write_bytes(bytes(raw))
+    st = IndexStore.open(ix)
+    assert not st.verified
+    st.close()
+    code, out = cli("index", "info", ix)
+    assert code == 0 and "not read at open" in out, out
+    code, out = cli("index", "info", ix, "--verify")
+    assert code == 2 and "checksum mismatch" in out, out
+    f.write_bytes(before[:-8])
+    with pytest.raises(StoreError, match="truncated"):
+        IndexStore.open(ix)

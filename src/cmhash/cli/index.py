@@ -112,12 +112,14 @@ def index_remove(index_dir, ids, ids_file, wait):
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--recall", "recall_queries", type=click.IntRange(0), default=0, show_default=True,
               help="measure the recall@50 of approximate directions now, on this many sampled queries")
-def index_info(index_dir, as_json, recall_queries):
-    """Describe an index: size, code length, backend, model, how each query direction is searched
-    (exact, or approximate with its recall@50 measured at the last commit), files (checksums verified)."""
+@click.option("--verify", is_flag=True, help="read every file and check its checksum (a small index always is)")
+def index_info(index_dir, as_json, recall_queries, verify):
+    """Describe an index: size, code length, backend, model, the search kernel, how each query
+    direction is searched (exact, or approximate with its recall@50 measured at the last commit),
+    and whether the files' checksums were checked (always for a small index; --verify for any)."""
     from ..index.store import IndexStore
 
-    store = IndexStore.open(index_dir)
+    store = IndexStore.open(index_dir, verify=True if verify else None)
     try:
         info = store.info()
         if recall_queries:

@@ -175,7 +175,9 @@ class HammingIndex:
         return path
 
     @classmethod
-    def _from_payload(cls, header: dict, payload: memoryview) -> "HammingIndex":
+    def _from_payload(cls, header: dict, payload: np.ndarray) -> "HammingIndex":
+        """The index from its header and payload bytes ((payload_bytes,) uint8: in memory, or a
+        read-only mapping of the file, ``load_index(mmap=True)``)."""
         raise NotImplementedError
 
 
@@ -221,8 +223,15 @@ def read_header(path) -> tuple[dict, int]:
     return header, 12 + hl
 
 
-def load_index(path, bits: int | None = None, **options) -> HammingIndex:
-    """Read an index written by ``save``; with ``bits`` it must hold codes of that length."""
+def load_index(path, bits: int | None = None, verify: bool = True, mmap: bool = False, **options) -> HammingIndex:
+    """Read an index written by ``save``; with ``bits`` it must hold codes of that length.
+
+    The magic, header and file size are checked always; the payload's sha256 when ``verify`` (it
+    reads the whole file). ``mmap=True`` maps the payload read-only instead of reading it: the codes
+    and ids are pages of the file, read when a search touches them, so opening costs the header only
+    (the flat, mih and ivf backends keep the mapping until a change copies it; faiss and Milvus
+    read it into their own structures). Index files are never changed once written (a store writes
+    a new generation), so the mapping stays valid."""
     path = Path(path)
     header, start = read_header(path)
     size = path.stat().st_size
@@ -235,12 +244,20 @@ def load_index(path, bits: int | None = None, **options) -> HammingIndex:
         raise HashIndexError(f"{path}: unknown backend {header.get('backend')!r}; "
                              f"known: {', '.join(INDEX_BACKENDS.names())}")
     cls = INDEX_BACKENDS.get(header["backend"])
-    with open(path, "rb") as f:
-        f.seek(start)
-        payload = f.read()
-    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
-        raise HashIndexError(f"{path}: checksum mismatch (the file was altered or damaged)")
-    return cls._from_payload(header, memoryview(payload), **options)
+    n = int(header["payload_bytes"])
+    if mmap and n:
+        payload = np.memmap(path, np.uint8, mode="r", offset=start, shape=(n,))
+    else:
+        with open(path, "rb") as f:
+            f.seek(start)
+            payload = np.frombuffer(f.read(), np.uint8)
+    if verify:
+        h = hashlib.sha256()
+        for s in range(0, n, 1 << 24):
+            h.update(payload[s:s + (1 << 24)])
+        if h.hexdigest() != header["sha256"]:
+            raise HashIndexError(f"{path}: checksum mismatch (the file was altered or damaged)")
+    return cls._from_payload(header, payload, **options)
 
 
 def make_index(backend: str, bits: int, **params) -> HammingIndex:

@@ -97,14 +97,17 @@ class _CodeStore(HammingIndex):
 
     @classmethod
     def _from_payload(cls, header, payload, **options):
+        """Codes and ids are views of the payload (a file mapping stays a mapping: nothing is read
+        until a search touches it); the first change copies them (``_append``, ``_keep_rows``)."""
         idx = cls(header["bits"], **{**header.get("params", {}), **options})
         n, nb = header["ntotal"], header["bits"] // 8
         if len(payload) != n * nb + 8 * n:
             raise HashIndexError(f"index payload has {len(payload)} bytes, {n * nb + 8 * n} expected")
-        codes = np.frombuffer(payload[: n * nb], np.uint8).reshape(n, nb)
-        ids = np.frombuffer(payload[n * nb:], "<i8").astype(np.int64)
         if n:
-            idx.add(codes, ids)
+            idx._buf = payload[: n * nb].reshape(n, nb)
+            ids = payload[n * nb:].view("<i8")
+            idx._ids = ids if ids.dtype == np.int64 else ids.astype(np.int64)  # big-endian hosts: a copy
+            idx._added(idx._buf)
         return idx
 
 
@@ -112,11 +115,12 @@ class _CodeStore(HammingIndex):
 class FlatIndex(_CodeStore):
     """Exhaustive exact search with cmhash's compiled kernel (numpy when it is not built).
 
-    One pass over the database per block of 16 queries (AVX-512 VPOPCNTDQ: 8 codes per instruction)
-    or 8 (scalar popcnt); each query keeps a distance bound and the first k rows per distance, so a
-    row that cannot rank costs one popcount and one compare (``cmhash/kernels/_kernels.c``).
-    Measured 4.5-8x faiss's ``IndexBinaryFlat`` at 64 and 128 bits with AVX-512, 1.2-1.5x at 32
-    bits (``benchmarks/bench_index.py``).
+    One pass over the database per block of queries: 16 with AVX-512 VPOPCNTDQ (8 codes per
+    instruction), 32 with AVX2 (byte-sliced blocks of 32 codes, nibble tables per query), 8 with
+    scalar popcnt, the path chosen at run time (``CMHASH_KERNEL`` forces one); each query keeps a
+    distance bound and the first k rows per distance, so a row that cannot rank costs one compare
+    (``cmhash/kernels/_kernels.c``). Against faiss's ``IndexBinaryFlat``, per path:
+    ``benchmarks/bench_index.py --sections exact`` (docs/benchmarks.md).
     """
 
     def __init__(self, bits: int, threads: int | None = None):

@@ -20,9 +20,16 @@ run again completes the job (items already present with the same codes are skipp
 commits nothing until its first commit, so ``index build --overwrite`` keeps the previous index
 until the new one is complete.
 
-**Readers never see a writer.** Generation files are never changed once written; ``open`` reads
-the index files into memory and keeps one read-only SQLite connection to its generation's items
-file, which stays readable after a writer deletes the file (POSIX). ``changed()`` says when a newer
+**Readers never see a writer.** Generation files are never changed once written; ``open`` maps
+the index files read-only (``load_index(mmap=True)``: pages are read when a search touches them,
+so a 10M-item store opens in well under a second) and keeps one read-only SQLite connection to its
+generation's items file; both stay readable after a writer deletes the files (POSIX).
+
+**What is checked when.** Every open checks the manifest, each file's size and each index file's
+header. The sha256 of every file is computed when a commit writes it, and checked again at open
+when the generation is small (``VERIFY_AT_OPEN_BYTES``, a fraction of a second), or when asked
+(``open(verify=True)``, ``cmhash index info --verify``); a large store opens without reading its
+files whole. ``changed()`` says when a newer
 generation was committed; the service then opens it and switches.
 
 Item ``source`` paths are stored relative to a root folder (the encoded collection's folder, in
@@ -48,6 +55,8 @@ from .base import HashIndexError, load_index, make_index
 FORMAT = "cmhash-store-v1"
 MODALITIES = ("image", "text")
 LOCK_NAME = ".write.lock"
+# at open, a generation's files are checksummed when they total at most this (about 0.1 s of sha256)
+VERIFY_AT_OPEN_BYTES = 64 << 20
 _GEN_FILE = re.compile(r"^(image|text|items)-g(\d{6})\.(cmhidx|sqlite)$")
 
 
@@ -103,6 +112,7 @@ class IndexStore:
         self._dirty = fresh
         self._db, self._db_mutex = None, threading.Lock()
         self._seen = None  # the manifest's (inode, mtime, size) when last found unchanged (``changed``)
+        self.verified = True  # whether the files' checksums were checked when opened (a new store: written now)
 
     # --- creation and opening ----------------------------------------------------------------
     @classmethod
@@ -143,8 +153,10 @@ class IndexStore:
         return make_index(manifest["backend"], manifest["bits"], **params)
 
     @classmethod
-    def open(cls, path, bits: int | None = None, fingerprint: str | None = None, verify: bool = True,
+    def open(cls, path, bits: int | None = None, fingerprint: str | None = None, verify: bool | None = None,
              hold_lock: bool = False, wait: float = 600.0, on_wait=None) -> "IndexStore":
+        """``verify``: checksum every file (True), only sizes and headers (False), or the checksums
+        when the files total at most ``VERIFY_AT_OPEN_BYTES`` (None, the default)."""
         path = Path(path)
         lock = WriteLock(path / LOCK_NAME, f"index {path}")
         if hold_lock:
@@ -176,6 +188,8 @@ class IndexStore:
         items_p = path / manifest["files"]["items"]["path"]
         con = _open_items(items_p) if items_p.is_file() else None  # nothing read from it until checked
         try:
+            if verify is None:
+                verify = sum(int(f.get("bytes", 0)) for f in manifest["files"].values()) <= VERIFY_AT_OPEN_BYTES
             for name, f in manifest["files"].items():
                 p = path / f["path"]
                 if not p.is_file():
@@ -193,7 +207,8 @@ class IndexStore:
                     opts["uri"] = str(path / "milvus.db") if "uri" not in manifest["backend_params"] else \
                         manifest["backend_params"]["uri"]
                 try:
-                    indexes[m] = load_index(path / manifest["files"][m]["path"], bits=manifest["bits"], **opts)
+                    indexes[m] = load_index(path / manifest["files"][m]["path"], bits=manifest["bits"],
+                                            verify=False, mmap=True, **opts)  # the file's checksum: above
                 except HashIndexError as e:
                     raise StoreError(str(e)) from None
         except BaseException:
@@ -202,6 +217,7 @@ class IndexStore:
             raise
         store = cls(path, manifest, indexes, lock)
         store._db = (con, cols) if con is not None else None
+        store.verified = bool(verify)
         return store
 
     def changed(self) -> bool:
@@ -543,7 +559,9 @@ class IndexStore:
         m = self.manifest
         return {"path": str(self.path), "bits": m["bits"], "backend": m["backend"], "items": self.ntotal,
                 "generation": m["generation"], "model": m.get("model", {}), "bytes_on_disk": size,
-                "bytes_per_item": round(size / max(1, self.ntotal), 1), "kernel": f"{kernel_name()} ({kernel_variant()})",
+                "bytes_per_item": round(size / max(1, self.ntotal), 1), "kernel": f"{kernel_name()} ({kernel_variant(m['bits'] // 8)})",
+                "checksums": "verified" if self.verified else "not read at open (sizes and headers checked; "
+                                                                "--verify reads the files)",
                 "vocab_size": len(m.get("vocab") or []), "updated": m.get("updated"),
                 "search": {d: p["mode"] + (f" (nprobe {p['nprobe']}, recall@{p['k']} {p['recall']:.3f} on "
                                            f"{p['queries']} sampled queries)" if p["mode"] == "approx" else "")

@@ -17,6 +17,13 @@ try:  # built by setup.py when a C compiler is available
     from . import _kernels as _C
 except ImportError:  # pragma: no cover - depends on the install
     _C = None
+    import warnings
+
+    # said once, at import: a source install without a C compiler succeeds, but every search and
+    # metric then runs in numpy (`cmhash index info` says "numpy fallback")
+    warnings.warn("cmhash: the compiled Hamming kernels are not built (no C compiler when it was installed?): "
+                  "search and evaluation use the numpy fallback, 50-200x slower. Install a C compiler (gcc, clang, "
+                  "MSVC) and reinstall cmhash, or install a binary wheel.", RuntimeWarning, stacklevel=2)
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -54,10 +61,32 @@ def kernel_name() -> str:
     return "c" if _C is not None else "numpy"
 
 
-def kernel_variant() -> str:
-    """What the compiled kernels run on this CPU: 'avx512-vpopcntdq' (8 codes per instruction),
-    'popcnt', 'portable', or 'numpy' when they are not built. CMHASH_NO_AVX512=1 turns AVX-512 off."""
-    return _C.variant() if _C is not None else "numpy"
+# The flat scan's paths, by level (``_kernels.c``: scan_level): what CMHASH_KERNEL may name.
+LEVELS = {"scalar": 1, "avx2": 2, "avx512": 3}
+_NAMES = {0: "portable", 1: "popcnt", 2: "avx2", 3: "avx512-vpopcntdq"}
+
+
+def kernel_cap() -> int:
+    """The highest path the kernels may take: CMHASH_KERNEL=scalar|avx2|avx512 forces one (an error
+    when this CPU lacks it), unset or empty lets them take the best this CPU has (0)."""
+    from ..utils import CmhashError
+
+    want = os.environ.get("CMHASH_KERNEL", "").strip().lower()
+    if not want or want == "auto" or _C is None:
+        return 0
+    if want not in LEVELS:
+        raise CmhashError(f"CMHASH_KERNEL={want!r}: expected one of {', '.join(LEVELS)} (or unset)")
+    if LEVELS[want] > _C.cpu_level():
+        have = [n for n, v in LEVELS.items() if v <= _C.cpu_level()]
+        raise CmhashError(f"CMHASH_KERNEL={want}: this CPU lacks it (it has {', '.join(have)})")
+    return LEVELS[want]
+
+
+def kernel_variant(nbytes: int = 8) -> str:
+    """The path the flat scan takes for codes of ``nbytes`` bytes on this CPU: 'avx512-vpopcntdq'
+    (8 codes per instruction), 'avx2' (byte-sliced blocks, codes up to 128 bits), 'popcnt' (scalar),
+    'portable', or 'numpy fallback' when the kernels are not built. CMHASH_KERNEL caps it."""
+    return _NAMES[_C.scan_level(kernel_cap(), int(nbytes))] if _C is not None else "numpy fallback"
 
 
 def default_threads() -> int:
@@ -125,16 +154,19 @@ def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tu
     ordered by (distance, row); -1 where the database has fewer than k rows."""
     n, nb = db.shape
     kk = min(k, n)
-    # the kernel keeps (bits + 1) x k row slots per query of a block of 16: past 64 MB (a k in the
+    # the kernel keeps (bits + 1) x k row slots per query of a block of 64: past 64 MB (a k in the
     # tens of thousands) the chunked numpy path, whose memory is bounded, is used instead
-    if _C is None or kk == 0 or 16 * (8 * nb + 1) * kk * 8 > (64 << 20):
+    if _C is None or kk == 0 or 64 * (8 * nb + 1) * kk * 8 > (64 << 20):
         return knn_numpy(db, q, k)
     od = np.full((len(q), k), -1, np.int32)
     oi = np.full((len(q), k), -1, np.int64)
     d_out, i_out = (od, oi) if kk == k else (np.empty((len(q), kk), np.int32), np.empty((len(q), kk), np.int64))
 
+    cap = kernel_cap()
+
     def part(a, b):
-        _C.knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, kk, d_out[a:b].ctypes.data, i_out[a:b].ctypes.data)
+        _C.knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, kk, d_out[a:b].ctypes.data, i_out[a:b].ctypes.data,
+               cap)
 
     _run(part, len(q), threads or default_threads())
     if kk < k:
@@ -152,10 +184,11 @@ def ivf_search(codes: np.ndarray, rows: np.ndarray, list_ptr: np.ndarray, q: np.
     od = np.empty((nq, k), np.int32)
     oi = np.empty((nq, k), np.int64)
     probe = np.ascontiguousarray(probe, np.int64)
+    cap = kernel_cap()
 
     def part(a, b):
         _C.ivf(codes.ctypes.data, rows.ctypes.data, list_ptr.ctypes.data, len(list_ptr) - 1, nb, q[a:b].ctypes.data,
-               b - a, k, probe[a:b].ctypes.data, probe.shape[1], od[a:b].ctypes.data, oi[a:b].ctypes.data)
+               b - a, k, probe[a:b].ctypes.data, probe.shape[1], od[a:b].ctypes.data, oi[a:b].ctypes.data, cap)
 
     _run(part, nq, threads or default_threads())
     return od, oi
@@ -216,8 +249,9 @@ def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = Non
     def part(a, b):
         _C.mih_knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, len(offs), offs.ctypes.data,
                    lens.ctypes.data, ptrs.ctypes.data, ptr_base.ctypes.data, ids.ctypes.data,
-                   od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data, budget)
+                   od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data, budget, cap)
 
+    cap = kernel_cap()
     budget = n // 2 if budget is None else int(budget)
     _run(part, len(q), threads or default_threads())
     far = np.flatnonzero(visits < 0)
