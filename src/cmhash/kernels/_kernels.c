@@ -511,7 +511,8 @@ static int cand_cmp(const void *a, const void *b) {
 /* Relative costs of one table probe and one candidate verification (random memory accesses)
  * against one code compared by the scalar flat scan (sequential, about 0.35 ns per code per core
  * here); the AVX-512 scan compares a code in about a quarter of that (0.07-0.15 ns measured), so
- * mih_knn's caller scales them by 4 there (``cost_scale``). */
+ * mih_knn's caller scales them by 4 there (``cost_scale``), and by A2_SCALE where the scan is the
+ * AVX2 one (2.0-2.9x the scalar scan at 64 and 128 bits, bench_index.py --sections exact). */
 #define PROBE_COST 40
 #define VISIT_COST 25
 #define A2_SCALE 2
