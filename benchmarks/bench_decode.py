@@ -120,7 +120,7 @@ def features(backbone, paths, draft: bool, now: bool, workers: int, batch: int):
                       name="bench-decode", image_kind="pixels")
     keep = feat_mod.paced
     if not now:  # torch's threads left as they are
-        feat_mod.paced = lambda batches, workers, device="cpu": batches
+        feat_mod.paced = lambda batches, workers, device="cpu": (b for b in batches)
     try:
         t = time.perf_counter()
         f = feat_mod.compute_features(backbone, data, batch_size=batch, workers=workers)

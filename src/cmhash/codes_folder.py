@@ -131,11 +131,9 @@ def _encode_into(encoder, out: Path, final: Path, data, batch_size, ids, rows, c
     captions_in = encoder.text_encoder is not None and data.captions is not None  # through the model's encoder
     pixels = None
     if data.image_kind == "pixels" and feats is None:  # read and decoded by worker processes
-        from .data.features import image_batches, paced
+        from .data.features import image_batches
 
-        workers = encoder.cfg.backbone.workers
-        pixels = paced(image_batches(data, rows, batch_size, workers), workers if n > batch_size else 0,
-                       encoder.model.device)
+        pixels = image_batches(data, rows, batch_size, encoder.cfg.backbone.workers, encoder.model.device)
     empty = 0  # captions with no token the model's text encoder knows
     bar = tqdm(total=n, desc="encode", unit="item", disable=not progress,
                mininterval=0.2 if sys.stderr.isatty() else 30.0)

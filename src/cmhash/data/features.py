@@ -62,9 +62,10 @@ class _Batches(torch.utils.data.Dataset):
             return e
 
 
-def image_batches(data: PairedData, rows: np.ndarray, batch_size: int, workers: int = 0):
+def image_batches(data: PairedData, rows: np.ndarray, batch_size: int, workers: int = 0, device="cpu"):
     """Yield (start, uint8 (b, 3, H, W)) over ``rows`` in order; with ``workers`` > 0, reading and
-    decoding run in that many processes, at most 2 batches ahead each (memory stays bounded)."""
+    decoding run in that many processes, at most 2 batches ahead each (memory stays bounded), and
+    torch's threads on ``device`` make room for them when the pass waits on them (``paced``)."""
     ds = _Batches(data, np.asarray(rows, np.int64), batch_size)
     if workers <= 0 or len(ds) <= 1:
         it = (ds[i] for i in range(len(ds)))
@@ -72,15 +73,19 @@ def image_batches(data: PairedData, rows: np.ndarray, batch_size: int, workers: 
         close = getattr(getattr(data, "images", None), "close", None)
         if close is not None:
             close()  # no HDF5 state shared across fork: every worker opens the file itself
-        it = iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2))
-    for i, x in enumerate(it):
-        if isinstance(x, BaseException):
-            raise x
-        yield i * batch_size, x
+        it = paced(iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=2)),
+                   workers, device)
+    try:
+        for i, x in enumerate(it):
+            if isinstance(x, BaseException):
+                raise x
+            yield i * batch_size, x
+    finally:
+        it.close()  # a pass stopped early gives torch its threads back now
 
 
 def paced(batches, workers: int, device="cpu", probe: int = 4):
-    """Yield what ``batches`` (``image_batches``) yields, and give the decoding workers the cores
+    """Yield what ``batches`` (``image_batches``'s worker loader) yields, and give the decoding workers the cores
     they need: after ``probe`` batches, if this process spent more than half as long waiting for
     images as running the backbone on them (decode-bound: camera photos), torch's CPU threads drop
     to the cores the ``workers`` leave (at least 1) for the rest of the pass; otherwise (small
@@ -123,18 +128,9 @@ def compute_features(backbone: Backbone, data: PairedData, batch_size: int = 64,
     n = len(data)
     out = (np.lib.format.open_memmap(out_file, mode="w+", dtype=np.float32, shape=(n, backbone.out_dim))
            if out_file is not None else np.empty((n, backbone.out_dim), np.float32))
+    maps_out = None
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, mininterval=0.2 if sys.stderr.isatty() else 30.0)
-    _feature_pass(backbone, data, batch_size, device, workers, out, maps_file, bar)
-    bar.close()
-    if out_file is not None:
-        out.flush()
-    return out
-
-
-def _feature_pass(backbone, data, batch_size, device, workers, out, maps_file, bar) -> None:
-    n, maps_out = len(data), None
-    used = workers if n > batch_size else 0  # one batch is read in this process (``image_batches``)
-    for s, x in paced(image_batches(data, np.arange(n), batch_size, workers), used, device):
+    for s, x in image_batches(data, np.arange(n), batch_size, workers, device):
         fmap = backbone.frozen_map(x.to(device))  # (b, C, h, w)
         out[s:s + len(x)] = backbone.pool(fmap).float().cpu().numpy()
         if maps_file is not None:
@@ -143,9 +139,13 @@ def _feature_pass(backbone, data, batch_size, device, workers, out, maps_file, b
                                                      shape=(n, *fmap.shape[1:]))
             maps_out[s:s + len(x)] = fmap.cpu().numpy().astype(np.float16)
         bar.update(len(x))
+    bar.close()
     if maps_out is not None:
         maps_out.flush()
         del maps_out
+    if out_file is not None:
+        out.flush()
+    return out
 
 
 def _load_cached(path: Path, shape: tuple, mmap: bool = False) -> np.ndarray | None:

@@ -155,7 +155,7 @@ class FolderImages:
         return np.stack([self.read(self.paths[i]) for i in np.asarray(idx, dtype=np.int64)])
 
     def read(self, path: Path) -> np.ndarray:
-        return read_image(path, self.size, draft=getattr(self, "draft", True))
+        return read_image(path, self.size, draft=self.draft)
 
 
 MAX_PIXELS = 100_000_000  # an image file larger than this (in pixels) is refused before decoding

@@ -230,9 +230,9 @@ class IVFIndex(MultiIndexHashing):
         return parts
 
     def _header_extra(self) -> dict:
-        return {"ivf": {"trained": self._cent is not None and self._assign is not None,
-                        "n_cells": self.n_lists, "trained_n": self._trained_n,
-                        "lists": self._lists is not None and self._cent is not None and self._assign is not None}}
+        trained = self._cent is not None and self._assign is not None
+        return {"ivf": {"trained": trained, "n_cells": self.n_lists, "trained_n": self._trained_n,
+                        "lists": trained and self._lists is not None}}
 
     @classmethod
     def _from_payload(cls, header, payload, **options):

@@ -246,12 +246,13 @@ def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = Non
     oi = np.empty((len(q), k), np.int64)
     visits = np.zeros(len(q), np.int64)
 
+    cap = kernel_cap()
+
     def part(a, b):
         _C.mih_knn(db.ctypes.data, n, nb, q[a:b].ctypes.data, b - a, k, len(offs), offs.ctypes.data,
                    lens.ctypes.data, ptrs.ctypes.data, ptr_base.ctypes.data, ids.ctypes.data,
                    od[a:b].ctypes.data, oi[a:b].ctypes.data, visits[a:b].ctypes.data, budget, cap)
 
-    cap = kernel_cap()
     budget = n // 2 if budget is None else int(budget)
     _run(part, len(q), threads or default_threads())
     far = np.flatnonzero(visits < 0)
