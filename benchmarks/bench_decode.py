@@ -84,7 +84,7 @@ def make_small(folder: Path, n: int) -> list[Path]:
 
 
 def decode_rate(paths, draft: bool, reps: int = 1) -> float:
-    from cmhash.data.formats import read_image
+    from cmhash.data.images import read_image
 
     t = time.perf_counter()
     for _ in range(reps):
@@ -113,7 +113,7 @@ def features(backbone, paths, draft: bool, now: bool, workers: int, batch: int):
     they were)."""
     from cmhash.data import features as feat_mod
     from cmhash.data.base import PairedData
-    from cmhash.data.formats import FolderImages
+    from cmhash.data.images import FolderImages
 
     set_layout(backbone, now)
     data = PairedData(FolderImages(paths, 224, draft=draft), None, np.zeros((len(paths), 1), np.uint8),

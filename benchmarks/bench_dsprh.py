@@ -34,7 +34,7 @@ from cmhash.eval.report import Report
 from cmhash.overrides import nest, parse_pairs
 from cmhash.train.protocol import run_into
 from cmhash.train.sweep import Point, load_spec, slug
-from cmhash.utils import read_json
+from cmhash.eval.report import read_results
 from common import DEFAULT_UCM, RESULTS, bench_parser, run_queue, save_results, seeds_of, stored_rows
 from tables import render_file
 
@@ -77,7 +77,7 @@ def reused_rows(specs: list[str], dataset: str, points: list[Point]) -> dict[tup
         if ds != dataset:
             continue
         path = Path(file) if Path(file).is_file() else RESULTS / file
-        rows = stored_rows(read_json(path, "results file"), section)
+        rows = stored_rows(read_results(path), section)
         if mapping:
             number, _, name = mapping.partition("=")
             named = [(p, name) for p in points if p.name.split()[0] == number]
@@ -148,7 +148,7 @@ def main() -> None:
         points = [Point(m.upper(), m, {}) for m in args.methods.split(",")]
         bits, seeds = [int(b) for b in (args.bits or "16,32,64,128").split(",")], seeds_of(args)
     results = Path(args.results or RESULTS / ("dsprh-path.json" if args.path else "dsprh.json"))
-    old = read_json(results, "results file") if results.exists() else {}
+    old = read_results(results) if results.exists() else {}
     reports: dict = {}
     for ds in args.datasets.split(","):
         base = data_base(ds, args)

@@ -39,7 +39,8 @@ from cmhash.data.inputs import prepare_inputs
 from cmhash.eval.hamming import hamming_pm1
 from cmhash.eval.report import Report
 from cmhash.model import encode_items, load_model
-from cmhash.utils import CmhashError, read_json
+from cmhash.eval.report import read_results
+from cmhash.utils import CmhashError
 from common import DEFAULT_UCM, RESULTS, bench_parser, run_queue, save_results, seeds_of, stored_rows
 from tables import render_file
 from cmhash.train.protocol import run_into
@@ -118,7 +119,7 @@ def main() -> None:
     plan = seed_plan(bits, seeds, [int(b) for b in args.all_seeds_at.split(",")])
     methods, encoders = args.methods.split(","), args.encoders.split(",")
     results_file = Path(args.results)
-    old = read_json(results_file, "results file") if results_file.exists() else {}
+    old = read_results(results_file) if results_file.exists() else {}
     reports, short = {}, dict(old.get("short_queries", {}))
     for enc in encoders:
         base = {"data": {"root": str(root), "split_file": str(root / "split-karpathy.json"), "text_encoder": enc}}

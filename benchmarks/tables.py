@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from cmhash.eval.runner import cell, markdown_table, seed_summary
-from cmhash.utils import CmhashError, read_json, write_text_atomic
+from cmhash.eval.report import read_results
+from cmhash.utils import CmhashError, write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -129,7 +130,7 @@ def short_table(results: dict, opts: dict) -> str:
 
 def render_file(path: str | Path) -> str:
     """Every section of a results file as Markdown (mAP and mAP@50 tables), for printing."""
-    results = read_json(path, "results file")
+    results = read_results(path)
     out = []
     for name, sec in sections_of(results).items():
         metrics = sorted({k for r in sec["rows"] for k in r.get("i2t", {})} & {"map", "map@50", "ndcg@50"})
@@ -147,7 +148,7 @@ def update_text(text: str, results_dir: Path, where: str = "") -> tuple[str, lis
             f = results_dir / name
             if not f.is_file():
                 raise CmhashError(f"{where}: table marker names {f}, which does not exist")
-            cache[name] = read_json(f, "results file")
+            cache[name] = read_results(f)
         body = render(cache[name], opts) + "\n"
         if body != m.group("body"):
             changed.append(f"{where}: <!-- table: {m.group('spec')} -->")
@@ -167,6 +168,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
     ap.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except CmhashError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     if args.show:
         print(render_file(args.show))
         return 0

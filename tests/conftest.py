@@ -133,6 +133,43 @@ SMALL_METHOD_PARAMS = {
     "ucch": {"hidden": 32, "negatives": 16}}
 
 
+def _free_port() -> int:
+    """A loopback port the kernel hands out as free (its ephemeral range: two test runs get two)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def milvus_config(base: Path):
+    """The embedded Milvus server's configuration with every port it opens assigned from the kernel's
+    free ports. The `milvus` package probes its own ports from fixed defaults (19530, ...), but its
+    embedded etcd listens on etcd's fixed 2379 and 2380 whatever it probes, so two test runs on one
+    host collided ("Milvus not started in 180 seconds"). Here etcd gets a configuration file
+    (Milvus's ``etcd.config.path``) naming its client and peer ports, and every other ``*_port``
+    setting of the package's template is given a port."""
+    import milvus
+    from milvus import MilvusServerConfig
+
+    data = Path(milvus.__file__).parent / "data"
+    client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+    etcd = base / "etcd.yaml"
+    etcd.write_text(f"name: default\ndata-dir: {base / 'data' / 'etcd.data'}\nlisten-client-urls: {client}\n"
+                    f"advertise-client-urls: {client}\nlisten-peer-urls: {peer}\n"
+                    f"initial-advertise-peer-urls: {peer}\ninitial-cluster: default={peer}\n")
+    template = (data / "config.yaml.template").read_text()
+    anchor = "  use:\n    embed: true"
+    assert anchor in template, "the milvus package's template changed: place etcd.config.path again"
+    (base / "template.yaml").write_text(template.replace(anchor, f"  config:\n    path: {etcd}\n{anchor}"))
+    config = MilvusServerConfig(template=str(base / "template.yaml"), data_dir=str(base))
+    config.glog_conf_file = str(data / "glog.conf")  # set only when the package's own template is used
+    ports = {k: _free_port() for k in config.configurable_items if k.endswith("_port")}
+    ports["etcd_port"] = int(client.rsplit(":", 1)[1])
+    config.update(**ports)
+    return config
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """A real Milvus server (the `milvus` package's embedded Milvus 2.3.5 standalone) on free loopback
@@ -148,9 +185,9 @@ def milvus_server(tmp_path_factory):
         if os.environ.get("CMHASH_REQUIRE_MILVUS_SERVER") == "1":
             pytest.fail("the milvus package (embedded Milvus server) is not installed: pip install -e '.[test]'")
         pytest.skip("the milvus package (embedded Milvus server) is not installed")
-    server = MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus-server")))
-    server.start()  # every port it needs is probed free first
+    server = MilvusServer(milvus_config(tmp_path_factory.mktemp("milvus-server")))
+    server.webservice_port = _free_port()  # its metrics port, probed upward from here
+    server.start()
     try:
         yield f"http://{server.server_address}:{server.listen_port}"
     finally:

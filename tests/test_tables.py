@@ -96,3 +96,37 @@ def test_the_dsprh_path_runs_its_spec_and_reuses_stored_rows(wiki_like, tmp_path
     assert not list((tmp_path / "runs" / "wiki").glob("[23]-dsprh*/**/metrics.json"))
     frame = [r for r in rows if r["name"] == "1 frame"]
     assert all(r["method"] == "dsprh" for r in frame)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"not json", "not JSON"), (b"", "not JSON"), (b"[1, 2]", "a JSON list"), (b'{"a": 1}', 'no "rows"'),
+    (b'{"sections": {"s": {"title": "x"}}}', 'no "rows" list'), (b'{"sections": [1]}', '"sections" must be'),
+    (b'{"rows": [{"name": "x", "bits": 16, "i2t": {"map": "abc"}}]}', "i2t map is 'abc'"),
+    (b'{"rows": [{"name": "x", "bits": 16, "t2i": {"map": null}}]}', "t2i map is None"),
+    (b'{"rows": [{"bits": 16}]}', 'needs a "name"'), (b'{"rows": [{"name": "x", "bits": "16"}]}', '"bits" must be'),
+    (b"\xff\xfe{", "not UTF-8"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+])
+def test_a_malformed_results_file_is_one_line(tmp_path, capsys, content, words):
+    """`tables.py --print` and `--check` on every malformed results file: one line, exit 2 (a
+    traceback each time before)."""
+    import tables
+
+    f = tmp_path / "r.json"
+    f.write_bytes(content)
+    assert tables.main(["--print", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("<!-- table: r.json metric=map -->\n<!-- /table -->\n")
+    assert tables.main(["--check", "--repo", str(tmp_path), "--results", str(tmp_path)]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_results_file_with_a_bom_or_missing_is_handled(tmp_path, capsys):
+    import tables
+
+    f = tmp_path / "r.json"
+    f.write_bytes(b'\xef\xbb\xbf{"rows": [{"name": "x", "bits": 16, "i2t": {"map": 0.5}, "t2i": {"map": 0.25}}]}')
+    assert tables.main(["--print", str(f)]) == 0 and "0.500" in capsys.readouterr().out
+    for p, words in ((tmp_path / "nope.json", "not found"), (tmp_path, "is a folder")):
+        assert tables.main(["--print", str(p)]) == 2 and words in capsys.readouterr().err

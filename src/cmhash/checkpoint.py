@@ -54,8 +54,10 @@ def save_checkpoint(path: str | Path, ckpt: dict) -> None:
     raw = buf.getbuffer()
     sealed = {"format": SEALED, "sha256": hashlib.sha256(raw).hexdigest(),
               "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8)}
-    with atomic_path(path) as tmp:
-        torch.save(sealed, tmp)
+    out = io.BytesIO()
+    torch.save(sealed, out)
+    with atomic_path(path, "checkpoint", need=out.tell()) as tmp:  # file I/O: a full disk is an OSError
+        tmp.write_bytes(out.getbuffer())  # (torch.save to a path would raise a RuntimeError)
 
 
 def load_checkpoint(path: str | Path) -> dict:

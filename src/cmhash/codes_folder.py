@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .codes import pack_codes
-from .utils import CmhashError, read_json, write_json_atomic
+from .utils import CmhashError, disk_errors, npy_for_writing, read_json, usable_dir, write_json_atomic
 
 CODES_FORMAT = "cmhash-codes-v2"
 FILES = ("image.npy", "text.npy", "items.jsonl", "images")
@@ -71,7 +71,7 @@ def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, ro
     out = Path(out_dir)
     refuse_existing(out, overwrite)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    usable_dir(out, "codes folder")
     rank, world = shard or (0, 1)
     if world > 1:
         a, b = shard_bounds(len(rows), batch_size, rank, world)
@@ -84,15 +84,17 @@ def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, ro
             _swap_in(work, out)
         barrier()  # the joined folder is in place before any rank returns
         return out
-    work = _empty_dir(out / f".encoding-{os.getpid()}")
+    work = out / f".encoding-{os.getpid()}"
     try:
-        _encode_into(encoder, work, out, data, batch_size, ids, rows, cache_dir, progress)
+        with disk_errors(out, "codes folder", need=2 * len(rows) * encoder.bits // 8):
+            _encode_into(encoder, _empty_dir(work), out, data, batch_size, ids, rows, cache_dir, progress)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
-    _swap_in(work, out)
+    with disk_errors(out, "codes folder"):
+        _swap_in(work, out)
     return out
 
 
@@ -113,8 +115,8 @@ def _swap_in(work: Path, out: Path) -> None:
 def _encode_into(encoder, out: Path, final: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
     """Write everything into ``out`` (the work folder); item sources name their place in ``final``."""
     n, nb = len(rows), encoder.bits // 8
-    img_mm = np.lib.format.open_memmap(out / "image.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
-    txt_mm = np.lib.format.open_memmap(out / "text.npy", mode="w+", dtype=np.uint8, shape=(n, nb))
+    img_mm = npy_for_writing(out / "image.npy", np.uint8, (n, nb), "codes folder")
+    txt_mm = npy_for_writing(out / "text.npy", np.uint8, (n, nb), "codes folder")
     feats = encoder.cached_features(data, cache_dir) if data.image_kind == "pixels" else None
     files = hasattr(data.images, "paths")
     write_images = data.image_kind == "pixels" and not files
@@ -212,7 +214,7 @@ def _join_shards(parts: list[Path], work: Path, bits: int) -> None:
         metas.append(json.loads((p / "codes.json.pending").read_text()))
     n, nb = sum(m["n"] for m in metas), bits // 8
     for name in ("image.npy", "text.npy"):
-        mm = np.lib.format.open_memmap(work / name, mode="w+", dtype=np.uint8, shape=(n, nb))
+        mm = npy_for_writing(work / name, np.uint8, (n, nb), "codes folder")
         at = 0
         for p, m in zip(parts, metas):
             mm[at:at + m["n"]] = np.load(p / name, mmap_mode="r")

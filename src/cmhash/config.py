@@ -17,7 +17,8 @@ from typing import Any
 from .codes import check_code_length
 from .overrides import make_dataclass, nest, parse_pairs
 from .presets import deep_update, load_preset
-from .utils import CmhashError, default_cache_dir
+from .env import cache_dir as default_cache_dir
+from .utils import CmhashError
 
 
 @dataclass
@@ -41,7 +42,7 @@ class BackboneConfig:
     image_size: int | None = None  # None: the backbone's default (224)
     finetune: bool = False  # True: train through the backbone on raw pixels (a GPU job)
     batch_size: int = 64
-    cache_dir: str | None = None  # frozen-feature cache; None: utils.default_cache_dir() (CMHASH_CACHE_DIR, else
+    cache_dir: str | None = None  # frozen-feature cache; None: env.cache_dir() (CMHASH_CACHE_DIR, else
     # the platform's user cache folder, ~/.cache/cmhash on Linux), so every working directory shares it
     workers: int = 2  # processes that read and decode images for the feature pass and encoding
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .codes import sign_codes
-from .data.formats import MAX_PIXELS, read_image
+from .data.images import MAX_PIXELS, read_image
 from .model import HashModel, load_model
 from .utils import CmhashError
 

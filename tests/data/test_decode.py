@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image, JpegImagePlugin
 
-from cmhash.data.formats import read_image
+from cmhash.data.images import read_image
 from cmhash.models.backbones import build_backbone
 
 
@@ -102,3 +102,121 @@ def test_paced_gives_decoders_cores_only_when_this_process_waits(monkeypatch):
         assert list(paced(batches(0.0), workers=0)) == list(range(8))
     finally:
         torch.set_num_threads(before)
+
+
+# --- every mode, bounded memory (hostile input) -------------------------------------------------
+def _png(path, im):
+    im.save(path)
+    return path
+
+
+def _former(path, size):
+    """The path before: convert("RGB"), shorter side resized (rounded), centre crop."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        s = size / min(w, h)
+        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("w, h", [(400, 300), (300, 1100), (96, 96), (225, 224)])
+def test_ordinary_images_decode_exactly_as_before(tmp_path, w, h):
+    """Up to 4:1 the pixels are the former path's, bit for bit (caches and indexes made so far hold)."""
+    rng = np.random.default_rng(w)
+    for mode in ("RGB", "L"):
+        arr = rng.integers(0, 256, (h, w, 3) if mode == "RGB" else (h, w), dtype=np.uint8)
+        p = _png(tmp_path / f"{mode}.png", Image.fromarray(arr, mode))
+        np.testing.assert_array_equal(read_image(p, 64), _former(p, 64))
+    rgba = np.dstack([rng.integers(0, 256, (h, w, 3), dtype=np.uint8), np.full((h, w), 255, np.uint8)])
+    p = _png(tmp_path / "opaque.png", Image.fromarray(rgba, "RGBA"))  # an opaque alpha channel changes nothing
+    np.testing.assert_array_equal(read_image(p, 64), _former(p, 64))
+
+
+def test_an_elongated_image_resamples_only_its_centre(tmp_path):
+    """A 1 x 100000 PNG (109 bytes took a server to 6.5 GB): its centre square is 1 pixel, so the
+    output is the colour around it everywhere; 30000 x 1 likewise. A 5:1 image agrees with the former
+    path to within 1 grey level."""
+    col = np.zeros((100_000, 1, 3), np.uint8)
+    col[49_990:50_010] = (10, 200, 30)  # the centre and its resampling neighbours
+    p = _png(tmp_path / "tall.png", Image.fromarray(col))
+    assert p.stat().st_size < 2000
+    out = read_image(p, 224)
+    assert out.shape == (3, 224, 224)
+    np.testing.assert_array_equal(out, np.broadcast_to(np.array([10, 200, 30], np.uint8)[:, None, None], out.shape))
+    row = np.full((1, 30_000, 3), 77, np.uint8)
+    assert (read_image(_png(tmp_path / "wide.png", Image.fromarray(row)), 224) == 77).all()
+    rng = np.random.default_rng(1)
+    arr = np.cumsum(rng.integers(0, 9, (100, 500, 3)), axis=1).astype(np.uint8)
+    p = _png(tmp_path / "five.png", Image.fromarray(arr))
+    assert np.abs(read_image(p, 64).astype(int) - _former(p, 64).astype(int)).max() <= 1
+
+
+def _expected(rgb):
+    """(3, 16, 16) of one colour."""
+    return np.broadcast_to(np.array(rgb, np.uint8)[:, None, None], (3, 16, 16))
+
+
+@pytest.mark.parametrize("mode, make, rgb", [
+    ("I;16", lambda: Image.fromarray(np.full((20, 20), 32896, np.uint16)), (128, 128, 128)),  # 32896 = 128 * 257
+    ("I;16 white", lambda: Image.fromarray(np.full((20, 20), 65535, np.uint16)), (255, 255, 255)),
+    ("I;16B", lambda: Image.fromarray(np.full((20, 20), 257 * 40, np.uint16)).convert("I").convert("I;16B"), (40,) * 3),
+    ("I", lambda: Image.fromarray(np.full((20, 20), 257 * 200, np.int32)), (200, 200, 200)),
+    ("I negative", lambda: Image.fromarray(np.full((20, 20), -5, np.int32)), (0, 0, 0)),
+    ("F", lambda: Image.fromarray(np.full((20, 20), 0.5, np.float32)), (128, 128, 128)),
+    ("F above 1", lambda: Image.fromarray(np.full((20, 20), 7.0, np.float32)), (255, 255, 255)),
+    ("1", lambda: Image.new("1", (20, 20), 1), (255, 255, 255)),
+    ("L", lambda: Image.new("L", (20, 20), 90), (90, 90, 90)),
+    ("LA half", lambda: Image.new("LA", (20, 20), (0, 128)), (127, 127, 127)),
+    ("RGBA clear", lambda: Image.new("RGBA", (20, 20), (255, 0, 0, 0)), (255, 255, 255)),
+    ("RGBA half", lambda: Image.new("RGBA", (20, 20), (200, 0, 100, 128)), (227, 127, 177)),
+    ("P", lambda: Image.new("RGB", (20, 20), (10, 20, 30)).convert("P", palette=Image.ADAPTIVE), (10, 20, 30)),
+    ("P transparent", lambda: _palette_transparent(), (255, 255, 255)),
+    ("PA", lambda: Image.new("PA", (20, 20), (0, 0)), (255, 255, 255)),
+    ("CMYK", lambda: Image.new("CMYK", (20, 20), (0, 255, 255, 0)), (255, 0, 0)),
+    ("YCbCr", lambda: Image.new("RGB", (20, 20), (0, 0, 255)).convert("YCbCr"), None),
+])
+def test_every_mode_becomes_the_rgb_a_person_sees(tmp_path, mode, make, rgb):
+    """Hand-made expected colour for each mode: 16-bit and 32-bit integers scaled from 0..65535
+    (Pillow's own conversion clipped them white), floats from 0..1, transparency over white."""
+    im = make()
+    if rgb is None:  # YCbCr round trip: blue, within rounding
+        rgb = (0, 0, 255)
+        got = read_image(_src(tmp_path, im), 16)
+        assert np.abs(got.astype(int) - _expected(rgb).astype(int)).max() <= 3
+        return
+    got = read_image(_src(tmp_path, im), 16)
+    np.testing.assert_array_equal(got, _expected(rgb))
+
+
+def _src(tmp_path, im):
+    """A file Pillow writes that mode to (PNG, else TIFF), or the image's bytes through TIFF."""
+    for ext in ("png", "tiff"):
+        p = tmp_path / f"x.{ext}"
+        try:
+            im.save(p)
+        except (OSError, KeyError, ValueError):
+            continue
+        with Image.open(p) as back:
+            if back.mode == im.mode or im.mode in ("1", "P", "PA"):
+                return p
+    raise AssertionError(f"no file format keeps mode {im.mode}")
+
+
+def _palette_transparent():
+    im = Image.new("P", (20, 20), 3)
+    im.putpalette([0, 0, 0] * 3 + [250, 10, 10] + [0, 0, 0] * 252)
+    im.info["transparency"] = 3
+    return im
+
+
+def test_16bit_photo_is_not_white(tmp_path):
+    """The reported case: a 16-bit grayscale PNG of a gradient decodes to the gradient, not 255."""
+    grad = (np.linspace(0, 65535, 64)[None, :] * np.ones((64, 1))).astype(np.uint16)
+    p = tmp_path / "g16.png"
+    Image.fromarray(grad).save(p)
+    assert Image.open(p).mode == "I;16"
+    out = read_image(p, 64)
+    assert 100 < out.mean() < 155 and out.min() <= 3 and out.max() >= 252

@@ -206,7 +206,7 @@ def test_folder_bad_inputs(tmp_path):
     with pytest.raises(DataError, match="'missing.png' not found"):
         load_dataset("folder", tmp_path)
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    from cmhash.data.formats import FolderImages
+    from cmhash.data.images import FolderImages
 
     with pytest.raises(DataError, match="not a readable image"):
         FolderImages([tmp_path / "junk.png"], 16).take([0])

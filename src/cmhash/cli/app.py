@@ -9,7 +9,8 @@ import click
 from ..codes import check_code_length
 from ..overrides import parse_pairs
 from ..registry import ALL
-from ..utils import CmhashError
+from .. import env
+from ..utils import DISK_ERRNOS, CmhashError, disk_error
 
 
 class _Group(click.Group):
@@ -19,13 +20,25 @@ class _Group(click.Group):
         except CmhashError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(2)
+        except OSError as e:  # a write the library does not name itself: a full or read-only disk, still one line
+            if e.errno not in DISK_ERRNOS:
+                raise
+            click.secho(f"error: {disk_error(e, e.filename or '.', 'output')}", fg="red", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="cmhash")
 def main():
-    """cmhash: deep cross-modal hashing (train, evaluate, search binary codes for images and texts)."""
+    """cmhash: deep cross-modal hashing (train, evaluate, search binary codes for images and texts).
+
+    Environment: CMHASH_CACHE_DIR (feature cache folder), CMHASH_THREADS (search threads),
+    CMHASH_KERNEL (scalar, avx2 or avx512: the scan path); each is checked before any command runs."""
     warnings.simplefilter("default")
+    from ..kernels import kernel_cap
+
+    env.check()
+    kernel_cap()  # CMHASH_KERNEL naming a path this CPU lacks
 
 
 def code_lengths(value: str) -> list[int]:

@@ -20,9 +20,13 @@ DEMO_QUERY, DEMO_LABEL = "dog puppy", "dog"  # the query the demo ends on, and t
 @click.option("--text-encoder", type=registry_choice("text encoders"), default="minilm", show_default=True,
               help="how the tags become text vectors: minilm, the pretrained sentence encoder (any English words "
                    "as queries); words, the embedded tag list as a vocabulary")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for training (default: the cores other processes leave free); the README's "
+                   "table states how much its numbers move with this")
 @click.option("--resume", is_flag=True, help="continue an interrupted demo")
 @click.option("--overwrite", is_flag=True, help="train again over a finished demo in --out")
-def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: str, resume: bool, overwrite: bool):
+def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: str, threads: int | None,
+         resume: bool, overwrite: bool):
     """The main job: generate the embedded dataset, train DJSRH through the pretrained backbone at
     16/32/64 bits, evaluate against random codes, save curves, index the 64-bit codes and query them.
 
@@ -37,7 +41,7 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: s
     click.secho(f"cmhash demo: DJSRH on the embedded synthetic dataset (rendered images + noisy tags, text encoder "
                 f"{text_encoder})", bold=True)
     base = {"data": {"options": {"n_items": n_items}, "text_encoder": text_encoder},
-            "train": {"epochs": epochs} if epochs else {}}
+            "train": {**({"epochs": epochs} if epochs else {}), **({"num_threads": threads} if threads else {})}}
     bit_list = code_lengths(bits)
     _, inputs = train_lengths("djsrh", "synthetic", bit_list, out, base=base, resume=resume, overwrite=overwrite,
                               echo=click.echo)

@@ -81,10 +81,9 @@ def serve(index_dir, model, host, port, allow_hosts, image_workers, device):
     switch to the new generation once it is verified."""
     import socket
 
-    from ..utils import require
+    from ..utils import require_extra
 
-    uvicorn = require("uvicorn", "serve", "cmhash serve")
-    require("fastapi", "serve", "cmhash serve")
+    _, uvicorn, _ = require_extra("serve", "cmhash serve")  # fastapi, uvicorn, python-multipart (uploads)
     from ..service import ServiceConfig, create_app
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -7,7 +7,6 @@ as features (``<prefix>-iall-vgg.mat``, XAll, n x 4096). Both MAT v5 and v7.3 fi
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..registry import register_dataset
 from .base import DataError, PairedData, validate_paired
+from .images import FolderImages
 from .matio import MatFile
 from .protocol import Split, make_split
 
@@ -136,70 +136,6 @@ def load_wiki(root=None, file: str = "wikiData.mat", drop_empty_labels: bool = F
     train = np.arange(n_tr)
     split = Split(np.arange(n_tr, n_tr + n_te), train, train, "fixed", 0, {"source": "wikiData.mat train/test"})
     return LoadedDataset(data, "fixed", {}, fixed_split=split)
-
-
-class FolderImages:
-    """Lazy images from files: each read with PIL, shorter side resized to ``size``, centre-cropped
-    (``read_image``; ``draft=False`` decodes JPEGs at full size, the path before reduced decoding)."""
-
-    def __init__(self, paths: list[Path], size: int = 224, root: Path | None = None, draft: bool = True):
-        self.paths, self.size, self.root = list(paths), size, root  # root: the folder every path lies in
-        self.draft = draft
-        self.shape = (len(self.paths), 3, size, size)
-        self.dtype = np.dtype(np.uint8)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def take(self, idx) -> np.ndarray:
-        return np.stack([self.read(self.paths[i]) for i in np.asarray(idx, dtype=np.int64)])
-
-    def read(self, path: Path) -> np.ndarray:
-        return read_image(path, self.size, draft=self.draft)
-
-
-MAX_PIXELS = 100_000_000  # an image file larger than this (in pixels) is refused before decoding
-
-
-def read_image(source, size: int, max_pixels: int | None = MAX_PIXELS, draft: bool = True) -> np.ndarray:
-    """An image file (a path, or its bytes) -> uint8 (3, size, size): RGB, the shorter side resized
-    to ``size``, centre-cropped. Used for dataset folders and for query images alike. The pixel
-    count is read from the header and checked against ``max_pixels`` before anything is decoded
-    (a decompression bomb is refused at no cost).
-
-    ``draft``: a JPEG is decoded at the smallest of its DCT scales (1/1, 1/2, 1/4, 1/8) whose
-    shorter side is still >= 2 x ``size`` (Pillow's ``Image.draft``), then resized as before: a
-    12-megapixel camera photo read for a 224 px backbone decodes a 4x smaller image (1000 x 750).
-    Twice the size, not the size itself: a JPEG's colour planes are usually stored at half
-    resolution, and at the 1/8 scale they fall below 224 px; measured on 1/f-spectrum 12 MP photos,
-    EfficientNet-Lite0 features of the 1/8 scale were at cosine 0.9988 to the full-size decode,
-    of the 1/4 scale 0.9998 (``benchmarks/bench_decode.py``; tests/data/test_decode.py holds it to
-    0.999). Other formats decode as they are."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    name = "upload" if isinstance(source, (bytes, bytearray)) else source
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                raise DataError(f"{name}: {im.width} x {im.height} pixels is more than the {max_pixels:,} allowed "
-                                "(a decompression bomb, or resize it first)")
-            if draft and im.format == "JPEG":
-                s = size / min(im.width, im.height)
-                im.draft("RGB", (math.ceil(2 * im.width * s), math.ceil(2 * im.height * s)))  # both sides >= these
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
-    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
-        raise DataError(f"{name}: not a readable image (not an image format Pillow knows)") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{name}: not a readable image ({e})") from None
 
 
 def read_caption_file(path: Path) -> list[tuple[int, tuple[str, str, list[str] | None]]]:

@@ -81,3 +81,60 @@ class Report:
         if bits in self.curves:
             plot_curves(self.curves[bits], out / f"curves-{bits}bits.png", f"{self.title}, {bits} bits")
         return text
+
+
+def read_results(path: str | Path) -> dict:
+    """A results file (a run folder's ``results.json``, or a benchmark's ``{"sections": {NAME:
+    report}}``), checked before any table is made of it: every way it can be malformed (missing,
+    a folder, not UTF-8 JSON, nested beyond reason, not an object, no ``rows``, a row without a
+    name or code length, a metric that is not a number) is one ``CmhashError`` naming the file
+    and the place. A UTF-8 byte-order mark is accepted (editors on Windows write one)."""
+    import json
+    import math
+
+    from ..utils import CmhashError
+
+    path = Path(path)
+    if not path.exists():
+        raise CmhashError(f"{path}: results file not found")
+    if not path.is_file():
+        raise CmhashError(f"{path}: is a folder, not a results file")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise CmhashError(f"{path}: damaged results file (not UTF-8 text)") from None
+    except RecursionError:
+        raise CmhashError(f"{path}: not a results file (JSON nested too deeply)") from None
+    except ValueError as e:
+        raise CmhashError(f"{path}: damaged results file (not JSON: {str(e)[:80]})") from None
+    except OSError as e:
+        raise CmhashError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if not isinstance(results, dict):
+        raise CmhashError(f"{path}: not a results file (a JSON {type(results).__name__}, expected an object with "
+                          "\"rows\" or \"sections\")")
+    if "sections" in results:
+        sections = results["sections"]
+        if not isinstance(sections, dict) or not all(isinstance(s, dict) for s in sections.values()):
+            raise CmhashError(f"{path}: \"sections\" must be an object of reports ({{name: {{\"rows\": [...]}}}})")
+    elif "rows" in results:
+        sections = {"default": results}
+    else:
+        raise CmhashError(f"{path}: not a results file (no \"rows\" and no \"sections\")")
+    for name, sec in sections.items():
+        rows = sec.get("rows")
+        if not isinstance(rows, list):
+            raise CmhashError(f"{path}: section {name!r} has no \"rows\" list")
+        for i, row in enumerate(rows):
+            where = f"{path}: section {name!r}, row {i + 1}"
+            if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+                raise CmhashError(f"{where}: a row needs a \"name\" (text)")
+            if not isinstance(row.get("bits"), int) or isinstance(row.get("bits"), bool):
+                raise CmhashError(f"{where} ({row['name']}): \"bits\" must be a whole number")
+            for task in ("i2t", "t2i"):
+                scores = row.get(task, {})
+                if not isinstance(scores, dict):
+                    raise CmhashError(f"{where} ({row['name']}): \"{task}\" must be an object of metrics")
+                for metric, v in scores.items():
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise CmhashError(f"{where} ({row['name']}): {task} {metric} is {v!r}, not a number")
+    return results

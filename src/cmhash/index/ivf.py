@@ -259,5 +259,7 @@ class IVFIndex(MultiIndexHashing):
                 ptr = np.array(payload[at + n * nb + 8 * n:].view("<i8"), np.int64)
                 if ptr[0] != 0 or ptr[-1] != n or (np.diff(ptr) < 0).any():  # the kernel trusts these bounds
                     raise HashIndexError("ivf payload: list bounds out of order (damaged)")
+                if n and (int(rows.min()) < 0 or int(rows.max()) >= n):  # and these rows (8 B an item read)
+                    raise HashIndexError(f"ivf payload: a list row outside 0..{n - 1} (damaged)")
                 idx._lists = (codes, rows if rows.dtype == np.int64 else rows.astype(np.int64), ptr)
         return idx

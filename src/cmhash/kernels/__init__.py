@@ -8,7 +8,6 @@ broken by row order (the evaluation's order). The compiled kernels release the G
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -61,21 +60,20 @@ def kernel_name() -> str:
     return "c" if _C is not None else "numpy"
 
 
-# The flat scan's paths, by level (``_kernels.c``: scan_level): what CMHASH_KERNEL may name.
+# The flat scan's paths, by level (``_kernels.c``: scan_level): what CMHASH_KERNEL may name (``env.KERNELS``).
 LEVELS = {"scalar": 1, "avx2": 2, "avx512": 3}
 _NAMES = {0: "portable", 1: "popcnt", 2: "avx2", 3: "avx512-vpopcntdq"}
 
 
 def kernel_cap() -> int:
     """The highest path the kernels may take: CMHASH_KERNEL=scalar|avx2|avx512 forces one (an error
-    when this CPU lacks it), unset or empty lets them take the best this CPU has (0)."""
+    when this CPU lacks it), unset, empty or auto lets them take the best this CPU has (0)."""
+    from .. import env
     from ..utils import CmhashError
 
-    want = os.environ.get("CMHASH_KERNEL", "").strip().lower()
-    if not want or want == "auto" or _C is None:
+    want = env.kernel()
+    if want is None or _C is None:
         return 0
-    if want not in LEVELS:
-        raise CmhashError(f"CMHASH_KERNEL={want!r}: expected one of {', '.join(LEVELS)} (or unset)")
     if LEVELS[want] > _C.cpu_level():
         have = [n for n, v in LEVELS.items() if v <= _C.cpu_level()]
         raise CmhashError(f"CMHASH_KERNEL={want}: this CPU lacks it (it has {', '.join(have)})")
@@ -90,7 +88,9 @@ def kernel_variant(nbytes: int = 8) -> str:
 
 
 def default_threads() -> int:
-    return max(1, int(os.environ.get("CMHASH_THREADS", os.cpu_count() or 1)))
+    from .. import env
+
+    return env.threads()
 
 
 def _pool() -> ThreadPoolExecutor:

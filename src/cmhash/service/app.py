@@ -42,11 +42,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..index.store import StoreError
 from ..search import target_of
 from ..utils import CmhashError
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
-_ID = re.compile(r"^[0-9]{1,19}$")
+_ID = re.compile(r"[0-9]{1,19}")  # fullmatch: "$" would let a trailing newline through
 
 
 @dataclass
@@ -102,6 +103,19 @@ class LiveStore:
             self._loading = False
 
 
+def host_name(raw: str) -> str | None:
+    """The host of a ``Host`` header (``name``, ``name:port``, ``[v6]``, ``[v6]:port``), or None when
+    anything else follows it (``[::1]evil.com``, ``host:80x``)."""
+    if raw.startswith("["):
+        name, closed, rest = raw[1:].partition("]")
+        if not closed:
+            return None
+    else:
+        name, _, port = raw.rpartition(":") if ":" in raw else (raw, "", "")
+        rest = f":{port}" if _ else ""
+    return name if rest == "" or (rest[0] == ":" and rest[1:].isdigit()) else None
+
+
 class HostCheck:
     """ASGI middleware: a request whose ``Host`` header names another host gets a JSON 400."""
 
@@ -112,8 +126,7 @@ class HostCheck:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
-        name = raw[1:].split("]")[0] if raw.startswith("[") else raw.rsplit(":", 1)[0] if ":" in raw else raw
-        if name in self.hosts:
+        if host_name(raw) in self.hosts:
             return await self.app(scope, receive, send)
         resp = _error(400, f"Host {raw!r} is not served here (allowed: {', '.join(sorted(self.hosts))}); "
                            "start the server with --allow-host to add it")
@@ -156,6 +169,10 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
     @app.exception_handler(CmhashError)
     async def _cmhash(request: Request, exc: CmhashError):
         return _error(400, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError):  # the index on disk, not the request, is at fault
+        return _error(503, str(exc))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):  # pragma: no cover - a bug, still answered in JSON
@@ -223,7 +240,7 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
         return await run_in_threadpool(_run, code, "image", same_modal, k, t0, file.filename)
 
     def _item_id(item_id: str) -> int:
-        if not _ID.match(item_id) or int(item_id) >= 2**63:
+        if not _ID.fullmatch(item_id) or int(item_id) >= 2**63:
             raise HTTPException(404, f"no item {item_id[:40]!r}: ids are integers from 0 to 2^63-1")
         return int(item_id)
 
@@ -239,14 +256,16 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
     def _thumb(path: str, mtime: float) -> bytes:
         from PIL import Image
 
+        from ..data.images import resizable, rgb8
+
         with Image.open(path) as im:
             if im.width * im.height > cfg.max_pixels:
                 raise CmhashError(f"{im.width} x {im.height} pixels")
             im.draft("RGB", (cfg.thumb_size, cfg.thumb_size))  # JPEG: decode at a reduced size
-            im = im.convert("RGB")
+            im = resizable(im)  # 16-bit, palette, CMYK ...: the mode rule of the search path (data.images)
             im.thumbnail((cfg.thumb_size, cfg.thumb_size))
             buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=85)
+            Image.fromarray(rgb8(im)).save(buf, format="JPEG", quality=85)
             return buf.getvalue()
 
     @app.get("/items/{item_id}/image", response_class=Response)

@@ -58,7 +58,7 @@ def locked_run_folder(out: Path, wait: float = 0.0):
     Under torchrun only rank 0 takes it. A folder this call created that holds nothing but the
     lock when the body fails (bad settings, missing data) is removed again."""
     out = Path(out)
-    created = not out.exists()
+    created, lock_made = not out.exists(), not (out / RUN_LOCK).exists()
     lock = WriteLock(out / RUN_LOCK, f"run folder {out}")
     if int(os.environ.get("RANK", "0")) == 0:  # before the process group is joined
         lock.acquire(wait)
@@ -66,8 +66,11 @@ def locked_run_folder(out: Path, wait: float = 0.0):
         yield out
     except BaseException:
         lock.release()
-        if created and out.is_dir() and [p.name for p in out.iterdir()] in ([], [RUN_LOCK]):
+        left = [p.name for p in out.iterdir()] if out.is_dir() else None
+        if created and left in ([], [RUN_LOCK]):
             shutil.rmtree(out, ignore_errors=True)
+        elif lock_made and left is not None and RUN_LOCK in left:  # a failed first run leaves no lock file
+            (out / RUN_LOCK).unlink(missing_ok=True)
         raise
     finally:
         lock.release()
