@@ -220,3 +220,18 @@ def test_16bit_photo_is_not_white(tmp_path):
     assert Image.open(p).mode == "I;16"
     out = read_image(p, 64)
     assert 100 < out.mean() < 155 and out.min() <= 3 and out.max() >= 252
+
+
+def test_a_palette_with_alpha_per_entry_is_composited_per_entry(tmp_path):
+    """PNG palettes carry an alpha per entry (tRNS): entry 0 opaque red, 1 half-transparent blue,
+    2 transparent; left to right over white."""
+    im = Image.new("P", (30, 10))
+    im.putpalette([255, 0, 0, 0, 0, 255, 0, 255, 0] + [0] * 759)
+    im.putdata([x // 10 for _ in range(10) for x in range(30)])
+    im.info["transparency"] = bytes([255, 128, 0])
+    p = tmp_path / "pal.png"
+    im.save(p, transparency=bytes([255, 128, 0]))
+    with Image.open(p) as back:
+        assert back.mode == "P" and isinstance(back.info["transparency"], bytes)
+    got = read_image(p, 10).transpose(1, 2, 0)  # the centre 10 x 10: entry 1
+    np.testing.assert_array_equal(got, np.broadcast_to(np.array([127, 127, 255], np.uint8), (10, 10, 3)))
