@@ -130,7 +130,8 @@ SMALL_METHOD_PARAMS = {
     "udsph": {"hidden": 64, "feat_dim": 32, "att_dim": 16, "max_tokens": 4, "att_pairs": 8},
     "sdeh": {"hidden": 64, "local_dim": 16, "feat_dim": 32, "sem_dim": 16, "tok_dim": 8, "lab_hidden": 32},
     "jdsh": {"txt_hidden": 32}, "dgcpn": {"img_hidden": 32, "txt_hidden": 32},
-    "ucch": {"hidden": 32, "negatives": 16}}
+    "ucch": {"hidden": 32, "negatives": 16},
+    "cca-itq": {}, "cca-rr": {}}  # closed form: nothing to shrink
 
 
 def _free_port() -> int:

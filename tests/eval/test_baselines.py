@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cmhash.codes import sign
-from cmhash.eval.baselines import CCA, CCAHash, cca_baselines, cca_metrics, itq_rotation, random_codes_metrics
+from cmhash.eval.baselines import cca_baselines, cca_metrics, random_codes_metrics
+from cmhash.models.cca import CCA, CCAHash, itq_rotation
 from cmhash.eval.metrics import cosine_retrieval
 
 

@@ -71,6 +71,8 @@ def test_two_runs_and_a_resumed_run_are_bit_identical(data_root, tmp_path, metho
     train_run(_cfg(data_root, method), tmp_path / "b", progress=False)
     diff = differing(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
     assert not diff, f"{method}: two identical runs differ in {len(diff)} tensors, e.g. {diff[:5]}"
+    if METHODS.get(method).closed_form:  # one fit and one checkpoint: there is no mid-run state to resume
+        return
 
     real_save, saves = trainer_mod.Trainer.save, []
 

@@ -30,101 +30,10 @@ each bit then mixed mostly uncorrelated directions and scored at the random-code
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import eigh
 
-from ..codes import sign
 from ..data.protocol import validation_split
+from ..models.cca import CCA, POWERS, CCAHash, grid_search
 from .runner import evaluate_codes, evaluate_real
-
-#: the grids the validation part chooses from
-REGS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-POWERS = (0.0, 1.0, 2.0, 4.0)
-ITQ_ITERATIONS = 50
-
-
-def _inv_sqrt(c: np.ndarray) -> np.ndarray:
-    w, v = eigh(c)
-    return (v / np.sqrt(np.maximum(w, 1e-12))) @ v.T
-
-
-class CCA:
-    """Regularised CCA of two views: ``fit(x (N, D), y (N, d))``; ``project_x`` / ``project_y`` give
-    the items in the shared space, direction j scaled by corr_j ** power, the first ``dims``."""
-
-    def __init__(self, reg: float = 1e-3):
-        self.reg = reg
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "CCA":
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        self.mx, self.my = x.mean(0), y.mean(0)
-        x, y = x - self.mx, y - self.my
-        n = len(x)
-
-        def cov(a):
-            c = a.T @ a / n
-            return c + self.reg * max(np.trace(c) / a.shape[1], 1e-12) * np.eye(a.shape[1])
-
-        wx, wy = _inv_sqrt(cov(x)), _inv_sqrt(cov(y))  # (D, D), (d, d)
-        u, s, vt = np.linalg.svd(wx @ (x.T @ y / n) @ wy, full_matrices=False)
-        self.r = min(len(s), x.shape[1], y.shape[1])
-        self.corr = np.clip(s[: self.r], 0.0, 1.0)  # (r,) canonical correlations, high to low
-        self.ax, self.ay = wx @ u[:, : self.r], wy @ vt[: self.r].T  # (D, r), (d, r)
-        return self
-
-    def _scale(self, dims: int | None, power: float) -> tuple[slice, np.ndarray]:
-        c = self.r if dims is None else min(dims, self.r)
-        return slice(0, c), np.maximum(self.corr[:c], 1e-12) ** power
-
-    def project_x(self, x, dims: int | None = None, power: float = 0.0) -> np.ndarray:
-        sl, w = self._scale(dims, power)
-        return (np.asarray(x, np.float64) - self.mx) @ self.ax[:, sl] * w  # (N, c)
-
-    def project_y(self, y, dims: int | None = None, power: float = 0.0) -> np.ndarray:
-        sl, w = self._scale(dims, power)
-        return (np.asarray(y, np.float64) - self.my) @ self.ay[:, sl] * w  # (N, c)
-
-
-def itq_rotation(v: np.ndarray, iterations: int = ITQ_ITERATIONS, seed: int = 0) -> np.ndarray:
-    """ITQ (Gong et al. TPAMI 2013, Eq. 3-4): the orthogonal R (c, c) minimising ||sign(VR) - VR||_F
-    by alternating B = sign(VR) and R = U W^T from the SVD of B^T V = W Omega U^T; starts from a
-    random rotation."""
-    rng = np.random.default_rng(seed)
-    c = v.shape[1]
-    r, _ = np.linalg.qr(rng.standard_normal((c, c)))
-    for _ in range(iterations):
-        b = sign(v @ r).astype(np.float64)  # (N, c)
-        w, _, ut = np.linalg.svd(b.T @ v)  # (c, c)
-        r = (w @ ut).T
-    return r
-
-
-class CCAHash:
-    """CCA-ITQ (``rotation="itq"``) or CCA-RR (``rotation="random"``) codes of K bits (module docstring)."""
-
-    def __init__(self, bits: int, rotation: str = "itq", reg: float = 1e-3, power: float = 0.0, seed: int = 0):
-        if rotation not in ("itq", "random"):
-            raise ValueError(f"rotation must be 'itq' or 'random', got {rotation!r}")
-        self.bits, self.rotation, self.reg, self.power, self.seed = bits, rotation, reg, power, seed
-
-    def fit(self, x: np.ndarray, y: np.ndarray, cca: CCA | None = None) -> "CCAHash":
-        self.cca = cca if cca is not None else CCA(self.reg).fit(x, y)
-        self.c = min(self.bits, self.cca.r)
-        rng = np.random.default_rng(self.seed)
-        if self.rotation == "itq":
-            v = np.concatenate([self.cca.project_x(x, self.c, self.power), self.cca.project_y(y, self.c, self.power)])
-            rot = itq_rotation(v, seed=self.seed)
-        else:
-            rot, _ = np.linalg.qr(rng.standard_normal((self.c, self.c)))
-        extra = rng.standard_normal((self.c, self.bits - self.c))  # K > r: random hyperplanes (SimHash)
-        self.rot = np.concatenate([rot, extra], axis=1)  # (c, K)
-        return self
-
-    def encode_x(self, x) -> np.ndarray:
-        return sign(self.cca.project_x(x, self.c, self.power) @ self.rot)
-
-    def encode_y(self, y) -> np.ndarray:
-        return sign(self.cca.project_y(y, self.c, self.power) @ self.rot)
-
 
 def _mean_map(metrics: dict) -> float:
     return 0.5 * (metrics["i2t"]["map"] + metrics["t2i"]["map"])
@@ -161,15 +70,20 @@ def cca_baselines(inputs, bits: list[int], kinds=("itq", "random", "real"), seed
     x, y = np.asarray(inputs.feat, np.float64), np.asarray(inputs.data.texts, np.float64)
     rows = [(k, b) for k in kinds for b in (bits if k != "real" else bits[:1])]
     fit, val = validation_split(np.asarray(s.train), 0.1, seed)
-    best = {row: (-1.0, REGS[0], POWERS[0]) for row in rows}
-    for reg in REGS:
-        cca = CCA(reg).fit(x[fit], y[fit])
-        for (kind, b) in rows:
-            for p in POWERS:
-                m = _evaluate(kind, cca, p, b, x, y, lab, fit, val, fit, seed, curves=False, ndcg_k=None)
-                best[kind, b] = max(best[kind, b], (_mean_map(m), reg, p))
+    fitted: dict[float, CCA] = {}  # one CCA fit per ridge serves every row
+
+    def cca_at(reg: float) -> CCA:
+        if reg not in fitted:
+            fitted[reg] = CCA(reg).fit(x[fit], y[fit])
+        return fitted[reg]
+
+    best = {}
+    for (kind, b) in rows:
+        tried = grid_search(lambda reg: {p: _mean_map(_evaluate(kind, cca_at(reg), p, b, x, y, lab, fit, val, fit, seed,
+                                                                curves=False, ndcg_k=None)) for p in POWERS})
+        best[kind, b] = max(tried, key=tried.get)
     out, full = {}, {}
-    for (kind, b), (_, reg, power) in best.items():
+    for (kind, b), (reg, power) in best.items():
         if reg not in full:
             full[reg] = CCA(reg).fit(x[s.train], y[s.train])
         cca = full[reg]

@@ -68,6 +68,9 @@ class HashMethod(nn.Module):
     phases: tuple = (None,)
     #: keeps per-item training memories (``self.memory``)
     memory_per_item: bool = False
+    #: fitted in one pass, not by gradient steps (CCA-ITQ): the trainer calls ``fit_closed_form``
+    #: (x (N, D), t (N, d), fit_rows, score, seed) on the training items instead of running epochs
+    closed_form: bool = False
     #: clip the gradients' global norm to this before each step (None: no clipping)
     clip_grad_norm: float | None = None
     #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel

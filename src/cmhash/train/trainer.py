@@ -97,6 +97,17 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
         {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
 
 
+def paired_validate(model, inputs: Inputs, rows, device, cap: int = 2000) -> float:
+    """Mean I->T / T->I mAP of ``rows`` (at most ``cap``) against each other, each item's own text
+    (image) the one relevant answer: a validation score for data without labels."""
+    rows = np.asarray(rows)[:cap]
+    codes = encode_split(model, inputs, rows, rows, device)
+    eye = np.eye(len(rows), dtype=np.float32)
+    i2t = evaluate_retrieval(codes["q_img"], codes["db_txt"], eye, eye, topk=None)["map"]
+    t2i = evaluate_retrieval(codes["q_txt"], codes["db_img"], eye, eye, topk=None)["map"]
+    return (i2t + t2i) / 2
+
+
 _VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
 
 
@@ -146,7 +157,8 @@ class Trainer:
         self.train_idx, self.val_idx = validation_split(inputs.split.train, tc.val_fraction, tc.seed)
         if tc.epochs < 1 or tc.batch_size < 1:
             raise CmhashError(f"epochs and batch size must be at least 1, got {tc.epochs} and {tc.batch_size}")
-        if len(self.train_idx) < tc.batch_size:
+        closed_form = METHODS.get(cfg.method).closed_form
+        if len(self.train_idx) < tc.batch_size and not closed_form:
             raise CmhashError(f"training set ({len(self.train_idx)} items) is smaller than one batch ({tc.batch_size})")
         if tc.batch_size % self.world_size:
             raise CmhashError(f"batch size {tc.batch_size} does not split over {self.world_size} processes; "
@@ -170,7 +182,7 @@ class Trainer:
         train_t = torch.from_numpy(self.train_idx).to(device)
         model.attach_training_set(self.lab_t[train_t])
         model.attach_training_features(self.feat_t[train_t].float(), self.text_t[train_t])
-        self.opt = OptimizerSet(model.make_optimizer())
+        self.opt = None if closed_form else OptimizerSet(model.make_optimizer())
         self.img_src = inputs.image_source(self.spec)
         # the image input on the device when it fits (2 GiB); a larger memory-mapped cache is read per batch
         self.img_t = None
@@ -194,7 +206,8 @@ class Trainer:
         """Continue from a checkpoint ``check_resumable`` accepted."""
         model = self.model
         model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
+        if self.opt is not None:
+            self.opt.load_state_dict(ck["optimizer"])
         st = TrainState(**ck["state"])
         st.best_state = ck.get("best_model")
         if st.position is None:  # mid-epoch memories are restored after that epoch's set_epoch (run_epoch)
@@ -212,7 +225,7 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, {
             "config": self.cfg.to_dict(), "spec": spec.to_dict(), "method": self.cfg.method, "bits": self.cfg.bits,
             "model": self.model.state_dict(), "best_model": st.best_state, "backbone": frozen,
-            "optimizer": self.opt.state_dict(), "rng": rng_state(self.model.generators()),
+            "optimizer": self.opt.state_dict() if self.opt else [], "rng": rng_state(self.model.generators()),
             "threads": torch.get_num_threads(),  # a resume without train.num_threads uses the same count
             "state": {**st.__dict__, "best_state": None, "training_state": self.model.training_state()}})
 
@@ -315,7 +328,32 @@ class Trainer:
             st.best_val, st.best_epoch = val, epoch + 1
             st.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
+    def fit_closed_form(self) -> TrainResult:
+        """A ``closed_form`` method: one fit on the training items, its settings chosen by the
+        validation score (``validate``'s ``map``; without labels, ``paired_validate``)."""
+        t0, st, model = time.time(), self.state, self.model
+        rows = np.sort(np.concatenate([self.train_idx, self.val_idx]))  # the whole training set
+        fit_rows = np.searchsorted(rows, self.train_idx)
+        key = getattr(model.cfg, "select", "map")
+
+        def score() -> float:
+            if self.scorable and len(self.val_idx):
+                return validate(model, self.inputs, self.val_idx, self.train_idx, self.device)[key]
+            return paired_validate(model, self.inputs, self.val_idx if len(self.val_idx) else self.train_idx,
+                                   self.device)
+
+        chosen = model.fit_closed_form(self.inputs.feat[rows], np.asarray(self.inputs.data.texts)[rows], fit_rows,
+                                       score, seed=self.tc.seed)
+        st.best_val, st.best_epoch = {key: chosen["val_score"], "chosen": chosen}, 1
+        st.history.append({"epoch": 1, "loss": 0.0, "seconds": round(time.time() - t0, 3), "chosen": chosen})
+        st.epoch = self.tc.epochs
+        st.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self.save()
+        return TrainResult(model, 1, st.best_val, st.history, time.time() - t0, self.out)
+
     def fit(self) -> TrainResult:
+        if self.model.closed_form:
+            return self.fit_closed_form()
         tc, st, t0 = self.tc, self.state, time.time()
         bar = tqdm(total=(tc.epochs - st.epoch) * self.n_batches * len(self.phases),
                    disable=not self.progress or self.rank != 0, unit="step", desc=f"{self.cfg.method} "
