@@ -193,3 +193,20 @@ def milvus_server(tmp_path_factory):
         yield f"http://{server.server_address}:{server.listen_port}"
     finally:
         server.stop()
+
+
+def photo_folder(root, n=60, labels=True):
+    """Photos of 3 colours with captions naming them (a learnable pairing)."""
+    root.mkdir()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    rows = []
+    for i in range(n):
+        name = list(colours)[i % 3]
+        arr = np.clip(np.array(colours[name]) + rng.normal(0, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"p{i:03d}.png")
+        rows.append(f"p{i:03d}.png\ta {name} square photo {i}" + (f"\t{name}" if labels else ""))
+    (root / "captions.tsv").write_text("\n".join(rows) + "\n")
+    return root

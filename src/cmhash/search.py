@@ -15,6 +15,7 @@ from .index.store import IndexStore, read_manifest
 from .utils import CmhashError
 
 MODALITIES = ("image", "text")
+MAX_K = 1000  # the most results one query may ask for: `cmhash search -k` and the service's k alike
 
 
 def target_of(modality: str, same_modal: bool = False) -> str:

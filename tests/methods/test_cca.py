@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 from cmhash.cli import main
 from cmhash.config import build_config
@@ -15,6 +14,7 @@ from cmhash.eval.baselines import cca_baselines
 from cmhash.models.cca import CCAHash, grid_search
 from cmhash.model import load_model
 from cmhash.train.protocol import prepare, run_experiment
+from conftest import photo_folder
 
 
 def cli(*args):
@@ -73,21 +73,6 @@ def test_the_grid_widens_past_an_edge():
     seen.clear()
     tried = grid_search(lambda reg: (seen.append(reg), {0.0: -reg})[1], (1e-3, 1.0), max_widen=2)
     assert seen == [1e-3, 1.0, 1e-4, 1e-5] and max(tried, key=tried.get)[0] == 1e-5
-
-
-def photo_folder(root, n=60, labels=True):
-    """Photos of 3 colours with captions naming them (a learnable pairing)."""
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
-    rows = []
-    for i in range(n):
-        name = list(colours)[i % 3]
-        arr = np.clip(np.array(colours[name]) + rng.normal(0, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / f"p{i:03d}.png")
-        rows.append(f"p{i:03d}.png\ta {name} square photo {i}" + (f"\t{name}" if labels else ""))
-    (root / "captions.tsv").write_text("\n".join(rows) + "\n")
-    return root
 
 
 def test_train_encode_index_search_from_the_command_line(tmp_path):

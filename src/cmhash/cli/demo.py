@@ -12,10 +12,11 @@ DEMO_QUERY, DEMO_LABEL = "dog puppy", "dog"  # the query the demo ends on, and t
 
 
 @main.command()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("cmhash-demo"), show_default=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("cmhash-demo"), show_default=True,
+              help="the demo's folder: its run, results, codes and index")
 @click.option("--n-items", type=click.IntRange(min=100), default=3000, show_default=True,
               help="size of the embedded dataset")
-@click.option("--bits", "-b", default="16,32,64", show_default=True)
+@click.option("--bits", "-b", default="16,32,64", show_default=True, help="code lengths, comma-separated")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="training epochs (default: the preset's)")
 @click.option("--text-encoder", type=registry_choice("text encoders"), default="minilm", show_default=True,
               help="how the tags become text vectors: minilm, the pretrained sentence encoder (any English words "
@@ -31,8 +32,8 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: s
     16/32/64 bits, evaluate against random codes, save curves, index the 64-bit codes and query them.
 
     The tags are read by the pretrained MiniLM sentence encoder by default, so a query may use any
-    English words (docs/text.md has the measurements against the tag vocabulary, ``--text-encoder
-    words``)."""
+    English words (docs/text.md has the measurements against the tag vocabulary, --text-encoder
+    words)."""
     from ..index.folders import build_index
     from ..search import open_for_search
     from ..train.protocol import train_lengths

@@ -17,7 +17,8 @@ from .app import bits_option, key_values, main
 @click.option("--data-root", type=click.Path(), default=None, help="folder holding the dataset's files")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="output folder for the codes")
 @click.option("--overwrite", is_flag=True, help="replace the codes already in --out")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="items encoded at a time")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="encode only the first N items")
 @click.option("--id-start", type=click.IntRange(0, 2**62), default=0, show_default=True,
               help="ids are id-start + row number")
@@ -25,12 +26,12 @@ from .app import bits_option, key_values, main
               help="dataset loader option, e.g. --data-option captions=more.tsv")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="image reading processes [the model's backbone.workers]")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="where items are encoded: auto, cpu, cuda, cuda:N")
 def encode(model, bits, dataset, data_root, out, overwrite, batch_size, limit, id_start, data_options, workers,
            device):
     """Encode a collection (images and texts) with a trained MODEL (run folder or checkpoint).
 
-    Under torchrun (``torchrun --nproc-per-node N [--nnodes M ...] -m cmhash encode ...``) each
+    Under torchrun (torchrun --nproc-per-node N [--nnodes M ...] -m cmhash encode ...) each
     process encodes its share of the collection on its own device (GPU LOCAL_RANK on CUDA) and one
     codes folder results, the same as one process would write; OUT must be reachable by every rank."""
     from ..codes_folder import refuse_existing

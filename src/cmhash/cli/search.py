@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..utils import CmhashError
+from ..search import MAX_K
 from .app import main
 
 
@@ -14,12 +15,13 @@ from .app import main
 @click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--text", default=None, help="query text (finds images by default)")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="query image file (finds texts by default)")
-@click.option("-k", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option("-k", type=click.IntRange(1, MAX_K), default=10, show_default=True,
+              help=f"how many results (at most {MAX_K}, as the service)")
 @click.option("--same-modal", is_flag=True, help="text->texts or image->images instead of across modalities")
 @click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
               help="model run/checkpoint [the one the index was built with]")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the results as JSON (the service's format)")
+@click.option("--device", default="auto", show_default=True, help="where the query is encoded: auto, cpu, cuda")
 def search(index_dir, text, image, k, same_modal, model, as_json, device):
     """Search an index with a text or an image."""
     if (text is None) == (image is None):
@@ -51,7 +53,9 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
     click.echo(f"{modality} -> {target}, top {len(hits)} of {store.ntotal}:")
     for rank, h in enumerate(hits, 1):
         cap = (h.get("caption") or "")[:60]
-        click.echo(f"{rank:>3}. id {h['id']:<8} d={h['distance']:<3} {', '.join(h.get('labels') or [])[:40]:<40} {cap}")
+        labels = ", ".join(h.get("labels") or [])[:30]
+        click.echo(f"{rank:>3}. d={h['distance']:<3} {h.get('source') or '#' + str(h['id'])}"
+                   + (f"  [{labels}]" if labels else "") + (f"  {cap}" if cap else ""))
 
 
 def _words(words: dict, key: str) -> str:
@@ -65,15 +69,16 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 @main.command()
 @click.argument("index_dir", type=click.Path(exists=True, path_type=Path))
-@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="model run/checkpoint [the one the index was built with]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (0.0.0.0 exposes it)")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="port to listen on")
 @click.option("--allow-host", "allow_hosts", multiple=True,
               help="a host name clients may use in the Host header; bound to loopback, only localhost, "
                    "127.0.0.1 and ::1 are accepted unless more are given (* accepts any)")
 @click.option("--image-workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="image uploads decoded and encoded at a time (the rest queue; text queries never wait)")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="where queries are encoded: auto, cpu, cuda")
 def serve(index_dir, model, host, port, allow_hosts, image_workers, device):
     """Serve an index over HTTP: a JSON API and a web page (http://HOST:PORT/).
 

@@ -10,8 +10,10 @@ from .app import code_lengths, main, registry_choice
 
 
 @main.command()
-@click.option("--method", "-m", type=registry_choice("methods"), default="djsrh", show_default=True)
-@click.option("--dataset", "-d", type=registry_choice("datasets"), default="synthetic", show_default=True)
+@click.option("--method", "-m", type=registry_choice("methods"), default="djsrh", show_default=True,
+              help="the method to train (`cmhash list` describes each)")
+@click.option("--dataset", "-d", type=registry_choice("datasets"), default="synthetic", show_default=True,
+              help="the dataset (folder: your images + captions.tsv under --data-root)")
 @click.option("--data-root", type=click.Path(), default=None, help="folder holding the dataset's files")
 @click.option("--bits", "-b", default="16,32,64", show_default=True, help="code lengths, comma-separated")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None, help="run folder [runs/METHOD-DATASET]")

@@ -130,6 +130,27 @@ def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None, text_encode
     return Inputs(data, split, feat, info, maps, backbone, text_encoder)
 
 
+SMALL_QUERY_SPLIT = 50  # fewer query items than this: their mAP is noise, and is said to be
+
+
+def summary(info: dict) -> str:
+    """``Inputs.info`` as one line a person reads (not a dict)."""
+    s = info.get("split") or {}
+    out = (f"{info.get('dataset')}: {info.get('n_items')} items (query {s.get('query')}, train {s.get('train')}, "
+           f"database {s.get('database')})")
+    if info.get("image_kind") == "features":
+        out += ", image features"
+    else:
+        out += f", images through {info.get('backbone')} ({info.get('feature_dim')}-d features)"
+    out += f", text: {info.get('text_encoder')}"
+    if info.get("empty_text_rows"):
+        out += f", {info['empty_text_rows']} captions with no known word"
+    if s.get("query") is not None and 0 < s["query"] < SMALL_QUERY_SPLIT:
+        out += (f"; only {s['query']} query items: their mAP is noise (at least {SMALL_QUERY_SPLIT} for a number "
+                "to compare)")
+    return out
+
+
 def input_spec(cfg, inputs: Inputs) -> InputSpec:
     """The model's ``InputSpec`` for ``cfg`` on ``inputs``: the one place the image mode is chosen."""
     data, bb = inputs.data, inputs.backbone

@@ -43,7 +43,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..index.store import StoreError
-from ..search import target_of
+from ..search import MAX_K, target_of
 from ..utils import CmhashError
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
@@ -52,7 +52,7 @@ _ID = re.compile(r"[0-9]{1,19}")  # fullmatch: "$" would let a trailing newline 
 
 @dataclass
 class ServiceConfig:
-    max_k: int = 100
+    max_k: int = MAX_K
     max_text: int = 1000
     max_upload: int = 8 << 20  # bytes
     max_pixels: int = 40_000_000  # an upload or a thumbnail source larger than this is refused unread

@@ -24,7 +24,7 @@ import torch
 from .. import distributed as dist_
 from ..checkpoint import CHECKPOINT, METRICS, bits_dir
 from ..config import RunConfig, build_config, parse_overrides, scale_epochs
-from ..data.inputs import Inputs, prepare_inputs
+from ..data.inputs import Inputs, prepare_inputs, summary
 from ..eval.report import Report
 from ..eval.runner import NOT_SCORED, evaluate_codes
 from ..model import encode_split
@@ -241,7 +241,7 @@ def train_lengths(method: str, dataset: str, bits: list[int], out, root=None, se
         t0 = time.time()
         device, inputs = prepare(cfgs[0])
         _, world_size = dist_.world()
-        say(f"  {inputs.info} ({time.time() - t0:.1f}s, device {device}"
+        say(f"  {summary(inputs.info)} ({time.time() - t0:.1f}s, device {device}"
             + (f", {world_size} processes, {cfgs[0].train.batch_size // world_size} items each per batch)"
                if world_size > 1 else ")"))
         if main_rank:
