@@ -18,9 +18,9 @@ import torch
 from .codes import sign_codes
 from .data.images import MAX_PIXELS, read_image
 from .model import HashModel, load_model
+from .text.base import explain_query
 from .utils import CmhashError
 
-EXPLAIN_WORDS, EXPLAIN_WORD_CHARS = 20, 40  # what ``explain`` echoes of a query: at most 20 words of 40 characters
 
 
 class Encoder:
@@ -97,24 +97,9 @@ class Encoder:
         """{"encoder", "used", "unknown"}: which words of a free-text query the model's text encoder
         reads and which it does not know. ``strict``: no known word is an error that names the
         encoder and suggests another."""
-        enc = self.text_encoder
-        if enc is None:
+        if self.text_encoder is None:
             self.model.text_inputs([text])  # raises: this model reads text vectors only
-        if not isinstance(text, str) or not text.strip():
-            raise CmhashError("empty text: give at least one word")
-        got = {"encoder": enc.describe(), **enc.explain(text)}
-        for key in ("used", "unknown"):  # a long query is not echoed back whole
-            words = got[key]
-            got[f"n_{key}"] = len(words)
-            got[key] = [w[:EXPLAIN_WORD_CHARS] for w in words[:EXPLAIN_WORDS]]
-        if strict and not got["used"]:
-            hint = ("a model trained with --text-encoder minilm reads any English words" if enc.name != "minilm"
-                    else "a model trained with --text-encoder auto (or words, chars) reads the words of its own "
-                         "captions, in any language")
-            vocab = f" ({enc.dim} tokens, e.g. {', '.join(self.vocab[:8])})" if self.vocab else ""
-            raise CmhashError(f"none of the words of {text[:80]!r} is known to this model's text encoder "
-                              f"{enc.describe()}{vocab}; {hint}")
-        return got
+        return explain_query(self.text_encoder, text, strict)
 
     def query_code(self, text: str) -> tuple[np.ndarray, dict]:
         """One free-text query -> (int8 {-1,+1} (1, K) code, ``explain``'s words); no known word is an

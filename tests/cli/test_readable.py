@@ -63,3 +63,41 @@ def test_a_folder_becomes_a_served_index_in_one_command(tmp_path):
     assert code == 0 and "{'" not in out and "cca-itq" in out, out
     code, out = cli("index", "build", "--folder", photos, "-o", tmp_path / "x", ix / "codes")
     assert code == 2 and "not both" in out
+
+
+def test_a_text_query_to_a_cca_index_loads_no_torch(tmp_path):
+    """`cmhash search --text` on a CCA-ITQ index over a bag of words answers with numpy alone (the
+    model's text side, text-query.npz): the codes and results equal the full model's, torch and
+    scikit-learn are never imported; a file of another model is ignored."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from cmhash.search import TEXT_QUERY_FILE, open_for_search, text_query_code
+
+    photos = photo_folder(tmp_path / "photos", n=45)
+    ix = tmp_path / "ix"
+    assert cli("index", "build", "--folder", photos, "-o", ix, "-b", "16")[0] == 0
+    export = ix / "model" / "bits-16" / TEXT_QUERY_FILE
+    assert export.is_file()
+    store, enc = open_for_search(ix, None, "cpu")
+    store.close()
+    for q in ("red", "a green square", "blue photo 7"):
+        fast, words = text_query_code(ix, q)
+        full, full_words = enc.query_code(q)
+        assert np.array_equal(fast, full) and words == full_words, q
+    probe = ("import sys\nfrom cmhash.cli import main\n"
+             f"main(['search', {str(ix)!r}, '--text', 'red', '-k', '3', '--json'], standalone_mode=False)\n"
+             "print('LOADED', [m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert r.returncode == 0 and "LOADED []" in r.stdout, (r.stdout, r.stderr)
+    assert json.loads(r.stdout.split("LOADED")[0])["results"][0]["source"].endswith(".png")
+    code, out = cli("search", ix, "--text", "zzzz")
+    assert code == 2 and "none of the words" in out  # the same strict error as the model's
+    z = dict(np.load(export))
+    z["fingerprint"] = np.array("0" * 16)  # another model's: ignored, the model answers
+    with open(export, "wb") as f:
+        np.savez(f, **z)
+    assert text_query_code(ix, "red") is None
+    assert cli("search", ix, "--text", "red")[0] == 0

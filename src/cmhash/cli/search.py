@@ -26,13 +26,22 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
     """Search an index with a text or an image."""
     if (text is None) == (image is None):
         raise CmhashError("give exactly one of --text or --image")
-    from ..search import open_for_search, target_of
+    from ..search import open_for_search, target_of, text_query_code
 
-    store, enc = open_for_search(index_dir, model, device)
+    # a CCA-ITQ model over a bag of words answers with numpy alone: no torch, no model load
+    fast = text_query_code(index_dir, text) if text is not None and model is None else None
+    if fast is not None:
+        from ..index.store import IndexStore, read_manifest
+
+        store = IndexStore.open(index_dir, fingerprint=read_manifest(index_dir)["model"].get("fingerprint"))
+        enc = None
+    else:
+        store, enc = open_for_search(index_dir, model, device)
     try:
         words = None
         if text is not None:
-            (code, words), modality = enc.query_code(text), "text"  # no known word: an error naming the encoder
+            # no known word: an error naming the encoder
+            (code, words), modality = fast if fast is not None else enc.query_code(text), "text"
         else:
             if not image.is_file():
                 raise CmhashError(f"{image}: no such image file")

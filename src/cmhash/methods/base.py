@@ -165,6 +165,11 @@ class HashMethod(nn.Module):
                     out[f"{name}.{k}" if name else k] = v
         return out
 
+    def affine_text(self):
+        """(mean, projection) when the text net is the affine map (t - mean) @ projection (CCA-ITQ),
+        else None: such a model answers text queries without torch (``search.text_query_code``)."""
+        return None
+
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.img_net(x)
 

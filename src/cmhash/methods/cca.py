@@ -61,6 +61,10 @@ class CCAITQ(HashMethod):
     def encode_text(self, t: torch.Tensor) -> torch.Tensor:
         return ((t.double() - self.mean_t) @ self.proj_t).float()  # (B, K)
 
+    def affine_text(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (d,), projection (d, K)): the text side as numbers, for a query path without torch."""
+        return self.mean_t.cpu().numpy(), self.proj_t.cpu().numpy()
+
     def _set(self, h: CCAHash) -> None:
         """The fitted hash as the two affine maps: (x - mx) @ A[:, :c] * w @ R = (x - mx) @ proj."""
         sl, w = h.cca._scale(h.c, h.power)

@@ -64,3 +64,29 @@ def text_encoder_from_spec(text_spec) -> TextEncoder | None:
         raise CmhashError(f"text encoder {text_spec.encoder!r} gives {enc.dim}-d vectors, the model reads "
                           f"{text_spec.dim}-d ones")
     return enc
+
+
+EXPLAIN_WORDS, EXPLAIN_WORD_CHARS = 20, 40  # what a query's explanation echoes: at most 20 words of 40 characters
+
+
+def explain_query(enc: TextEncoder, text: str, strict: bool = False) -> dict:
+    """{"encoder", "used", "unknown", "n_used", "n_unknown"}: which words of a free-text query
+    ``enc`` reads and which it does not know (a long query is not echoed back whole). ``strict``:
+    no known word is an error that names the encoder and suggests another. The one rule for
+    ``Encoder.explain`` and the search path that loads no model (``search.text_query_code``)."""
+    if not isinstance(text, str) or not text.strip():
+        raise CmhashError("empty text: give at least one word")
+    got = {"encoder": enc.describe(), **enc.explain(text)}
+    for key in ("used", "unknown"):
+        words = got[key]
+        got[f"n_{key}"] = len(words)
+        got[key] = [w[:EXPLAIN_WORD_CHARS] for w in words[:EXPLAIN_WORDS]]
+    if strict and not got["used"]:
+        hint = ("a model trained with --text-encoder minilm reads any English words" if enc.name != "minilm"
+                else "a model trained with --text-encoder auto (or words, chars) reads the words of its own "
+                     "captions, in any language")
+        vocab = getattr(enc, "vocab", None)
+        shown = f" ({enc.dim} tokens, e.g. {', '.join(vocab[:8])})" if vocab else ""
+        raise CmhashError(f"none of the words of {text[:80]!r} is known to this model's text encoder "
+                          f"{enc.describe()}{shown}; {hint}")
+    return got

@@ -133,13 +133,10 @@ class BagOfWords(TextEncoder):
         return self._set(vocab)
 
     def _set(self, vocab: list[str]) -> "BagOfWords":
-        from sklearn.feature_extraction.text import CountVectorizer
-
         self._check_analyzer()
         self.vocab = list(vocab)
         self._index = {w: i for i, w in enumerate(self.vocab)}
-        self._vec = CountVectorizer(analyzer=ANALYZERS[self.analyzer], binary=True, dtype=np.float32,
-                                    vocabulary=self._index)
+        self._vec = ANALYZERS[self.analyzer]
         return self
 
     @property
@@ -150,9 +147,16 @@ class BagOfWords(TextEncoder):
         return self.name if self.name == self.analyzer else f"{self.name} ({self.analyzer})"
 
     def transform(self, captions: list[str]) -> np.ndarray:
+        """(N, V) float32: 1 where a token of the caption is in the vocabulary (scikit-learn's binary
+        ``CountVectorizer`` with this analyzer, written out: a query loads no scikit-learn)."""
         if self._vec is None:
             raise CmhashError(f"text encoder {self.name!r} used before it was fitted")
-        return self._vec.transform(["" if not isinstance(c, str) else c for c in captions]).toarray()  # (N, V)
+        out = np.zeros((len(captions), len(self.vocab)), np.float32)
+        for i, c in enumerate(captions):
+            if isinstance(c, str):
+                cols = [j for j in map(self._index.get, self._vec(c)) if j is not None]
+                out[i, cols] = 1.0
+        return out  # (N, V)
 
     def tokens(self, text: str) -> list[str]:
         return ANALYZERS[self.analyzer](text)

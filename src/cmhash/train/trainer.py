@@ -13,6 +13,8 @@ Under torchrun the global batch is split across ranks (``cmhash.distributed``).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -95,6 +97,24 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
     t2i = evaluate_retrieval(codes["q_txt"], codes["db_img"], lab[val_idx], lab[db_idx], topk=50)
     return {f"{k}_i2t": v for k, v in i2t.items()} | {f"{k}_t2i": v for k, v in t2i.items()} | \
         {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
+
+
+def write_text_query(out: Path, model, cfg: RunConfig, spec) -> None:
+    """``out/text-query.npz`` beside the checkpoint, when the model's text side is an affine map over a
+    bag of words (CCA-ITQ with words/chars): what ``search.text_query_code`` needs to answer a text
+    query with numpy alone (no torch, no checkpoint read), tagged with the model's fingerprint."""
+    from ..model import model_fingerprint
+    from ..search import TEXT_QUERY_FILE
+    from ..utils import atomic_path
+
+    affine = model.affine_text()
+    if affine is None or spec.text.kind != "encoder" or spec.text.encoder not in ("words", "chars", "auto"):
+        return
+    mean, proj = affine
+    with atomic_path(out / TEXT_QUERY_FILE, "text query export") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, mean=mean, proj=proj, fingerprint=np.array(model_fingerprint(model, cfg.method, cfg.bits)),
+                     text_spec=np.array(json.dumps(dataclasses.asdict(spec.text))))
 
 
 def paired_validate(model, inputs: Inputs, rows, device, cap: int = 2000) -> float:
@@ -349,6 +369,8 @@ class Trainer:
         st.epoch = self.tc.epochs
         st.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         self.save()
+        if self.out and self.rank == 0:
+            write_text_query(self.out, model, self.cfg, self.spec)
         return TrainResult(model, 1, st.best_val, st.history, time.time() - t0, self.out)
 
     def fit(self) -> TrainResult:
