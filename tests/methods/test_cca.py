@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cmhash.cli import main
 from cmhash.config import build_config
 from cmhash.eval.baselines import cca_baselines
-from cmhash.models.cca import CCAHash, grid_search
+from cmhash.models.cca import CCAHash, chosen, grid_search
 from cmhash.model import load_model
 from cmhash.train.protocol import prepare, run_experiment
 from conftest import photo_folder
@@ -65,14 +65,14 @@ def test_the_grid_widens_past_an_edge():
         return {p: -abs(np.log10(reg) - 3) - 0.01 * p for p in (0.0, 1.0)}
 
     tried = grid_search(score, (1e-3, 1e-2, 1e-1, 1.0, 10.0), max_widen=3)
-    assert max(tried, key=tried.get) == (1000.0, 0.0)
+    assert chosen(tried) == (1000.0, 0.0)
     assert seen[5:] == [100.0, 1000.0, 10000.0]
     seen.clear()
     grid_search(lambda reg: (seen.append(reg), {0.0: -abs(np.log10(reg))})[1], (1e-3, 1.0, 10.0))
     assert seen == [1e-3, 1.0, 10.0]
     seen.clear()
     tried = grid_search(lambda reg: (seen.append(reg), {0.0: -reg})[1], (1e-3, 1.0), max_widen=2)
-    assert seen == [1e-3, 1.0, 1e-4, 1e-5] and max(tried, key=tried.get)[0] == 1e-5
+    assert seen == [1e-3, 1.0, 1e-4, 1e-5] and chosen(tried)[0] == 1e-5
 
 
 def test_train_encode_index_search_from_the_command_line(tmp_path):

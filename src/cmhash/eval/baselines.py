@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.protocol import validation_split
-from ..models.cca import CCA, POWERS, CCAHash, grid_search
+from ..models.cca import CCA, POWERS, CCAHash, chosen, grid_search
 from .runner import evaluate_codes, evaluate_real
 
 def _mean_map(metrics: dict) -> float:
@@ -81,7 +81,7 @@ def cca_baselines(inputs, bits: list[int], kinds=("itq", "random", "real"), seed
     for (kind, b) in rows:
         tried = grid_search(lambda reg: {p: _mean_map(_evaluate(kind, cca_at(reg), p, b, x, y, lab, fit, val, fit, seed,
                                                                 curves=False, ndcg_k=None)) for p in POWERS})
-        best[kind, b] = max(tried, key=tried.get)
+        best[kind, b] = chosen(tried)
     out, full = {}, {}
     for (kind, b), (reg, power) in best.items():
         if reg not in full:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.cca import CCA, POWERS, REGS, CCAHash, grid_search
+from ..models.cca import CCA, POWERS, REGS, CCAHash, chosen, grid_search
 from ..utils import CmhashError
 from .base import HashMethod, register_method
 
@@ -91,7 +91,7 @@ class CCAITQ(HashMethod):
             return out
 
         tried = grid_search(score_reg, cfg.regs, cfg.max_widen)
-        reg, power = max(tried, key=tried.get)
+        reg, power = chosen(tried)
         h = CCAHash(self.bits, self.rotation, reg, power, seed).fit(x, t)
         self._set(h)
         return {"reg": reg, "power": power, "r": h.cca.r, "directions": h.c, "val_score": tried[reg, power],

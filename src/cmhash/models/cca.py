@@ -107,10 +107,11 @@ def grid_search(score_reg, regs=REGS, max_widen: int = 3) -> dict[tuple[float, f
     CCA-ITQ chose 10, the largest of the first grid). The one selection loop of CCA-ITQ, CCA-RR and
     real-valued CCA, for the tables (``cca_baselines``) and the models (``methods.cca``)."""
     regs, tried = sorted(regs), {}
+    best_of = chosen
     for reg in regs:
         tried.update({(reg, p): s for p, s in score_reg(reg).items()})
     for _ in range(max_widen):
-        best = max(tried, key=tried.get)[0]
+        best = best_of(tried)[0]
         if best == regs[-1]:
             new = best * 10
             regs.append(new)
@@ -121,3 +122,9 @@ def grid_search(score_reg, regs=REGS, max_widen: int = 3) -> dict[tuple[float, f
             break
         tried.update({(new, p): s for p, s in score_reg(new).items()})
     return tried
+
+
+def chosen(tried: dict[tuple[float, float], float]) -> tuple[float, float]:
+    """The (ridge, power) with the best score; an exact tie goes to the larger ridge, then the larger
+    power (the order the tables' rows were chosen in)."""
+    return max(tried, key=lambda rp: (tried[rp], rp))
