@@ -8,9 +8,12 @@
            the next ten, with the encoders warmed before "ready" (now) and without (the previous
            path: ``CMHASH_BENCH_NO_WARM=1`` skips the warm-up in this script's server only).
 
-The index is built from ``--folder`` (images + captions.tsv) with `cmhash index build --folder`.
+The index is built from ``--folder`` (images + captions.tsv) with `cmhash index build --folder`,
+or given (``--index``: the demo's, whose MiniLM queries are the slow first query the warm-up
+removes; its model is no CCA-ITQ, so both search rows load the model there).
 
     python benchmarks/bench_query.py --folder ../shared/data/ucm-captions [--reps 5]
+    python benchmarks/bench_query.py --index runs/bench-demo/index --query "dog puppy"
 """
 from __future__ import annotations
 
@@ -74,14 +77,18 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-query")
     ap.add_argument("--query", default="tennis court")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--index", default=None, help="an index built already (e.g. the demo's, MiniLM queries)")
     args = ap.parse_args()
-    index = Path(args.out) / "index"
+    index = Path(args.index or Path(args.out) / "index")
     if not (index / "manifest.json").exists():
         subprocess.run(CMHASH + ["index", "build", "--folder", args.folder, "-o", str(index)], check=True)
+    from cmhash.index.store import read_manifest
+
+    model = Path(read_manifest(index)["model"]["checkpoint"])  # given: the previous path, the model loaded
     now, before = [], []
     for _ in range(args.reps):  # interleaved
         now.append(run_search(index, args.query, None))
-        before.append(run_search(index, args.query, index / "model"))
+        before.append(run_search(index, args.query, model))
     s_now, s_before = serve_first(index, args.query, True), serve_first(index, args.query, False)
     rows = ["| what | previous path | now | previous : now |", "|---|---|---|---|",
             f"| `cmhash search --text`, whole process, median of {args.reps} (s) | {statistics.median(before):.2f} | "

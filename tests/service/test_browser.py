@@ -46,6 +46,17 @@ def browser_path():
 
 
 @pytest.fixture(scope="module")
+def chromium(browser_path):
+    """Headless Chromium (Debian's, through Playwright) for the module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
 def server(tiny_demo):
     import uvicorn
 
@@ -68,96 +79,82 @@ def server(tiny_demo):
 
 
 @pytest.mark.browser
-def test_web_page_searches_by_text_and_image(server, browser_path, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_web_page_searches_by_text_and_image(server, chromium, tmp_path):
     url, out = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_function("document.getElementById('about').textContent.includes('200 items')")
-            # a text query: a grid of k results with thumbnails, captions and distances
-            page.fill("#q", "dog puppy pet")
-            page.select_option("#k", "10")
-            page.click("#search-btn")
-            page.wait_for_selector(".result")
-            cards = page.locator(".result")
-            assert cards.count() == 10
-            dists = [int(t.split("=")[1]) for t in page.locator(".result .dist").all_inner_texts()]
-            assert dists == sorted(dists)
-            page.wait_for_function("document.querySelector('.result img').naturalWidth > 0")
-            assert page.locator(".result .caption").first.inner_text().strip()
-            assert "text \u2192 image" in page.inner_text("#status")
-            page.screenshot(path=str(tmp_path / "text-search.png"), full_page=True)
-            # an image upload: a same-modal search finds the image itself (16-bit codes collide, so
-            # among the codes at distance 0 or 1)
-            page.check("#same")
-            page.set_input_files("#image", str(out / "codes" / "images" / "42.png"))
-            page.wait_for_function("document.getElementById('status').textContent.includes('image \u2192 image')")
-            # its own code is in the index: the nearest results are at distance 0 (or 1, after the
-            # PNG round trip); with 16-bit codes more than 10 items may share it, so 42 itself may not
-            # be among the 10 shown
-            first = int(page.locator(".result .dist").first.inner_text().split("=")[1])
-            assert first <= 1
-            assert page.locator('.result[data-id="42"]').count() == 1 or first == 0
-            # a bad query: the API's message is shown as an error, the grid is emptied
-            page.fill("#q", "☃ ☂")
-            page.click("#search-btn")
-            page.wait_for_selector("#status.error")
-            assert "text encoder" in page.inner_text("#status")
-            assert page.locator(".result").count() == 0
-        finally:
-            browser.close()
+    page = chromium.new_page()
+    page.goto(url + "/")
+    page.wait_for_function("document.getElementById('about').textContent.includes('200 items')")
+    # a text query: a grid of k results with thumbnails, captions and distances
+    page.fill("#q", "dog puppy pet")
+    page.select_option("#k", "10")
+    page.click("#search-btn")
+    page.wait_for_selector(".result")
+    cards = page.locator(".result")
+    assert cards.count() == 10
+    dists = [int(t.split("=")[1]) for t in page.locator(".result .dist").all_inner_texts()]
+    assert dists == sorted(dists)
+    page.wait_for_function("document.querySelector('.result img').naturalWidth > 0")
+    assert page.locator(".result .caption").first.inner_text().strip()
+    assert "text \u2192 image" in page.inner_text("#status")
+    page.screenshot(path=str(tmp_path / "text-search.png"), full_page=True)
+    # an image upload: a same-modal search finds the image itself (16-bit codes collide, so
+    # among the codes at distance 0 or 1)
+    page.check("#same")
+    page.set_input_files("#image", str(out / "codes" / "images" / "42.png"))
+    page.wait_for_function("document.getElementById('status').textContent.includes('image \u2192 image')")
+    # its own code is in the index: the nearest results are at distance 0 (or 1, after the
+    # PNG round trip); with 16-bit codes more than 10 items may share it, so 42 itself may not
+    # be among the 10 shown
+    first = int(page.locator(".result .dist").first.inner_text().split("=")[1])
+    assert first <= 1
+    assert page.locator('.result[data-id="42"]').count() == 1 or first == 0
+    # a bad query: the API's message is shown as an error, the grid is emptied
+    page.fill("#q", "☃ ☂")
+    page.click("#search-btn")
+    page.wait_for_selector("#status.error")
+    assert "text encoder" in page.inner_text("#status")
+    assert page.locator(".result").count() == 0
 
 
 @pytest.mark.browser
-def test_the_search_is_in_the_url_and_results_lead_on(server, browser_path, tmp_path):
+def test_the_search_is_in_the_url_and_results_lead_on(server, chromium, tmp_path):
     """A search puts its query, direction and k in the URL: a reload, a shared link and Back give
     the same search. "more like this" searches from a result's stored code, no upload. The empty
     page offers example queries from the collection's own words; each result names its file."""
-    from playwright.sync_api import sync_playwright
-
     url, out = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("#examples button")
-            examples = page.locator("#examples button").all_inner_texts()
-            assert 1 <= len(examples) <= 6 and all(len(w) > 2 for w in examples), examples
-            page.locator("#examples button").first.click()
-            page.wait_for_selector(".result")
-            assert f"q={examples[0]}" in page.url and page.input_value("#q") == examples[0]
-            assert not page.locator("#examples").is_visible()  # on the empty page only
-            page.fill("#q", "dog puppy")
-            page.select_option("#k", "10")
-            page.click("#search-btn")
-            page.wait_for_function("location.search.includes('dog+puppy')")
-            page.wait_for_function("document.querySelectorAll('.result').length === 10")
-            first = page.locator(".result").first.get_attribute("data-id")
-            assert "k=10" in page.url
-            assert page.locator(".result .file").first.inner_text().endswith(".png")  # its file, not "#17"
-            shared = page.url
-            page.reload()  # the same search again, from the URL alone
-            page.wait_for_function("document.querySelectorAll('.result').length === 10")
-            assert page.input_value("#q") == "dog puppy"
-            assert page.locator(".result").first.get_attribute("data-id") == first
-            # more like this: the first result's stored image code -> images
-            page.locator(".result .like").first.click()
-            page.wait_for_function("location.search.includes('like=')")
-            page.wait_for_function("document.getElementById('status').textContent.includes('image \\u2192 image')")
-            assert f"like={first}" in page.url
-            assert page.locator(".result .dist").first.inner_text().strip() == "d = 0"  # itself, or its code's twins
-            page.go_back()
-            page.wait_for_function("location.search.includes('dog+puppy')")
-            page.wait_for_function("document.getElementById('status').textContent.includes('text \\u2192 image')")
-            other = browser.new_page()  # a shared link opens on the same results
-            other.goto(shared)
-            other.wait_for_function("document.querySelectorAll('.result').length === 10")
-            assert other.locator(".result").first.get_attribute("data-id") == first
-            page.screenshot(path=str(tmp_path / "url-state.png"), full_page=True)
-        finally:
-            browser.close()
+    page = chromium.new_page()
+    page.goto(url + "/")
+    page.wait_for_selector("#examples button")
+    examples = page.locator("#examples button").all_inner_texts()
+    assert 1 <= len(examples) <= 6 and all(len(w) > 2 for w in examples), examples
+    page.locator("#examples button").first.click()
+    page.wait_for_selector(".result")
+    assert f"q={examples[0]}" in page.url and page.input_value("#q") == examples[0]
+    assert not page.locator("#examples").is_visible()  # on the empty page only
+    page.fill("#q", "dog puppy")
+    page.select_option("#k", "10")
+    page.click("#search-btn")
+    page.wait_for_function("location.search.includes('dog+puppy')")
+    page.wait_for_function("document.querySelectorAll('.result').length === 10")
+    first = page.locator(".result").first.get_attribute("data-id")
+    assert "k=10" in page.url
+    assert page.locator(".result .file").first.inner_text().endswith(".png")  # its file, not "#17"
+    shared = page.url
+    page.reload()  # the same search again, from the URL alone
+    page.wait_for_function("document.querySelectorAll('.result').length === 10")
+    assert page.input_value("#q") == "dog puppy"
+    assert page.locator(".result").first.get_attribute("data-id") == first
+    # more like this: the first result's stored image code -> images
+    page.locator(".result .like").first.click()
+    page.wait_for_function("location.search.includes('like=')")
+    page.wait_for_function("document.getElementById('status').textContent.includes('image \\u2192 image')")
+    assert f"like={first}" in page.url
+    assert page.locator(".result .dist").first.inner_text().strip() == "d = 0"  # itself, or its code's twins
+    page.go_back()
+    page.wait_for_function("location.search.includes('dog+puppy')")
+    page.wait_for_function("document.getElementById('status').textContent.includes('text \\u2192 image')")
+    other = chromium.new_page()  # a shared link opens on the same results
+    other.goto(shared)
+    other.wait_for_function("document.querySelectorAll('.result').length === 10")
+    assert other.locator(".result").first.get_attribute("data-id") == first
+    page.screenshot(path=str(tmp_path / "url-state.png"), full_page=True)
