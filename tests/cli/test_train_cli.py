@@ -168,7 +168,7 @@ def test_epochs_scale_with_the_training_set_size():
     from cmhash.config import TrainConfig, scale_epochs
 
     assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 1000).epochs == 80
-    assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 100).epochs == 400  # at most 10x
+    assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 100).epochs == 80  # at most 2x
     assert scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000), 10**6).epochs == 4  # at least a tenth
     tc = scale_epochs(TrainConfig(epochs=40, epochs_at_items=2000, eval_every=5), 1680)
     assert (tc.epochs, tc.epochs_at_items) == (48, 0) and scale_epochs(tc, 10).epochs == 48  # resolved once

@@ -373,6 +373,14 @@ class Trainer:
             write_text_query(self.out, model, self.cfg, self.spec)
         return TrainResult(model, 1, st.best_val, st.history, time.time() - t0, self.out)
 
+    def say_estimate(self, done: int, seconds: float, total: int) -> None:
+        """After the first ``done`` epochs (one validation and their checkpoints among them): how
+        long all ``total`` will take, and how to train fewer."""
+        left = seconds / done * (total - done)
+        when = f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s"
+        tqdm.write(f"{self.cfg.method} {self.cfg.bits} bits: {done} of {total} epochs took {seconds:.1f} s; about "
+                   f"{when} to go" + (" (--epochs N trains fewer)" if left > 120 else ""))
+
     def fit(self) -> TrainResult:
         if self.model.closed_form:
             return self.fit_closed_form()
@@ -382,6 +390,8 @@ class Trainer:
                    f"{self.cfg.bits} bits", leave=False, dynamic_ncols=True,
                    mininterval=0.2 if sys.stderr.isatty() else 30.0)
         clock = {"steps": 0, "saved": time.time()}
+        first, started = st.epoch, time.time()
+        probe = min(tc.eval_every, tc.epochs - first)  # epochs timed for the estimate: one validation among them
         for epoch in range(st.epoch, tc.epochs):
             t_epoch = time.time()
             phase_loss = self.run_epoch(epoch, bar, clock)
@@ -394,6 +404,8 @@ class Trainer:
             st.epoch = epoch + 1
             self.save()
             clock.update(steps=0, saved=time.time())
+            if epoch + 1 - first == probe < tc.epochs - first and self.progress and self.rank == 0:
+                self.say_estimate(probe, time.time() - started, tc.epochs - first)
         bar.close()
         if st.best_state is not None:
             self.model.load_state_dict(st.best_state)
