@@ -9,7 +9,7 @@ folder (``model/``) and the codes (``codes/``, ``codes-2/`` ...) beside the stor
 is one folder to move, serve or grow.
 
 The default method is CCA-ITQ: on frozen features it scores as well as or better than every deep
-unsupervised method on four of the five sets measured (docs/benchmarks.md), and it fits in
+unsupervised method on UCM-captions and the embedded set (docs/benchmarks.md), and it fits in
 seconds; ``method`` picks another (a deep one trains for minutes).
 """
 from __future__ import annotations
