@@ -170,7 +170,9 @@ def index_info(index_dir, as_json, recall_queries, verify):
         click.echo(json.dumps(info, indent=2))
         return
     for k, v in info.items():
-        if k == "model" and isinstance(v, dict):
+        if k == "model" and isinstance(v, dict) and not v.get("method"):
+            v = "none recorded (built from codes without a model)"
+        elif k == "model" and isinstance(v, dict):
             v = (f"{v.get('method')} ({v.get('fingerprint')}), {v.get('bits')} bits, image input {v.get('image_input')}"
                  + (f" through {v['backbone']}" if v.get("backbone") else "")
                  + f", text encoder {v.get('text_encoder') or 'dataset vectors'}; {v.get('checkpoint')}")
