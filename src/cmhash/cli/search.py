@@ -30,11 +30,10 @@ def search(index_dir, text, image, k, same_modal, model, as_json, device):
 
     # a CCA-ITQ model over a bag of words answers with numpy alone: no torch, no model load
     fast = text_query_code(index_dir, text) if text is not None and model is None else None
-    if fast is not None:
-        from ..index.store import IndexStore, read_manifest
+    if fast is not None:  # its export carries the fingerprint of the model the manifest names: checked there
+        from ..index.store import IndexStore
 
-        store = IndexStore.open(index_dir, fingerprint=read_manifest(index_dir)["model"].get("fingerprint"))
-        enc = None
+        store, enc = IndexStore.open(index_dir), None
     else:
         store, enc = open_for_search(index_dir, model, device)
     try:

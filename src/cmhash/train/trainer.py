@@ -13,8 +13,6 @@ Under torchrun the global batch is split across ranks (``cmhash.distributed``).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from ..methods.base import labels_required
 from ..model import create_model, encode_split
 from ..registry import METHODS
 from ..utils import CmhashError, auto_threads, seed_everything
+from .closed_form import paired_validate, write_text_query
 
 
 class OptimizerSet:
@@ -99,35 +98,6 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
         {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
 
 
-def write_text_query(out: Path, model, cfg: RunConfig, spec) -> None:
-    """``out/text-query.npz`` beside the checkpoint, when the model's text side is an affine map over a
-    bag of words (CCA-ITQ with words/chars): what ``search.text_query_code`` needs to answer a text
-    query with numpy alone (no torch, no checkpoint read), tagged with the model's fingerprint."""
-    from ..model import model_fingerprint
-    from ..search import TEXT_QUERY_FILE
-    from ..utils import atomic_path
-
-    affine = model.affine_text()
-    if affine is None or spec.text.kind != "encoder" or spec.text.encoder not in ("words", "chars", "auto"):
-        return
-    mean, proj = affine
-    with atomic_path(out / TEXT_QUERY_FILE, "text query export") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, mean=mean, proj=proj, fingerprint=np.array(model_fingerprint(model, cfg.method, cfg.bits)),
-                     text_spec=np.array(json.dumps(dataclasses.asdict(spec.text))))
-
-
-def paired_validate(model, inputs: Inputs, rows, device, cap: int = 2000) -> float:
-    """Mean I->T / T->I mAP of ``rows`` (at most ``cap``) against each other, each item's own text
-    (image) the one relevant answer: a validation score for data without labels."""
-    rows = np.asarray(rows)[:cap]
-    codes = encode_split(model, inputs, rows, rows, device)
-    eye = np.eye(len(rows), dtype=np.float32)
-    i2t = evaluate_retrieval(codes["q_img"], codes["db_txt"], eye, eye, topk=None)["map"]
-    t2i = evaluate_retrieval(codes["q_txt"], codes["db_img"], eye, eye, topk=None)["map"]
-    return (i2t + t2i) / 2
-
-
 _VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
 
 
@@ -177,7 +147,7 @@ class Trainer:
         self.train_idx, self.val_idx = validation_split(inputs.split.train, tc.val_fraction, tc.seed)
         if tc.epochs < 1 or tc.batch_size < 1:
             raise CmhashError(f"epochs and batch size must be at least 1, got {tc.epochs} and {tc.batch_size}")
-        closed_form = METHODS.get(cfg.method).closed_form
+        closed_form = METHODS.get(cfg.method).closed_form  # before the model: a batch check it does not need
         if len(self.train_idx) < tc.batch_size and not closed_form:
             raise CmhashError(f"training set ({len(self.train_idx)} items) is smaller than one batch ({tc.batch_size})")
         if tc.batch_size % self.world_size:
