@@ -53,6 +53,7 @@ import numpy as np
 
 from ..utils import CmhashError, WriteLock, disk_error, disk_errors, usable_dir, write_json_atomic
 from .base import HashIndexError, load_index, make_index
+from .mapped import MappedFile
 
 FORMAT = "cmhash-store-v1"
 MODALITIES = ("image", "text")
@@ -565,8 +566,9 @@ class IndexStore:
             raise StoreError(f"target must be one of {MODALITIES}, got {target!r}")
         if source is not None and source not in MODALITIES:
             raise StoreError(f"source must be one of {MODALITIES}, got {source!r}")
-        if target in self._mapped:
-            self._mapped[target].check()  # a file changed under the mapping: an error, not SIGBUS or wrong ids
+        why = self._mapped[target].changed() if target in self._mapped else None
+        if why:  # a file changed under the mapping: an error, not SIGBUS or wrong ids
+            raise StoreError(why)
         ix, mode = self.indexes[target], self.search_mode(source, target)
         if mode["mode"] == "approx":
             d, ids = ix.search(codes, k, nprobe=mode["nprobe"])
@@ -666,41 +668,6 @@ class IndexStore:
         for ix in self.indexes.values():
             if hasattr(ix, "close"):
                 ix.close()
-
-
-class MappedFile:
-    """A generation file that searches read through a read-only mapping, watched through a descriptor
-    held open (so a writer deleting the file after a commit, which POSIX allows, changes nothing).
-
-    Generation files are never changed once written, but a person or a failing disk can: reading a
-    mapped page past a truncated file's end kills the process with SIGBUS, and a rewritten page
-    gives other ids with no error. ``check`` (one ``fstat``, about a microsecond) runs before each
-    search and turns a changed size or modification time into a ``StoreError``. A file truncated in
-    the microseconds between the check and the read still faults: the check narrows that window to
-    one search, it does not close it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
-        st = os.fstat(self._fd)
-        self._key = (st.st_size, st.st_mtime_ns)
-
-    def check(self) -> None:
-        if self._fd is None:
-            return
-        st = os.fstat(self._fd)
-        if (st.st_size, st.st_mtime_ns) != self._key:
-            raise StoreError(f"{self.path}: changed on disk while in use ({st.st_size} bytes, {self._key[0]} when "
-                             "opened): index files are never rewritten, so it was damaged or replaced by hand; "
-                             "restore it or rebuild the index (`cmhash index build --overwrite`)")
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self):
-        self.close()
 
 
 def _open_items(path: Path) -> sqlite3.Connection:
