@@ -12,5 +12,7 @@ import sys
 from setuptools import Extension, setup
 
 args = ["/O2"] if sys.platform == "win32" else ["-O3", "-std=c99", "-fno-strict-aliasing"]
-setup(ext_modules=[Extension("cmhash.kernels._kernels", ["src/cmhash/kernels/_kernels.c"],
+#: the kernels over one shared header (kernels.h), bindings apart (bindings.c)
+SOURCES = [f"src/cmhash/kernels/{name}.c" for name in ("bindings", "scan", "mih", "ivf", "rank")]
+setup(ext_modules=[Extension("cmhash.kernels._kernels", SOURCES, depends=["src/cmhash/kernels/kernels.h"],
                              extra_compile_args=args, optional=True)])

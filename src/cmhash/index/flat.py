@@ -119,7 +119,7 @@ class FlatIndex(_CodeStore):
     instruction), 32 with AVX2 (byte-sliced blocks of 32 codes, nibble tables per query), 8 with
     scalar popcnt, the path chosen at run time (``CMHASH_KERNEL`` forces one); each query keeps a
     distance bound and the first k rows per distance, so a row that cannot rank costs one compare
-    (``cmhash/kernels/_kernels.c``). Against faiss's ``IndexBinaryFlat``, per path:
+    (``cmhash/kernels/scan.c``). Against faiss's ``IndexBinaryFlat``, per path:
     ``benchmarks/bench_index.py --sections exact`` (docs/benchmarks.md).
     """
 

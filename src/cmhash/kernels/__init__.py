@@ -60,7 +60,7 @@ def kernel_name() -> str:
     return "c" if _C is not None else "numpy"
 
 
-# The flat scan's paths, by level (``_kernels.c``: scan_level): what CMHASH_KERNEL may name (``env.KERNELS``).
+# The flat scan's paths, by level (``bindings.c``: scan_level): what CMHASH_KERNEL may name (``env.KERNELS``).
 LEVELS = {"scalar": 1, "avx2": 2, "avx512": 3}
 _NAMES = {0: "portable", 1: "popcnt", 2: "avx2", 3: "avx512-vpopcntdq"}
 
@@ -176,7 +176,7 @@ def knn(db: np.ndarray, q: np.ndarray, k: int, threads: int | None = None) -> tu
 
 def ivf_search(codes: np.ndarray, rows: np.ndarray, list_ptr: np.ndarray, q: np.ndarray, k: int,
                probe: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of each query over the lists it probes (see ``_kernels.c``: ivf): ``codes`` (n, nbytes)
+    """Top-k of each query over the lists it probes (see ``ivf.c``): ``codes`` (n, nbytes)
     grouped by list, ``rows`` (n,) their row numbers, ``list_ptr`` (nlist + 1,) the list bounds,
     ``probe`` (nq, nprobe) int64 list numbers. Exact distances, ordered by (distance, row); -1 where
     fewer than k codes were probed. Compiled kernel only."""
@@ -238,7 +238,7 @@ def substr_keys(db: np.ndarray, off: int, length: int) -> np.ndarray:
 
 def mih_knn(db, q, k, offs, lens, ptrs, ptr_base, ids, threads: int | None = None, with_visits: bool = False,
             budget: int | None = None):
-    """Exact top-k by multi-index hashing (compiled kernel only; see _kernels.c). A query whose
+    """Exact top-k by multi-index hashing (compiled kernel only; see mih.c). A query whose
     search exceeds ``budget`` (default: half a flat scan's work) gets visits -1 and is scanned
     exhaustively instead."""
     n, nb = db.shape
