@@ -19,15 +19,16 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, package: str):
-        self.kind, self.package = kind, package
+    def __init__(self, kind: str, package: str, name_attr: str = "name"):
+        self.kind, self.package, self.name_attr = kind, package, name_attr
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
         self._discovered = False
 
     def register(self, name: str, help: str = "", **declared) -> Callable[[T], T]:
         """Register under ``name``; ``help`` defaults to the docstring's first line. A class whose
-        ``name`` attribute is not set in its own body gets ``name``, and ``declared`` attributes (what it supports,
+        name attribute (``name``; index backends: ``backend``) is not set in its own body gets
+        ``name``, and ``declared`` attributes (what it supports,
         e.g. ``distributed=True``) are set on it; each must be one the class already defines."""
         def deco(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
@@ -36,8 +37,9 @@ class Registry(Generic[T]):
                 if not hasattr(obj, key):
                     raise CmhashError(f"{self.kind} {name!r}: unknown declaration {key!r}")
                 setattr(obj, key, value)
-            if isinstance(obj, type) and hasattr(obj, "name") and not vars(obj).get("name"):
-                obj.name = name  # a subclass of a registered class gets its own name
+            attr = self.name_attr
+            if isinstance(obj, type) and hasattr(obj, attr) and not vars(obj).get(attr):
+                setattr(obj, attr, name)  # a subclass of a registered class gets its own name
             self._items[name] = obj
             self._help[name] = help or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
             return obj
@@ -75,7 +77,7 @@ class Registry(Generic[T]):
 METHODS: Registry = Registry("method", "cmhash.methods")
 DATASETS: Registry = Registry("dataset", "cmhash.data")
 BACKBONES: Registry = Registry("backbone", "cmhash.models")
-INDEX_BACKENDS: Registry = Registry("index backend", "cmhash.index")
+INDEX_BACKENDS: Registry = Registry("index backend", "cmhash.index", name_attr="backend")
 TEXT_ENCODERS: Registry = Registry("text encoder", "cmhash.text")
 
 register_method = METHODS.register

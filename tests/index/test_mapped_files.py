@@ -122,7 +122,7 @@ def test_the_service_turns_a_changed_file_into_503(built, tmp_path):
 def test_damaged_ivf_rows_are_refused_at_open(tmp_path, monkeypatch):
     """A list row past the end, on an index large enough to skip the open-time checksum: a clear
     StoreError at open (an IndexError and a 500 before)."""
-    from cmhash.index import store as store_mod
+    from cmhash.index.store import files as store_mod
     from cmhash.index.base import read_header
 
     ix = tmp_path / "ix"
@@ -175,7 +175,7 @@ st.close()
 def test_open_gives_up_with_one_line_after_bounded_tries(tmp_path, monkeypatch):
     """A generation that keeps moving (simulated) ends after OPEN_TRIES with a StoreError, and a
     missing file with an unchanged manifest fails at once."""
-    from cmhash.index import store as store_mod
+    from cmhash.index.store import store as store_mod
 
     ix = tmp_path / "ix"
     assert cli("index", "build", write_codes_folder(tmp_path / "c", 50, BITS), "-o", ix)[0] == 0
@@ -190,7 +190,7 @@ def test_open_gives_up_with_one_line_after_bounded_tries(tmp_path, monkeypatch):
     def flaky(cls, *a):
         raise FileNotFoundError(2, "No such file or directory")
 
-    monkeypatch.setattr(store_mod, "_manifest_key", always_moving)
+    monkeypatch.setattr(store_mod, "manifest_key", always_moving)
     monkeypatch.setattr(IndexStore, "_open", classmethod(flaky))
     with pytest.raises(StoreError, match="could not be read.*during 5 tries"):
         IndexStore.open(ix)

@@ -372,7 +372,7 @@ def test_a_store_maps_its_files_and_checks_sizes_at_every_open(tmp_path, monkeyp
     change copies the mapping and leaves the generation file as it was. A large generation (the
     threshold lowered here) is not checksummed at open, only sized: a flipped bit passes the open
     and `index info --verify` finds it; a truncated file fails every open."""
-    from cmhash.index import store as store_mod
+    from cmhash.index.store import files as store_mod
 
     ix = tmp_path / "ix"
     assert cli("index", "build", write_codes_folder(tmp_path / "c", 3000, BITS), "-o", ix,

@@ -136,7 +136,7 @@ def test_store_mismatches_and_damage_are_clear_errors(tmp_path):
 def test_crash_mid_commit_leaves_the_previous_index(tmp_path, monkeypatch):
     """New files written, manifest never replaced: the previous generation is what opens; the
     leftovers go at the next commit."""
-    import cmhash.index.store as st
+    import cmhash.index.store.store as st
 
     store, img, txt = _small_store(tmp_path)
     before = store.search(txt[:4], 6, target="image")

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..codes import check_code_length, pack_codes
-from ..registry import INDEX_BACKENDS, register_index_backend
+from ..registry import INDEX_BACKENDS
 from ..utils import CmhashError, atomic_path
 
 MAGIC = b"CMHIDX01"
@@ -30,14 +30,6 @@ MAGIC = b"CMHIDX01"
 
 class HashIndexError(CmhashError):
     """Bad codes, ids or index files."""
-
-
-def register_backend(name: str, help: str = ""):
-    """``@register_backend("flat")``: the class joins the index-backend registry under ``name``."""
-    def deco(cls):
-        cls.backend = name
-        return register_index_backend(name, help)(cls)
-    return deco
 
 
 def as_packed(codes, bits: int, what: str = "codes") -> np.ndarray:
@@ -68,7 +60,24 @@ class HammingIndex:
     insertion), ``remove(ids) -> count``, ``ntotal``, ``save(path)`` and ``load_index(path)``.
     """
 
-    backend: ClassVar[str] = "?"
+    backend: ClassVar[str] = "?"  # set by ``@register_index_backend("name")`` (``cmhash.registry``)
+    #: an approximate backend (``store.planning``) also has ``approx_same_modal``, ``approx_from``,
+    #: ``target_recall``, ``search(q, k, nprobe=...)``, ``search(q, k, exact=True)`` and ``calibrate``
+    approximate: ClassVar[bool] = False
+
+    @classmethod
+    def store_options(cls, folder: Path, modality: str, params: dict, create: bool) -> dict:
+        """What a store (``index.store``) passes to this backend for its index of ``modality`` in
+        ``folder``: ``create=True``: the constructor's keywords, from the store's ``backend_params``;
+        ``False``: ``load_index``'s keywords when the store opens. A backend that keeps state outside
+        its index file (e.g. a database) says here where it lives."""
+        return dict(params) if create else {}
+
+    @classmethod
+    def store_files(cls, folder: Path) -> list[Path]:
+        """Files besides the index files that a store of this backend in ``folder`` holds (counted
+        by ``cmhash index info``)."""
+        return []
 
     def __init__(self, bits: int):
         try:

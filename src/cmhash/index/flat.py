@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..registry import register_index_backend
 from ..utils import require
-from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
+from .base import HammingIndex, HashIndexError, as_packed, widen_to_exact
 
 
 class _CodeStore(HammingIndex):
@@ -111,7 +112,7 @@ class _CodeStore(HammingIndex):
         return idx
 
 
-@register_backend("flat", help="exact exhaustive scan, cmhash's compiled kernel (default)")
+@register_index_backend("flat", help="exact exhaustive scan, cmhash's compiled kernel (default)")
 class FlatIndex(_CodeStore):
     """Exhaustive exact search with cmhash's compiled kernel (numpy when it is not built).
 
@@ -134,7 +135,7 @@ class FlatIndex(_CodeStore):
         return d, self._map(rows)
 
 
-@register_backend("faiss", help="exact, faiss IndexBinaryFlat")
+@register_index_backend("faiss", help="exact, faiss IndexBinaryFlat")
 class FaissFlatIndex(_CodeStore):
     """faiss's ``IndexBinaryFlat`` behind the same interface.
 

@@ -34,7 +34,8 @@ import math
 import numpy as np
 
 from .. import kernels
-from .base import HashIndexError, register_backend
+from ..registry import register_index_backend
+from .base import HashIndexError
 from .mih import MultiIndexHashing
 
 
@@ -113,16 +114,20 @@ def calibrate(index: "IVFIndex", queries: np.ndarray, k: int = 50, target: float
     return out
 
 
-@register_backend("ivf", help="approximate inverted file (exact distances, recall measured) + exact MIH")
+@register_index_backend("ivf", help="approximate inverted file (exact distances, recall measured) + exact MIH")
 class IVFIndex(MultiIndexHashing):
     """Approximate k-NN by an inverted file over binary codes; exact k-NN by multi-index hashing.
 
     ``approximate = True`` tells a store it may answer some query directions with it
-    (``store.IndexStore``: cross-modal ones, and same-modal ones too with ``approx_same_modal``,
-    once the index holds ``approx_from`` codes, with the ``nprobe`` calibrated to
+    (``store.planning``: cross-modal ones, and same-modal ones too with ``approx_same_modal``,
+    once the index holds ``approx_from`` codes, with the ``nprobe`` ``calibrate`` finds for
     ``target_recall``)."""
 
     approximate = True
+
+    def calibrate(self, queries: np.ndarray, k: int = 50, target: float = 0.95, **kw) -> dict:
+        """``calibrate(self, ...)``: the smallest nprobe reaching ``target`` recall@k on ``queries``."""
+        return calibrate(self, queries, k, target, **kw)
 
     def __init__(self, bits: int, nlist: int | None = None, nprobe: int = 32, m: int | None = None,
                  threads: int | None = None, budget: float = 0.5, seed: int = 0, approx_from: int = 100_000,

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from .. import kernels
-from .base import register_backend
+from ..registry import register_index_backend
 from .flat import _CodeStore
 
 
@@ -36,7 +36,7 @@ def default_m(bits: int, n: int, max_sub: int = 24) -> int:
     return int(min(max(m, math.ceil(bits / max_sub), 1), max(1, bits // 4), 64))
 
 
-@register_backend("mih", help="exact multi-index hashing: sublinear for near neighbours")
+@register_index_backend("mih", help="exact multi-index hashing: sublinear for near neighbours")
 class MultiIndexHashing(_CodeStore):
     """Exact k-NN by multi-index hashing (compiled kernel; numpy flat scan when it is not built)."""
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry import register_index_backend
 from ..utils import require
-from .base import HammingIndex, HashIndexError, as_packed, register_backend, widen_to_exact
+from .base import HammingIndex, HashIndexError, as_packed, widen_to_exact
 
 MAX_LIMIT = 16384
 
@@ -39,8 +40,23 @@ def _client(uri: str, token: str | None):
             raise HashIndexError(f"cannot open Milvus at {uri!r}: {e}") from None
 
 
-@register_backend("milvus", help="Milvus (embedded milvus-lite file, or uri=http://host:19530)")
+@register_index_backend("milvus", help="Milvus (embedded milvus-lite file, or uri=http://host:19530)")
 class MilvusIndex(HammingIndex):
+    @classmethod
+    def store_options(cls, folder: Path, modality: str, params: dict, create: bool) -> dict:
+        """In a store: both modalities' collections in one embedded file ``folder/milvus.db`` (or
+        the server of ``uri``), named ``<collection_prefix>_<modality>``, replaced at a build."""
+        uri = params.get("uri", str(Path(folder) / "milvus.db"))
+        if not create:
+            return {"uri": uri}
+        opts = {k: v for k, v in params.items() if k != "collection_prefix"}
+        return {**opts, "uri": uri, "collection": f"{params.get('collection_prefix', 'cmhash')}_{modality}",
+                "overwrite": True}
+
+    @classmethod
+    def store_files(cls, folder: Path) -> list[Path]:
+        return [Path(folder) / "milvus.db"]
+
     def __init__(self, bits: int, uri: str = "cmhash-milvus.db", collection: str = "cmhash_codes",
                  token: str | None = None, index_type: str = "BIN_FLAT", overwrite: bool = False,
                  batch: int = 256, nlist: int = 1024, nprobe: int = 16, _attach: bool = False):
