@@ -122,16 +122,18 @@ def write_codes_folder(folder, n, bits=64, id_start=0, seed=0, fingerprint="f00d
 
 # per method, settings that make its networks small enough for a unit test (every method listed; the
 # one place they are defined); the supervised ones still learn 4 classes from 160 items in 30 epochs
-SMALL_METHOD_PARAMS = {
-    "djsrh": {"img_hidden": 32, "txt_hidden": 32}, "dsah": {},
-    "dsprh": {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32},
-    "dcmh": {"img_hidden": 64, "txt_hidden": 64},
-    "ssah": {"hidden": 64, "feat_dim": 32},
-    "udsph": {"hidden": 64, "feat_dim": 32, "att_dim": 16, "max_tokens": 4, "att_pairs": 8},
-    "sdeh": {"hidden": 64, "local_dim": 16, "feat_dim": 32, "sem_dim": 16, "tok_dim": 8, "lab_hidden": 32},
-    "jdsh": {"txt_hidden": 32}, "dgcpn": {"img_hidden": 32, "txt_hidden": 32},
-    "ucch": {"hidden": 32, "negatives": 16},
-    "cca-itq": {}, "cca-rr": {}}  # closed form: nothing to shrink
+def small_params(method: str) -> dict:
+    """The method's own small settings (``HashMethod.small``): a run of a few hundred items in a second."""
+    from cmhash.registry import METHODS
+
+    return dict(METHODS.get(method).small)
+
+
+def registered(registry) -> list[str]:
+    """The names a registry holds when the tests are collected: what per-entry parametrized tests
+    loop over (``tests/test_registries.py`` loops at run time, so entries that test files register
+    are covered too)."""
+    return registry.names()
 
 
 def _free_port() -> int:

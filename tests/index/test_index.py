@@ -1,4 +1,6 @@
 """Every index backend against brute force, plus ids, errors and persistence."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,14 @@ from cmhash import kernels
 from cmhash.utils import CmhashError
 from cmhash.index import HashIndexError, as_packed, kernel_name, load_index, make_index
 from cmhash.index.mih import default_m
+from cmhash.registry import INDEX_BACKENDS
 
-LOCAL = ["flat", "faiss", "mih"]
+from conftest import registered
+
+#: the exact backends that keep the index in their file (approximate ones: test_ivf.py; a database:
+#: test_milvus.py), from the registry
+LOCAL = [n for n in registered(INDEX_BACKENDS)
+         if not INDEX_BACKENDS.get(n).approximate and not INDEX_BACKENDS.get(n).store_files(Path("."))]
 
 
 def brute_knn(db_pm1, q_pm1, k):

@@ -10,11 +10,12 @@ from cmhash.config import build_config
 from cmhash.checkpoint import load_checkpoint
 from cmhash.model import load_model
 from cmhash.train import run_experiment, train_run
-from conftest import SMALL_METHOD_PARAMS
+from cmhash.registry import METHODS
+from conftest import small_params
 
 FAST = {"lr_lab": 0.01, "lr_img": 0.01, "lr_txt": 0.01}  # 160 items give few steps: SSAH's nets need larger ones
-SMALL = {m: {**SMALL_METHOD_PARAMS[m], **(FAST if m in ("ssah", "udsph") else {})}
-         for m in ("dcmh", "ssah", "udsph", "sdeh")}
+SMALL = {m: {**small_params(m), **(FAST if m in ("ssah", "udsph") else {})}
+         for m in METHODS.names() if METHODS.get(m).supervised}
 
 
 def small_cfg(root, method, epochs=4, bits=16, **train):

@@ -76,6 +76,9 @@ class HashMethod(nn.Module):
     #: True when the loss gathers every batch-level tensor (``self.gather``) so that data-parallel
     #: training computes the single-process loss of the global batch (see ``train.distributed``).
     distributed: bool = False
+    #: hyper-parameters that shrink the nets for a run of a few hundred items in a second or so (the
+    #: test suite's runs, which loop over the registry); the others keep their preset values
+    small: dict = {}
 
     def __init__(self, cfg, bits: int, spec: InputSpec):
         super().__init__()

@@ -31,6 +31,8 @@ class DCMH(HashMethod):
     Jiang and Li, CVPR 2017 (module docstring).
     """
 
+    small = {"img_hidden": 64, "txt_hidden": 64}
+
     phases = ("image", "text")
 
     def build(self, cfg):

@@ -31,6 +31,8 @@ class DGCPN(HashMethod):
     Yu et al., AAAI 2021; the authors' code is followed (module docstring).
     """
 
+    small = {"img_hidden": 32, "txt_hidden": 32}
+
     def build(self, cfg):
         self.img_net = ImgNet(self.img_dim, self.bits, cfg.img_hidden, cfg.dropout, self.image_backbone())
         self.txt_net = TxtNet(self.txt_dim, self.bits, cfg.txt_hidden, cfg.dropout)

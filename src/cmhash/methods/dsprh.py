@@ -55,6 +55,8 @@ class DSPRH(HashMethod):
     processes; BatchNorm layers of the conv-map branch see per-rank batches.
     """
 
+    small = {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32}
+
     @classmethod
     def uses_feature_map(cls, config) -> bool:
         return config.w1 > 0 or config.w2 > 0

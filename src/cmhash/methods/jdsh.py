@@ -30,6 +30,8 @@ class JDSH(HashMethod):
     Liu et al., SIGIR 2020; the authors' code is followed (module docstring).
     """
 
+    small = {"txt_hidden": 32}
+
     def build(self, cfg):
         self.img_net = ImgNet(self.img_dim, self.bits, cfg.img_hidden, 0.0, self.image_backbone())
         self.txt_net = TxtNet(self.txt_dim, self.bits, cfg.txt_hidden)

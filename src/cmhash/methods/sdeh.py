@@ -67,6 +67,8 @@ class SDEH(HashMethod):
     Fei et al., Pattern Recognition 2025, designed from its abstract (module docstring).
     """
 
+    small = {"hidden": 64, "local_dim": 16, "feat_dim": 32, "sem_dim": 16, "tok_dim": 8, "lab_hidden": 32}
+
     def build(self, cfg):
         img_dim, txt_dim, n_labels = self.img_dim, self.txt_dim, self.n_labels
         self.img_in = ImageEncoder(img_dim, self.map_channels, self.image_backbone(), hidden=0, norm=cfg.input_norm)

@@ -44,6 +44,8 @@ class SSAH(HashMethod):
     Li et al., CVPR 2018 (module docstring).
     """
 
+    small = {"hidden": 64, "feat_dim": 32}
+
     @property
     def phases(self) -> tuple:
         return ("label",) * max(1, self.cfg.label_passes) + ("disc", "image", "text")

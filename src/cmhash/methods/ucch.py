@@ -49,6 +49,8 @@ class UCCH(HashMethod):
     Hu et al., TPAMI 2023; the authors' code is followed (module docstring).
     """
 
+    small = {"hidden": 32, "negatives": 16}
+
     clip_grad_norm = 1.0
 
     def build(self, cfg):

@@ -76,6 +76,8 @@ class UDSPH(SSAH):
     Lu et al., 2022, designed from its abstract (module docstring).
     """
 
+    small = {"hidden": 64, "feat_dim": 32, "att_dim": 16, "max_tokens": 4, "att_pairs": 8}
+
     def build(self, cfg):
         if cfg.pres_target not in ("mixed", "attention"):
             raise CmhashError(f"udsph pres_target must be mixed or attention, got {cfg.pres_target!r}")
