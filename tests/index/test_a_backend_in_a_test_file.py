@@ -4,7 +4,7 @@ it builds, saves, reopens and searches, alone and inside a store, and the regist
 import numpy as np
 
 import cmhash
-from cmhash.index.base import HammingIndex, load_index, make_index
+from cmhash.index.base import HammingIndex, HashIndexError, load_index, make_index
 from cmhash.index.store import IndexStore
 
 
@@ -33,6 +33,19 @@ class SortedIndex(HammingIndex):
         return (np.pad(dist, ((0, 0), (0, pad)), constant_values=-1).astype(np.int32),
                 np.pad(self._map(order), ((0, 0), (0, pad)), constant_values=-1))
 
+    def range_search(self, queries, radius):
+        q, radius = self._queries(queries), self._check_radius(radius)
+        d = self._dists(q)
+        lims, dist, ids = [0], [], []
+        for row in d:
+            hit = np.nonzero(row <= radius)[0]
+            hit = hit[np.argsort(row[hit], kind="stable")]  # by distance, then insertion
+            dist.append(row[hit])
+            ids.append(self._ids[hit])
+            lims.append(lims[-1] + len(hit))
+        return (np.asarray(lims, np.int64), np.concatenate(dist).astype(np.int32) if dist else np.zeros(0, np.int32),
+                np.concatenate(ids) if ids else np.zeros(0, np.int64))
+
     def remove(self, ids):
         keep = ~np.isin(self._ids, np.asarray(ids))
         self._codes, self._ids = self._codes[keep], self._ids[keep]
@@ -40,7 +53,10 @@ class SortedIndex(HammingIndex):
 
     def reconstruct(self, ids):
         pos = {int(i): r for r, i in enumerate(self._ids)}
-        return self._codes[[pos[int(i)] for i in np.asarray(ids)]]
+        missing = [int(i) for i in np.asarray(ids).ravel() if int(i) not in pos]
+        if missing:
+            raise HashIndexError(f"ids not in the index: {missing[:5]}")
+        return self._codes[[pos[int(i)] for i in np.asarray(ids).ravel()]]
 
     @property
     def codes(self):
