@@ -96,7 +96,7 @@ def serve_table(index: str) -> list[str]:
 def key_table(folder: str) -> list[str]:
     from cmhash.config import BackboneConfig
     from cmhash.data.features import _content_digest, compute_features, data_fingerprint
-    from cmhash.data.formats import load_folder
+    from cmhash.data.folder import load_folder
     from cmhash.models.backbones import build_backbone
 
     data = load_folder(folder).data

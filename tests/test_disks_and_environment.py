@@ -206,7 +206,7 @@ def test_a_replaced_photo_with_its_size_and_time_kept_is_read_again(tmp_path):
     """`cp other.jpg photo.jpg; touch -r ...`: the key changes (the cache kept the old features, at
     cosine 0.45 to the true ones, before)."""
     from cmhash.data.features import data_fingerprint
-    from cmhash.data.formats import load_folder
+    from cmhash.data.folder import load_folder
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -7,7 +7,7 @@ from PIL import Image
 
 from cmhash.config import build_config
 from cmhash.data.features import data_fingerprint
-from cmhash.data.formats import load_folder
+from cmhash.data.folder import load_folder
 
 
 def test_the_cache_folder_is_the_same_from_any_working_directory(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cmhash.data.base import DataError
-from cmhash.data.formats import load_folder, read_caption_file
+from cmhash.data.folder import load_folder, read_caption_file
 from cmhash.data.protocol import Split
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,3 +143,13 @@ def validate_paired(data: PairedData, source: str = "", drop_empty_labels: bool 
         if empty_txt:
             data.info["empty_text_rows"] = empty_txt
     return data
+
+
+def data_root(root, name: str) -> Path:
+    """The data folder a loader reads, checked: a clear error when none is given or it is absent."""
+    if root is None:
+        raise DataError(f"dataset {name!r} needs a data folder (--data-root)")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    return root

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import write_json_atomic
-from .base import DataError
+from .base import DataError, PairedData
 
 
 @dataclass
@@ -165,3 +165,24 @@ def validation_split(train: np.ndarray, fraction: float, seed: int) -> tuple[np.
     perm = rng.permutation(len(train))
     n_val = int(round(len(train) * fraction))
     return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])
+
+
+@dataclass
+class LoadedDataset:
+    """What a dataset loader returns: the data, its default protocol and, where it has one, its fixed split."""
+
+    data: PairedData
+    protocol: str = "djsrh"  # default protocol for this dataset
+    protocol_params: dict = field(default_factory=dict)
+    fixed_split: Split | None = None
+    text_encoder: str | None = None  # default text encoder for its captions (None: the dataset's own vectors)
+
+    def split(self, protocol: str | None = None, seed: int = 0, **params) -> Split:
+        protocol = protocol or self.protocol
+        if protocol == "fixed":
+            if self.fixed_split is None:
+                raise DataError(f"dataset {self.data.name!r} has no fixed split; use 'djsrh' or 'dcmh'")
+            return self.fixed_split
+        kw = dict(self.protocol_params) if protocol == self.protocol else {}
+        kw.update({k: v for k, v in params.items() if v is not None})
+        return make_split(self.data.labels, protocol, seed=seed, **kw)

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import register_dataset
 from .base import PairedData, validate_paired
+from .protocol import LoadedDataset
 
 CONCEPTS = ["animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
             "lake", "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky",
@@ -240,3 +242,11 @@ def synthetic_texts(n_items: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray
         tags = _tags(rng, [CONCEPTS[j] for j in np.flatnonzero(labels[i])])
         texts[i, [index[t] for t in tags]] = 1.0
     return texts, labels
+
+
+@register_dataset("synthetic", help="embedded demo set: rendered multi-label images + noisy tag bags (no download)")
+def load_synthetic(root=None, n_items: int = 3000, image_size: int = 96, seed: int = 0, **_):
+    data = make_synthetic(n_items=n_items, image_size=image_size, seed=seed)
+    n_query = max(1, n_items // 10)
+    n_train = min(n_items // 2, n_items - n_query)
+    return LoadedDataset(data, "djsrh", {"n_query": n_query, "n_train": n_train, "first_factor": 1})
