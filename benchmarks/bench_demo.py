@@ -24,7 +24,6 @@ from pathlib import Path
 
 from cmhash.eval.report import read_results
 from cmhash.utils import write_json_atomic
-from common import RESULTS
 
 #: (row name, demo options, environment) of each setting --spread runs; "fresh cache": features again
 VARIANTS = (
@@ -47,7 +46,7 @@ def run_demo(out: Path, options: list[str], env: dict, overwrite: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench-demo")
-    ap.add_argument("--results", default=str(RESULTS / "demo.json"))
+    ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "demo.json"))
     ap.add_argument("--overwrite", action="store_true", help="train again over a finished demo in --out")
     ap.add_argument("--spread", action="store_true", help="also run the demo under each setting of VARIANTS")
     args = ap.parse_args()

@@ -5,8 +5,11 @@ interleaved (A B A B ...) so that a machine's slow spell hits every method alike
 the median seconds per epoch (the trainer's per-epoch clock: the steps only, not validation or
 checkpoints) and each method's ratio to the first one.
 
-    python benchmarks/bench_train_speed.py [--methods dsah,dsprh] [--dataset ucm] [--bits 64]
-                                           [--epochs 3] [--rounds 2] [--threads 2]
+    python benchmarks/bench_train_speed.py [--methods dsah,dsprh] [--spec dsprh] [--section ucm]
+                                           [--bits 64] [--epochs 3] [--rounds 2] [--threads 2]
+
+The dataset is a section of a sweep spec (``--spec``, ``--section``: its preset, data folder and
+settings, as the benchmark sweeps run it).
 """
 from __future__ import annotations
 
@@ -16,40 +19,35 @@ import statistics
 import torch
 
 from cmhash.config import build_config
-from cmhash.data.inputs import prepare_inputs
-from cmhash.train.protocol import train_run
-from bench_dsprh import PRESETS, data_base
-from common import DEFAULT_UCM, DEFAULT_WIKI
+from cmhash.overrides import nest
+from cmhash.train.protocol import prepare, train_run
+from cmhash.train.sweep import load_spec
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", default="dsah,dsprh")
-    ap.add_argument("--dataset", default="ucm", choices=sorted(PRESETS))
-    ap.add_argument("--ucm", default=DEFAULT_UCM)
-    ap.add_argument("--wiki", default=DEFAULT_WIKI)
-    ap.add_argument("--encoder", default="words")
+    ap.add_argument("--spec", default="dsprh", help="the sweep spec whose dataset section is used")
+    ap.add_argument("--section", default="ucm")
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    base = data_base(args.dataset, args)
-    if base is None:
-        raise SystemExit(f"{args.dataset}: its data is absent (see --ucm / --wiki)")
+    section = load_spec(args.spec).datasets()[args.section]
     methods = args.methods.split(",")
-    cfgs = {m: build_config(m, PRESETS[args.dataset], args.bits, {"train": {"epochs": args.epochs}}, base)
-            for m in methods}
-    for c in cfgs.values():
-        c.train.num_threads, c.train.eval_every = args.threads, 10 ** 6  # no validation inside the clock
-    inputs = prepare_inputs(next(iter(cfgs.values())), with_maps=args.dataset != "wiki")
+    # no validation inside the clock
+    flat = {**section.settings, "train.epochs": args.epochs, "train.num_threads": args.threads, "train.eval_every": 10 ** 6}
+    base = {"data": {"root": section.root}} if section.root else {}
+    cfgs = {m: build_config(m, section.dataset, args.bits, nest(flat), base) for m in methods}
+    _, inputs = prepare(next(iter(cfgs.values())), with_maps=True)
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(args.rounds):
         for m in methods:
             res = train_run(cfgs[m], None, inputs, progress=False)
             seconds[m] += [h["seconds"] for h in res.history]
     first = statistics.median(seconds[methods[0]])
-    print(f"\n{args.dataset}, {args.bits} bits, {args.threads} threads (torch {torch.__version__}), "
+    print(f"\n{args.section}, {args.bits} bits, {args.threads} threads (torch {torch.__version__}), "
           f"{args.epochs} epochs x {args.rounds} rounds\n")
     print("| method | s / epoch (median) | min | max | ratio |\n|---|---|---|---|---|")
     for m in methods:

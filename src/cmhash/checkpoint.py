@@ -35,6 +35,24 @@ def bits_dir(run_dir: str | Path, bits: int) -> Path:
     return Path(run_dir) / f"bits-{bits}"
 
 
+def sweep_run_dir(out: str | Path, point: str, seed: int | None = None, section: str | None = None) -> Path:
+    """One run folder of a sweep (its ``bits-K`` inside): ``OUT[/SECTION]/POINT[/seed-S]``, the
+    section (a dataset of a several-dataset sweep) and the seed level only when the sweep has them.
+    The sweep's ``split.json`` lies in ``OUT[/SECTION]`` (``split_of`` finds it)."""
+    folder = Path(out) / section if section else Path(out)
+    folder = folder / point
+    return folder / f"seed-{seed}" if seed is not None else folder
+
+
+def split_of(bits_folder: str | Path, levels: int = 4) -> Path | None:
+    """The ``split.json`` a run was trained on: the first one in the folders above ``RUN/bits-K``
+    (a run folder of ``train`` holds it; a sweep's lies up to three levels higher), else None."""
+    for parent in list(Path(bits_folder).parents)[:levels]:
+        if (parent / "split.json").is_file():
+            return parent / "split.json"
+    return None
+
+
 def run_checkpoints(run_dir: str | Path) -> dict[int, Path]:
     """code length -> checkpoint of every ``bits-K/last.pt`` in a run folder, shortest first."""
     found = {}

@@ -72,14 +72,23 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
 @click.option("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
 @click.option("--set", "sets", multiple=True, help="override applied to every run, e.g. --set train.seed=1")
 @click.option("--seeds", default=None, help="repeat every run over these training seeds, e.g. 0,1,2 (mean ± std)")
-@click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out")
+@click.option("--data", "roots", multiple=True, metavar="SECTION=PATH",
+              help="the data folder of one dataset of a several-dataset spec, e.g. --data words=../ucm")
+@click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out (other processes may share it)")
 @click.option("--overwrite", is_flag=True, help="replace the trained runs in --out")
-def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, resume, overwrite):
-    """Run a sweep SPEC (a YAML file or a built-in name): every point at every code length, then a
-    table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity, comparisons."""
+@click.option("--collect", is_flag=True, help="train nothing: the tables from the runs finished so far")
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="also write every section into this results file (default: the spec's results)")
+def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, roots, resume, overwrite, collect,
+          results):
+    """Run a sweep SPEC (a YAML file or a built-in name): every dataset x point x code length x seed,
+    then a table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity,
+    comparisons, and every training benchmark (benchmarks/README.md). Several processes given the
+    same SPEC and --out --resume share the runs."""
     from ..config import parse_overrides
-    from ..overrides import flatten
-    from ..train.sweep import builtin_specs, load_spec, parse_seeds, run_sweep, slug
+    from ..overrides import flatten, parse_pairs
+    from ..train.grid import run_sweep
+    from ..train.sweep import builtin_specs, load_spec, parse_seeds, slug
 
     if list_specs or not spec:
         for name, title in builtin_specs().items():
@@ -99,8 +108,10 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, 
     extra = flatten(parse_overrides(list(sets)))
     if epochs is not None:
         extra["train.epochs"] = epochs
-    out = out or Path("runs") / f"sweep-{slug(Path(spec).stem)}-{sp.dataset}"
+    out = out or Path("runs") / (f"sweep-{slug(Path(spec).stem)}" + ("" if sp.sections else f"-{sp.dataset}"))
+    where = ", ".join(sp.sections) if sp.sections else sp.dataset
     click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths"
-                + (f" x {len(sp.seeds)} seeds" if sp.seeds else "") + f" on {sp.dataset}", bold=True)
-    run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite)
+                + (f" x {len(sp.seeds)} seeds" if sp.seeds else "") + f" on {where}", bold=True)
+    run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite, collect=collect,
+              results=results, roots={k: str(v) for k, v in parse_pairs(list(roots)).items()})
     click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")

@@ -83,6 +83,26 @@ class Report:
         return text
 
 
+def write_results_file(path: str | Path, sections: dict, script: str, **extra) -> Path:
+    """A published results file (``benchmarks/results/<name>.json``, from which the README's and
+    docs' tables are rendered): per section (a dataset) its title, label prior, split, every row
+    (each seed's, without curves) and their mean ± std per name and length (``summary``). A
+    section given as a dict is kept as it was (read from the file before)."""
+    from .runner import seed_summary
+
+    out = {}
+    for key, r in sections.items():
+        if isinstance(r, dict):
+            out[key] = r
+            continue
+        rows = [{k: v for k, v in row.items() if k not in ("curves", "best_val")} for row in r.rows]
+        out[key] = {"title": r.title, "label_prior": r.label_prior, "split": r.inputs.split.sizes(),
+                    "info": r.inputs.info, "rows": rows, "summary": seed_summary(rows)}
+    path = Path(path)
+    write_json_atomic(path, {"script": script, "sections": out, **extra})
+    return path
+
+
 def read_results(path: str | Path) -> dict:
     """A results file (a run folder's ``results.json``, or a benchmark's ``{"sections": {NAME:
     report}}``), checked before any table is made of it: every way it can be malformed (missing,

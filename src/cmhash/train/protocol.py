@@ -98,11 +98,34 @@ def prepare(cfg: RunConfig, with_maps: bool | None = None) -> tuple[torch.device
     return device, inputs
 
 
+def _resumable(cfg: RunConfig, out: Path | None, inputs: Inputs, resume: bool):
+    """The epochs resolved against the training set, and the checkpoint ``resume`` continues from
+    (checksum, method and settings checked, loaded once), or None."""
+    resolve_epochs(cfg, inputs)
+    last = out / CHECKPOINT if out is not None else None
+    return check_resumable(last, cfg) if resume and last is not None and last.exists() else None
+
+
+def _fit(cfg: RunConfig, inputs: Inputs, device, out: Path | None, progress: bool, ck) -> TrainResult:
+    """Seeds and threads set (``start_run``), the trainer built, resumed from ``ck``, run."""
+    start_run(cfg, device, ck)
+    trainer = Trainer(cfg, inputs, device, out, progress)
+    if ck is not None:
+        trainer.resume(ck)
+    return trainer.fit()
+
+
+#: what ``score="validation"`` runs write instead of query scores
+VALIDATION_ONLY = ("scored on the validation part of the training set only (model selection): the queries were "
+                   "not encoded; `cmhash evaluate` scores them")
+
+
 def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = None, resume: bool = False,
                    progress: bool = True, curves: bool = True, overwrite: bool = False,
-                   device: torch.device | None = None) -> dict:
+                   device: torch.device | None = None, score: str = "queries") -> dict:
     """Train (or resume) one method at one code length, evaluate on the protocol, write
-    ``metrics.json`` under ``out_dir``; returns the metrics dict.
+    ``metrics.json`` under ``out_dir``; returns the metrics dict. ``score="validation"``: the
+    queries are not encoded (choosing settings); the metrics hold the best validation scores.
 
     A folder that holds a trained model is protected: without ``resume`` or ``overwrite`` it is an
     error; ``resume`` continues it only with the same method and settings (``check_resumable``
@@ -117,9 +140,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     if overwrite and dist_.is_main():
         done.unlink(missing_ok=True)
         last.unlink(missing_ok=True)
-    resolve_epochs(cfg, inputs)
-    # checksum, method and settings, before anything is read back or trained; loaded once, for the trainer too
-    ck = check_resumable(last, cfg) if resume and last.exists() else None
+    ck = _resumable(cfg, out, inputs, resume)
     if resume and done.exists():
         if not last.exists():
             raise CmhashError(f"{done}: a finished run without its checkpoint ({last} is missing); --overwrite "
@@ -130,13 +151,11 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
             finished = {}  # damaged: scored again from the checkpoint below
         if finished.get("epochs") == cfg.train.epochs and finished.get("method") == cfg.method:
             return finished  # else --resume with other --epochs: continue (or stop) from last.pt
-    start_run(cfg, device, ck)
-    trainer = Trainer(cfg, inputs, device, out, progress)
-    if ck is not None:
-        trainer.resume(ck)
-    res = trainer.fit()
+    res = _fit(cfg, inputs, device, out, progress, ck)
     lab = inputs.data.labels
-    if inputs.scorable:
+    if score == "validation":
+        metrics = {"scored": False, "note": VALIDATION_ONLY}
+    elif inputs.scorable:
         codes = encode_split(res.model, inputs, inputs.split.query, inputs.split.database, device)
         metrics = evaluate_codes(codes, lab[inputs.split.query], lab[inputs.split.database], curves=curves)
     else:  # no labels, no relevance: mAP would print 0 for a model that may well work
@@ -158,19 +177,13 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
         device, inputs = prepare(cfg)
     else:
         device = run_device(cfg)
-    resolve_epochs(cfg, inputs)
-    ck = check_resumable(out / CHECKPOINT, cfg) if resume and out and (out / CHECKPOINT).exists() else None
-    start_run(cfg, device, ck)
-    trainer = Trainer(cfg, inputs, device, out, progress)
-    if ck is not None:
-        trainer.resume(ck)
-    return trainer.fit()
+    return _fit(cfg, inputs, device, out, progress, _resumable(cfg, out, inputs, resume))
 
 
 def evaluate_run(run_dir, tie_averaged: bool = False, grade: str = "shared", device="cpu") -> Report:
     """Re-encode and re-score every checkpoint of a run folder (its best weights) on its saved split,
     the text encoder each model was trained with; the report (not written)."""
-    from ..checkpoint import run_checkpoints
+    from ..checkpoint import run_checkpoints, split_of
     from ..model import load_model
 
     run_dir = Path(run_dir)
@@ -184,8 +197,8 @@ def evaluate_run(run_dir, tie_averaged: bool = False, grade: str = "shared", dev
         model = load_model(path, device=device)
         if report is None:
             cfg = model.cfg
-            split_file = path.parent.parent / "split.json"
-            if split_file.exists():
+            split_file = split_of(path.parent)
+            if split_file is not None:
                 cfg.data.split_file = str(split_file)
             inputs = prepare_inputs(cfg, text_encoder=model.text_encoder)  # the model's own, as trained
             if not inputs.scorable:

@@ -1,11 +1,17 @@
-"""Sweeps: one small spec (method, dataset, code lengths, a grid) -> every run, a table, a plot.
+"""Sweep specs: the one grid of runs (datasets x points x code lengths x seeds) that ``cmhash
+sweep`` and every training benchmark run (``train.grid.run_sweep``).
 
 A spec is YAML (a file, or a built-in name from ``presets/sweeps``)::
 
     title: DSPRH loss ablation (Table 4)
     method: dsprh
-    dataset: synthetic
+    dataset: synthetic                   # one dataset ... (data_root: its folder)
+    datasets:                            # ... or several, each a section of the results
+      words: {dataset: folder, root: ../shared/data/ucm-captions,
+              set: {data.split_file: "{root}/split-karpathy.json", data.text_encoder: words}}
     bits: [16, 32, 64, 128]
+    seeds: [0, 1, 2]                     # repeat every run over these training seeds (or --seeds 0,1,2)
+    seeds_at: {32: [0], 128: [0]}        # other seeds at some code lengths
     set: {train.epochs: 20}              # applied to every run
     variants:                            # named points ...
       full loss: {}
@@ -14,32 +20,33 @@ A spec is YAML (a file, or a built-in name from ``presets/sweeps``)::
     one_at_a_time:                       # ... or each key varied alone, the rest at the preset
       method.beta: [0.003, 0.03, 0.3]
     curves: true                         # PR / precision@top-K of every point at the largest length
-    seeds: [0, 1, 2]                     # repeat every run over these training seeds (or --seeds 0,1,2)
+    baselines: true                      # random codes, CCA-ITQ, CCA-RR and real CCA beside, per seed
+    score: queries                       # or validation: choose settings, the queries never encoded
+    metrics: [map, map@50]               # the table's columns
+    label_queries: {bits: 64, k: 10, queries: {tenniscourt: tennis court}}   # typed queries
+    results: benchmarks/results/ucm.json # the published results file the docs' tables render from
 
-A point may also set ``method`` (compare methods under one protocol). Runs land in
-``OUT/<point>/bits-<K>/`` (with ``seeds``: ``OUT/<point>/seed-<S>/bits-<K>/``, every seed on the same
-split; the table shows mean ± std and ``results.json`` holds every seed's row and the summary); an interrupted sweep continues with ``resume`` (finished runs are read
-back from their ``metrics.json``). Writes ``results.md``, ``results.json`` and ``sweep.png``.
+A point may also set ``method`` (compare methods under one protocol). A dataset's ``root`` is
+relative to the current folder; ``{root}`` in its settings is replaced by it, and a dataset whose
+root is absent is skipped with a note. Run folders: ``checkpoint.sweep_run_dir``.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from ..checkpoint import bits_dir
 from ..codes import check_code_length
 from ..overrides import flatten, nest
-from ..utils import CmhashError, write_text_atomic
+from ..utils import CmhashError
 
-SPEC_KEYS = {"title", "method", "dataset", "bits", "set", "variants", "grid", "one_at_a_time", "curves", "data_root",
-             "seeds"}
+SPEC_KEYS = {"title", "method", "dataset", "datasets", "bits", "set", "variants", "grid", "one_at_a_time", "curves",
+             "data_root", "seeds", "seeds_at", "baselines", "score", "metrics", "label_queries", "results"}
+SCORES = ("queries", "validation")
 
 
 @dataclass
@@ -49,6 +56,14 @@ class Point:
     overrides: dict  # {"method.alpha": 0, ...}
     param: str | None = None  # for one_at_a_time / 1-d grids: the varied key and its value
     value: object = None
+
+
+@dataclass
+class Section:
+    """One dataset of a sweep: its preset name, its data folder and its settings (flat keys)."""
+    dataset: str
+    root: str | None = None
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +78,21 @@ class Spec:
     data_root: str | None = None
     source: dict = field(default_factory=dict)
     seeds: list[int] | None = None  # None: one run per point at train.seed
+    sections: dict[str, Section] | None = None  # several datasets; None: ``dataset`` / ``data_root``
+    seeds_at: dict[int, list[int]] = field(default_factory=dict)
+    baselines: bool = False
+    score: str = "queries"
+    metrics: tuple = ("map", "map@50", "ndcg@50")
+    label_queries: dict | None = None
+    results: str | None = None
+
+    def datasets(self) -> dict[str | None, Section]:
+        """section name (None for a one-dataset sweep) -> its dataset."""
+        return self.sections or {None: Section(self.dataset, self.data_root)}
+
+    def seeds_for(self, bits: int) -> list[int | None]:
+        """The training seeds run at ``bits`` ([None]: one run at the preset's ``train.seed``)."""
+        return self.seeds_at.get(bits) or self.seeds or [None]
 
 
 def builtin_specs() -> dict[str, str]:
@@ -132,8 +162,51 @@ def load_spec(spec: str | Path | dict) -> Spec:
     seeds = raw.get("seeds")
     if seeds is not None:
         seeds = parse_seeds(seeds)
+    seeds_at = {check_code_length(int(b)): parse_seeds(v) for b, v in _mapping(raw.get("seeds_at"), "seeds_at").items()}
+    if seeds_at and seeds is None:
+        raise CmhashError("seeds_at: give seeds too (the seeds of the other code lengths)")
+    if raw.get("score", "queries") not in SCORES:
+        raise CmhashError(f"score: one of {', '.join(SCORES)}, got {raw.get('score')!r}")
+    lq = raw.get("label_queries")
+    if lq is not None and not (isinstance(lq, dict) and isinstance(lq.get("queries"), dict) and lq["queries"]):
+        raise CmhashError("label_queries: give {bits: K, k: 10, queries: {label: typed query, ...}}")
+    metrics = raw.get("metrics", ["map", "map@50", "ndcg@50"])
+    if not isinstance(metrics, list) or not metrics:
+        raise CmhashError("metrics: give a list of metric names, e.g. [map, map@50]")
     return Spec(str(raw.get("title") or f"{method} sweep"), method, raw.get("dataset", "synthetic"), bits, common,
-                points, bool(raw.get("curves", False)), raw.get("data_root"), raw, seeds)
+                points, bool(raw.get("curves", False)), raw.get("data_root"), raw, seeds, _sections(raw),
+                seeds_at, bool(raw.get("baselines", False)), raw.get("score", "queries"), tuple(metrics), lq,
+                raw.get("results"))
+
+
+def _mapping(v, where: str) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise CmhashError(f"{where}: expected a mapping")
+    return v
+
+
+def _sections(raw: dict) -> dict[str, Section] | None:
+    """A spec's ``datasets``: section name -> Section (``{root}`` in its settings filled in)."""
+    if raw.get("datasets") is None:
+        return None
+    if "dataset" in raw or "data_root" in raw:
+        raise CmhashError("a sweep spec gives dataset (and data_root) or datasets, not both")
+    out = {}
+    for name, d in _mapping(raw["datasets"], "datasets").items():
+        d = _mapping(d, f"datasets: {name}")
+        unknown = sorted(set(d) - {"dataset", "root", "set"})
+        if unknown or not d.get("dataset"):
+            raise CmhashError(f"datasets: {name}: give dataset (a preset name), and optionally root and set"
+                              + (f" (unknown: {unknown})" if unknown else ""))
+        root = str(d["root"]) if d.get("root") is not None else None
+        settings = {k: v.replace("{root}", root) if isinstance(v, str) and root else v
+                    for k, v in _flat(d.get("set") or {}, f"datasets: {name}: set").items()}
+        out[str(name)] = Section(str(d["dataset"]), root, settings)
+    if not out:
+        raise CmhashError("datasets: give at least one")
+    return out
 
 
 def parse_seeds(seeds) -> list[int]:
@@ -166,113 +239,3 @@ def _values(v, key: str) -> list:
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "-", name).strip("-") or "point"
-
-
-def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
-              echo: Callable[[str], None] = print, extra: dict | None = None, overwrite: bool = False) -> list[dict]:
-    """Run every point at every code length (``protocol.run_into``); ``extra``: flat overrides
-    applied last (CLI --set)."""
-    from ..config import build_config
-    from ..data.inputs import reads_maps
-    from ..eval.report import Report
-    from ..eval.runner import seed_summary
-    from .protocol import locked_run_folder, prepare, refuse_trained, run_into
-
-    out = Path(out)
-    base = {"data": {"root": spec.data_root}} if spec.data_root else {}
-    cfgs = {}
-    for p in spec.points:
-        for b in spec.bits:
-            for seed in spec.seeds or [None]:
-                flat = {**spec.common, **p.overrides, **(extra or {})}
-                if seed is not None:
-                    flat["train.seed"] = seed
-                cfgs[p.name, b, seed] = build_config(p.method, spec.dataset, b, nest(flat), base)
-    refuse_trained(sorted([*out.glob("*/bits-*"), *out.glob("*/seed-*/bits-*")]), resume, overwrite,
-                   out)  # before the spec or split is rewritten
-    with locked_run_folder(out):
-        write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.source, sort_keys=False, allow_unicode=True))
-        # one prepared input per distinct data + backbone setting (usually one for the whole sweep)
-        groups: dict[str, list] = {}
-        for c in cfgs.values():
-            groups.setdefault(_input_key(c), []).append(c)
-        prepared = {key: prepare(cs[0], with_maps=any(reads_maps(c) for c in cs)) for key, cs in groups.items()}
-        if len(prepared) > 1:
-            echo(f"  note: the points use {len(prepared)} different data/backbone settings (e.g. image sizes); "
-                 "their inputs differ")
-        _, inputs = next(iter(prepared.values()))
-        inputs.split.save(out / "split.json")
-        report = Report(f"{spec.title} ({spec.method} on {spec.dataset})", inputs)
-        points = {p.name: p for p in spec.points}
-        for (name, b, seed), cfg in cfgs.items():
-            device, point_inputs = prepared[_input_key(cfg)]
-            folder = out / slug(name) if seed is None else out / slug(name) / f"seed-{seed}"
-            run_into(report, name, cfg, bits_dir(folder, b), point_inputs, device, resume, overwrite, progress,
-                     curves=spec.curves and b == max(spec.bits) and (seed is None or seed == spec.seeds[0]), echo=echo,
-                     param=points[name].param, value=points[name].value, **({"seed": seed} if seed is not None else {}))
-        summary = seed_summary(report.rows) if spec.seeds else report.rows
-        report.write(out, dataset=spec.dataset, **({"seeds": spec.seeds, "summary": summary} if spec.seeds else {}))
-        plot_sweep(summary, spec, out / "sweep.png")
-    echo("")
-    echo(report.table())
-    return report.rows
-
-
-def _input_key(cfg) -> str:
-    """Runs with equal data and backbone settings share one prepared input."""
-    return json.dumps([cfg.data.__dict__, cfg.backbone.__dict__], sort_keys=True, default=str)
-
-
-def plot_sweep(rows: list[dict], spec: Spec, path: Path) -> Path:
-    """Varied parameters: mAP@50 / mAP against the value (one panel per parameter and code length);
-    named variants: against the code length."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..utils import atomic_path
-
-    metrics = [("i2t", "map@50"), ("t2i", "map@50"), ("i2t", "map"), ("t2i", "map")]
-    params = list(dict.fromkeys(r["param"] for r in rows if r["param"] is not None))
-    if params and all(r["param"] is not None for r in rows):
-        panels = [(p, b) for p in params for b in spec.bits]
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-        for ax, (p, b) in zip(axes[0], panels):
-            sub = [r for r in rows if r["param"] == p and r["bits"] == b]
-            xs = [r["value"] for r in sub]
-            numeric = all(isinstance(x, (int, float)) for x in xs)
-            pos = list(range(len(xs)))
-            for task, metric in metrics:
-                ax.plot(pos, [r[task][metric] for r in sub], marker="o",
-                        label=f"{'I→T' if task == 'i2t' else 'T→I'} {metric}")
-            ax.set_xticks(pos, [f"{x:g}" if numeric else str(x) for x in xs])
-            ax.set(title=f"{p.split('.')[-1]}, {b} bits", xlabel=p, ylim=(0, 1))
-            ax.grid(alpha=0.3)
-        axes[0, 0].legend(fontsize=7)
-    elif len(spec.bits) == 1:  # named variants at one code length: the metrics across variants
-        fig, axes = plt.subplots(1, 1, figsize=(max(8.0, 1.3 * len(rows)), 4.0), squeeze=False)
-        ax = axes[0, 0]
-        pos = list(range(len(rows)))
-        for task, metric in metrics:
-            ax.plot(pos, [r[task][metric] for r in rows], marker="o",
-                    label=f"{'I→T' if task == 'i2t' else 'T→I'} {metric}")
-        ax.set_xticks(pos, [r["name"] for r in rows], rotation=15)
-        ax.set(title=f"{spec.bits[0]} bits", ylim=(0, 1))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    else:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
-        for ax, task in zip(axes[0], ("i2t", "t2i")):
-            for name in dict.fromkeys(r["name"] for r in rows):
-                sub = sorted((r for r in rows if r["name"] == name), key=lambda r: r["bits"])
-                ax.plot([str(r["bits"]) for r in sub], [r[task]["map@50"] for r in sub], marker="o", label=name)
-            ax.set(title=f"{'Image→Text' if task == 'i2t' else 'Text→Image'} mAP@50", xlabel="bits", ylim=(0, 1))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.suptitle(spec.title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path

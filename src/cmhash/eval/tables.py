@@ -1,5 +1,6 @@
-"""One source for every results table: the README's and the docs' tables are rendered from the
-results files the benchmarks write (``benchmarks/results/*.json``), never typed.
+"""Tables rendered from results files, never typed: ``cmhash tables`` rewrites every marked table of
+Markdown files (the README's and docs' from ``benchmarks/results/*.json``, or a paper's from a
+sweep's results) and ``--check`` fails when one differs from its results.
 
 A table in a Markdown file is a marked block::
 
@@ -9,37 +10,28 @@ A table in a Markdown file is a marked block::
 
 What the marker's settings mean:
 
-- ``section``: the results file's section (UCM: the text encoder).
+- ``section``: the results file's section (a sweep's dataset; UCM: the text encoder).
 - ``metric``: the metric (map, map@50, ndcg@50).
 - ``bits``: the code lengths (default: all).
 - ``names``: the rows, comma-separated (default: every row, in the file's order).
 - ``sections=words,minilm`` with one ``bits`` value: one column per section instead, each
   "I→T / T→I" (a side-by-side of text encoders).
-- ``kind=short``: the class-name query table (``short_queries`` of the UCM file).
+- ``kind=short``: the typed-query table (``short_queries``: a sweep's ``label_queries``).
 
 Rows of several training seeds show mean ± std, and a one-seed cell among them is marked *
-(``cmhash.eval.runner.markdown_table``).
-
-    python benchmarks/tables.py            # rewrite every marked table in README.md and docs/*.md
-    python benchmarks/tables.py --check    # exit 1 naming each table that differs from its results
-    python benchmarks/tables.py --print benchmarks/results/ucm.json   # every table of one file
+(``runner.markdown_table``).
 """
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from cmhash.eval.runner import cell, markdown_table, seed_summary
-from cmhash.eval.report import read_results
-from cmhash.utils import CmhashError, write_text_atomic
+from ..utils import CmhashError, write_text_atomic
+from .report import read_results
+from .runner import cell, markdown_table, seed_summary
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-RESULTS = HERE / "results"
 #: the rows a benchmark adds beside the trained methods (``Report.add_baselines``)
 BASELINE_ROWS = ("CCA-ITQ", "CCA-RR", "CCA (real-valued)", "random codes")
 BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
@@ -157,43 +149,16 @@ def update_text(text: str, results_dir: Path, where: str = "") -> tuple[str, lis
     return BLOCK.sub(repl, text), changed
 
 
-def documents(repo: Path = REPO) -> list[Path]:
-    return [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
-    ap.add_argument("--print", dest="show", metavar="RESULTS", help="print every table of one results file")
-    ap.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
-    ap.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    try:
-        return run(args)
-    except CmhashError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def run(args) -> int:
-    if args.show:
-        print(render_file(args.show))
-        return 0
+def render_documents(docs: list[Path], results_dir: Path, check: bool, root: Path) -> tuple[int, list[str]]:
+    """Every marked table of ``docs`` rendered from ``results_dir``; rewritten unless ``check``.
+    Returns (the number of tables, the markers whose table differed)."""
     stale, n = [], 0
-    for doc in documents(Path(args.repo)):
-        if not doc.is_file():
-            continue
+    for doc in docs:
         text = doc.read_text(encoding="utf-8")
-        new, changed = update_text(text, Path(args.results), str(doc.relative_to(args.repo)))
+        where = str(doc.relative_to(root)) if doc.is_relative_to(root) else str(doc)
+        new, changed = update_text(text, results_dir, where)
         n += len(BLOCK.findall(text))
         stale += changed
-        if changed and not args.check:
+        if changed and not check:
             write_text_atomic(doc, new)
-    for c in stale:
-        print(("differs from its results: " if args.check else "rendered: ") + c)
-    print(f"{n} tables, {len(stale)} {'differ' if args.check else 'rewritten'}")
-    return 1 if args.check and stale else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return n, stale
