@@ -1,29 +1,20 @@
-"""The demo's table, as the README shows it: ``cmhash demo`` (DJSRH at 16/32/64 bits on the
-embedded dataset, MiniLM tags, beside random codes) run into ``--out``, its results copied to
-the results file the README's table renders from.
+"""The README's demo table: ``cmhash demo`` run into ``--out``, its results copied to
+benchmarks/results/demo.json; ``--spread`` also runs it under the settings that differ between
+machines (threads, ``CMHASH_KERNEL=avx2``, torch on AVX2), one row each (benchmarks/README.md).
 
-``--spread`` also runs the demo under the settings that differ between machines, each in its own
-process and folder, and stores each as a row of the section ``spread`` (the README renders it
-beside the table):
-
-- ``CMHASH_KERNEL=avx2``: the Hamming kernels of an AVX2-only CPU (they are exact: no change expected);
-- ``--threads 1`` and ``--threads 2``: training's thread count (``auto`` picks 1 on a busy machine);
-- torch on AVX2 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``), features computed
-  again in their own cache: what a user's AVX2 CPU computes, floats rounded otherwise.
-
-    python benchmarks/bench_demo.py [--out runs/bench-demo] [--results benchmarks/results/demo.json] [--spread]
+    python benchmarks/bench_demo.py [--out runs/bench-demo] [--spread]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from cmhash.eval.report import read_results
 from cmhash.utils import write_json_atomic
+from helpers import CMHASH, RESULTS
 
 #: (row name, demo options, environment) of each setting --spread runs; "fresh cache": features again
 VARIANTS = (
@@ -38,15 +29,15 @@ VARIANTS = (
 
 
 def run_demo(out: Path, options: list[str], env: dict, overwrite: bool) -> dict:
-    cmd = [sys.executable, "-m", "cmhash", "demo", "-o", str(out), *options] + (["--overwrite"] if overwrite else [])
-    subprocess.run(cmd, check=True, env={**os.environ, **env})
+    subprocess.run(CMHASH + ["demo", "-o", str(out), *options] + (["--overwrite"] if overwrite else []), check=True,
+                   env={**os.environ, **env})
     return read_results(out / "results.json")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/bench-demo")
-    ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "demo.json"))
+    ap.add_argument("--results", default=str(RESULTS / "demo.json"))
     ap.add_argument("--overwrite", action="store_true", help="train again over a finished demo in --out")
     ap.add_argument("--spread", action="store_true", help="also run the demo under each setting of VARIANTS")
     args = ap.parse_args()

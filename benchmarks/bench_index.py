@@ -1,29 +1,16 @@
-"""Search benchmarks, every comparison side by side in one process (ratios are what to quote;
-absolute times on shared 2-core machines are noisy). Sections:
-
-  exact    exact top-50 for 2,000 queries: cmhash's flat kernel on every path this CPU has (scalar
-           popcnt, AVX2, AVX-512; CMHASH_KERNEL forces each) vs faiss IndexBinaryFlat (and the
-           numpy reference at the small sizes), random codes, 32/64/128 bits, N = 20k/200k/1M and
-           10M at 64 bits; interleaved repeats, median (min-max) queries/s; results checked equal.
-  search   cross-modal and same-modal top-50 on learned 64-bit codes of distinct items (a DJSRH
-           model's text codes of new synthetic texts; its image codes as queries), 200k and 1M:
-           exhaustive (ours, faiss), multi-index hashing, cmhash's ivf at several nprobe and at the
-           nprobe chosen on other queries, faiss IndexBinaryIVF and IndexBinaryHNSW, Milvus
-           BIN_IVF_FLAT on a real server; recall@50 against the exact answer.
-  metrics  mAP + mAP@50 (+ tie-averaged) for 2,000 x 18,015 against the community's per-query loop.
-  milvus   milvus-lite (BIN_FLAT, HAMMING): insert and search throughput, agreement with exact.
-  memory   bytes per item in memory and on disk for each backend and for a whole store.
-
-The server under load is benchmarks/bench_service.py; a 10M-item store, benchmarks/bench_scale.py.
+"""Search benchmarks, every comparison side by side in one process, interleaved (quote ratios):
+exact (the flat kernel on every CPU path vs faiss), search (MIH, ivf, faiss IVF / HNSW, Milvus on
+learned codes of distinct items, recall@50), metrics (vs the community's per-query loop), milvus
+(milvus-lite), memory (bytes per item). Tables to benchmarks/results/index.json; benchmarks/README.md
+says how each is measured.
 
     python benchmarks/bench_index.py [--sections exact,search,metrics,milvus,memory] [--quick]
 """
 from __future__ import annotations
 
-import argparse
-import shutil
+import contextlib
+import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -32,121 +19,65 @@ import numpy as np
 
 from cmhash import kernels
 from cmhash.index import make_index
-from cmhash.kernels import kernel_name
-from cmhash.utils import write_json_atomic, write_text_atomic
+from helpers import ROOT, SHARED, learned_model, parser, publish, rand_codes, timed
 
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-ROOT = Path(__file__).resolve().parents[1]
+SIZE = {20_000: "20k", 200_000: "200k", 1_000_000: "1M", 10_000_000: "10M"}
 
 
-def med(xs):
-    return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}-{max(xs):,.0f})"
-
-
-def timed(fn, reps=1):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
-
-
-def rand_codes(n, bits, seed):
-    return np.random.default_rng(seed).integers(0, 256, (n, bits // 8), dtype=np.uint8)
-
-
-# --- exact ------------------------------------------------------------------------------------
-def cpu_paths():
-    """The flat scan's paths this CPU has, fastest last: scalar popcnt, AVX2, AVX-512 VPOPCNTDQ."""
-    level = kernels._C.cpu_level() if kernels._C is not None else 0
-    return [name for name, lv in kernels.LEVELS.items() if lv <= level]
-
-
+@contextlib.contextmanager
 def forced(path):
-    """A callable context: CMHASH_KERNEL=path for the calls inside (the kernels read it per call)."""
-    import contextlib
-    import os
-
-    @contextlib.contextmanager
-    def ctx():
-        old = os.environ.get("CMHASH_KERNEL")
-        os.environ["CMHASH_KERNEL"] = path
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("CMHASH_KERNEL", None)
-            else:
-                os.environ["CMHASH_KERNEL"] = old
-    return ctx()
+    """CMHASH_KERNEL=path for the calls inside (the kernels read it per call)."""
+    old = os.environ.get("CMHASH_KERNEL")
+    os.environ["CMHASH_KERNEL"] = path
+    try:
+        yield
+    finally:
+        os.environ.pop("CMHASH_KERNEL") if old is None else os.environ.__setitem__("CMHASH_KERNEL", old)
 
 
-def bench_exact(args, res):
-    """Every path this CPU has (forced with CMHASH_KERNEL) and faiss IndexBinaryFlat, interleaved
-    in one process: the AVX2 column is what an AVX2-only CPU runs (scalar popcnt where it has
-    neither)."""
+def bench_exact(args):
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
-    sizes = [20_000, 200_000] if args.quick else [20_000, 200_000, 1_000_000]
-    cases = [(b, n) for b in (32, 64, 128) for n in sizes]
-    if not args.quick and not args.no_10m:
-        cases.append((64, 10_000_000))
-    paths = cpu_paths()
-    rows = ["| bits | N | faiss IndexBinaryFlat q/s | " + " | ".join(f"cmhash {p} q/s | {p} : faiss" for p in paths)
-            + " | numpy reference q/s | equal |",
-            "|---|---|---|" + "---|---|" * len(paths) + "---|---|"]
-    out = []
+    cases = [(b, n) for b in (32, 64, 128) for n in ([20_000, 200_000] if args.quick else [20_000, 200_000, 1_000_000])]
+    cases += [] if args.quick or args.no_10m else [(64, 10_000_000)]
+    level = kernels._C.cpu_level() if kernels._C is not None else 0
+    paths = [name for name, lv in kernels.LEVELS.items() if lv <= level]  # scalar, avx2, avx512 as the CPU has
+    cells, ratios = [], {}
     for bits, n in cases:
         db, q = rand_codes(n, bits, 1), rand_codes(args.queries, bits, 2)
-        qps = {p: [] for p in paths + ["faiss"]}
         ix = faiss.IndexBinaryFlat(bits)
         ix.add(db)
-        reps = args.repeats if n < 10_000_000 else max(1, args.repeats - 1)
-        answers = {}
-        for _ in range(reps):  # interleaved
+        qps, answers = {p: [] for p in paths + ["faiss"]}, {}
+        for _ in range(args.repeats if n < 10_000_000 else max(1, args.repeats - 1)):  # interleaved
             for p in paths:
                 with forced(p):
                     answers[p], t = timed(lambda: kernels.knn(db, q, 50, args.threads))
                 qps[p].append(len(q) / t)
             answers["faiss"], t = timed(lambda: ix.search(q, 50))
             qps["faiss"].append(len(q) / t)
-        ref = answers[paths[0]]
-        # distances equal everywhere; rows equal between cmhash's paths (faiss orders ties its own way)
-        equal = all((answers[p][0] == ref[0]).all() for p in answers) and all(
-            (answers[p][1] == ref[1]).all() for p in paths)
-        naive = "-"
+        ref = answers[paths[0]]  # distances equal everywhere; rows between cmhash's paths (faiss orders ties its way)
+        equal = all((a[0] == ref[0]).all() for a in answers.values()) and all((answers[p][1] == ref[1]).all() for p in paths)
         if n <= 200_000:
-            nq = 200 if n == 200_000 else 500
-            (d3, i3), t3 = timed(lambda: kernels.knn_numpy(db, q[:nq], 50))
-            naive = f"{nq / t3:,.0f}"
-            equal = equal and bool((d3 == ref[0][:nq]).all() and (i3 == ref[1][:nq]).all())
-        f = statistics.median(qps["faiss"])
-        ratios = {p: statistics.median(qps[p]) / f for p in paths}
-        rows.append(f"| {bits} | {n:,} | {med(qps['faiss'])} | "
-                    + " | ".join(f"{med(qps[p])} | {ratios[p]:.2f}x" for p in paths) + f" | {naive} | {equal} |")
-        print(rows[-1], flush=True)
-        out.append({"bits": bits, "n": n, "faiss_qps": qps["faiss"], **{f"{p}_qps": qps[p] for p in paths},
-                    "ratio": {p: ratios[p] for p in paths}, "numpy_qps": naive, "equal": equal})
-    res["exact"] = out
-    return ("## Exact top-50, 2,000 queries, random codes, "
-            f"{args.threads} threads each (default path here: {kernels.kernel_variant()})\n\n" + "\n".join(rows))
+            (d3, i3) = kernels.knn_numpy(db, q[:200], 50)
+            equal = equal and bool((d3 == ref[0][:200]).all() and (i3 == ref[1][:200]).all())
+        assert equal, f"the paths disagree at {bits} bits, N {n}"
+        m = {p: statistics.median(v) for p, v in qps.items()}
+        ratios[bits, n] = {p: m[p] / m["faiss"] for p in paths}
+        cells.append([bits, SIZE[n], f"{m['faiss']:,.0f}", *(f"{m[p]:,.0f} ({m[p] / m['faiss']:.2f}x)" for p in paths)])
+    names = {"scalar": "scalar", "avx2": "AVX2", "avx512": "AVX-512"}
+    publish(args.results / "index.json", "exact", "Exact top-50, 2,000 queries, random codes: faiss IndexBinaryFlat and every cmhash "
+            f"path ({args.threads} threads each)", ["bits", "N", "faiss q/s", *(f"{names[p]} q/s (: faiss)" for p in paths)],
+            cells)
+    if not args.quick:
+        publish(args.results / "index.json", "exact-ratios", "Exact scan : faiss IndexBinaryFlat at 200k / 1M codes",
+                ["bits", *(names[p] + (" popcnt" if p == "scalar" else "") for p in paths)],
+                [[b, *(f"{ratios[b, 200_000][p]:.2f}x / {ratios[b, 1_000_000][p]:.2f}x"
+                       if p != "avx512" or b % 64 == 0 else "(AVX2 path)" for p in paths)] for b in (32, 64, 128)])
 
 
 # --- learned codes ----------------------------------------------------------------------------
-def learned_model(args):
-    """A DJSRH 64-bit model on the embedded dataset (trained here once, then reused)."""
-    from cmhash.config import build_config
-    from cmhash.data.inputs import prepare_inputs
-    from cmhash.train import run_experiment
-
-    out = Path(args.model_dir)
-    cfg = build_config("djsrh", "synthetic", 64, {}, {"backbone": {"cache_dir": str(ROOT / ".cache" / "cmhash")}})
-    inputs = prepare_inputs(cfg)
-    if not (out / "bits-64" / "metrics.json").exists():
-        print("training DJSRH 64 bits on the embedded dataset for learned codes ...", flush=True)
-        run_experiment(cfg, out / "bits-64", inputs, resume=True, progress=False, curves=False)
-    return out, inputs
-
-
 def distinct_codes(args, n_db, seed=0):
     """Learned 64-bit codes of distinct items, packed: (database (n_db, 8), {query set: codes}, distinct codes).
 
@@ -160,7 +91,7 @@ def distinct_codes(args, n_db, seed=0):
     from cmhash.data.synthetic import synthetic_texts
     from cmhash.model import load_model
 
-    out, inputs = learned_model(args)
+    out, inputs = learned_model(args.model_dir)
     model = load_model(out, 64, "cpu")
     pack = lambda x: np.ascontiguousarray(np.packbits(x >= 0, axis=1, bitorder="little"))  # noqa: E731
 
@@ -179,14 +110,13 @@ def distinct_codes(args, n_db, seed=0):
     qi = np.ascontiguousarray(img[rng.choice(len(img), args.queries, replace=len(img) < args.queries)])
     qt = text_codes(args.queries, seed + 2)
     distinct = len(np.unique(db.view(np.uint64)))
-    return db, {"image->text (cross-modal)": qi, "text->text (same-modal)": qt}, distinct
+    return db, {"image → text": qi, "text → text": qt}, distinct
 
 
 def faiss_ivf(db, nlist):
     import faiss
 
-    quant = faiss.IndexBinaryFlat(64)
-    ix = faiss.IndexBinaryIVF(quant, 64, nlist)
+    ix = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, nlist)
     ix.train(db[np.random.default_rng(0).choice(len(db), min(len(db), 64 * nlist), replace=False)])
     ix.add(db)
     return ix
@@ -213,43 +143,24 @@ def milvus_ivf(args, db, nlist):
     return srv, ix
 
 
-def bench_search(args, res):
-    """Same-modal and cross-modal top-50 on learned codes: exhaustive (ours, faiss), MIH, ivf,
-    faiss IndexBinaryIVF and HNSW, Milvus BIN_IVF_FLAT on a server; recall against the exact answer."""
+def bench_search(args):
     import faiss
 
-    from cmhash.index.ivf import calibrate, default_nlist, recall_at_k
+    from cmhash.index.ivf import calibrate, recall_at_k
 
     faiss.omp_set_num_threads(args.threads)
-    sizes = [200_000] if args.quick else [200_000, 1_000_000]
-    rows = ["| N | queries | k-th distance | method | q/s | x exhaustive (ours) | recall@50 | strict recall |",
-            "|---|---|---|---|---|---|---|---|"]
-    out = []
-
-    def row(n, qname, kth, name, qps, base, rec=None, strict=None):
-        rows.append(f"| {n:,} | {qname} | {kth:.1f} | {name} | {qps:,.0f} | {qps / base:.1f}x | "
-                    + (f"{rec:.3f} | {strict:.3f} |" if rec is not None else "exact | exact |"))
-        print(rows[-1], flush=True)
-        out.append({"n": n, "queries": qname, "kth": kth, "method": name, "qps": float(qps), "speedup": float(qps / base),
-                    "recall": None if rec is None else float(rec), "recall_strict": None if strict is None else float(strict)})
-
-    for n in sizes:
+    cells = []
+    for n in [200_000] if args.quick else [200_000, 1_000_000]:
         db, qsets, distinct = distinct_codes(args, n)
         print(f"{n:,} codes, {distinct:,} distinct", flush=True)
-        flat = make_index("flat", 64, threads=args.threads)
-        flat.add(db)
+        flat, mih, ivf = (make_index(b, 64, threads=args.threads) for b in ("flat", "mih", "ivf"))
         fx = faiss.IndexBinaryFlat(64)
-        fx.add(db)
-        mih = make_index("mih", 64, threads=args.threads)
-        mih.add(db)
-        nlist = default_nlist(n)
-        ivf = make_index("ivf", 64, threads=args.threads)
-        ivf.add(db)
-        _, t_build = timed(ivf.prepare)
-        fivf = faiss_ivf(db, nlist)
-        hnsw = None
-        if n <= 200_000:
-            hnsw = faiss.IndexBinaryHNSW(64, 32)
+        for ix in (flat, mih, ivf, fx):
+            ix.add(db)
+        ivf.prepare()
+        fivf = faiss_ivf(db, ivf.n_lists)
+        hnsw = faiss.IndexBinaryHNSW(64, 32) if n <= 200_000 else None
+        if hnsw is not None:
             hnsw.hnsw.efConstruction = 64
             hnsw.add(db)
         srv = mil = None
@@ -261,187 +172,163 @@ def bench_search(args, res):
         for qname, qall in qsets.items():
             half = len(qall) // 2  # nprobe is chosen on one half of the queries, everything measured on the other
             q_cal, q = qall[:half], qall[half:]
-            times = {"flat": [], "faiss": [], "mih": []}
-            for _ in range(args.repeats):  # interleaved
-                (exact_d, exact_i), a = timed(lambda: flat.search(q, 50))
-                _, b = timed(lambda: fx.search(q, 50))
-                (md, mi), c = timed(lambda: mih.search(q, 50))
-                times["flat"].append(len(q) / a)
-                times["faiss"].append(len(q) / b)
-                times["mih"].append(len(q) / c)
-            base = statistics.median(times["flat"])
-            kth = float(exact_d[:, -1].mean())
-            row(n, qname, kth, "exhaustive, cmhash flat", base, base)
-            row(n, qname, kth, "exhaustive, faiss IndexBinaryFlat", statistics.median(times["faiss"]), base)
-            row(n, qname, kth, f"MIH (exact, m={len(mih.substrings)})", statistics.median(times["mih"]), base)
+            exact_d = flat.search(q, 50)[0]
+            label = f"{qname} (50th at {exact_d[:, -1].mean():.1f} bits)"
+            rows, base = [], None
+            runs = [("exhaustive, cmhash flat", lambda: flat.search(q, 50)),
+                    ("exhaustive, faiss IndexBinaryFlat", lambda: fx.search(q, 50)),
+                    (f"MIH (m = {len(mih.substrings)})", lambda: mih.search(q, 50))]
             chosen = calibrate(ivf, q_cal, k=50, target=0.95)["nprobe"]
             for npr in sorted({16, 32, 64, chosen}):
-                ts = []
-                for _ in range(args.repeats):
-                    (d, _), t = timed(lambda: ivf.search(q, 50, nprobe=npr))
-                    ts.append(len(q) / t)
-                how = f"nprobe {npr}" + (", chosen on the other half for recall .95" if npr == chosen else "")
-                row(n, qname, kth, f"ivf, cmhash (nlist {ivf.n_lists}, {how})", statistics.median(ts), base,
-                    recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
+                runs.append((f"ivf (nlist {ivf.n_lists}, nprobe {npr}{', chosen' if npr == chosen else ''})",
+                             lambda npr=npr: ivf.search(q, 50, nprobe=npr)))
             for npr in (16, 32, 64):
-                fivf.nprobe = npr
-                (d, _), t = timed(lambda: fivf.search(q, 50))
-                row(n, qname, kth, f"faiss IndexBinaryIVF (nlist {nlist}, nprobe {npr})", len(q) / t, base,
-                    recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
-            if hnsw is not None:
-                for ef in (64, 256):
-                    hnsw.hnsw.efSearch = ef
-                    (d, _), t = timed(lambda: hnsw.search(q, 50))
-                    row(n, qname, kth, f"faiss IndexBinaryHNSW (M 32, efSearch {ef})", len(q) / t, base,
-                        recall_at_k(exact_d, d).mean(), recall_at_k(exact_d, d, strict=True).mean())
-            if mil is not None:
-                for npr in (16, 64):
-                    mil.nprobe = npr
-                    (d, _), t = timed(lambda: mil.search(q[:500], 50))
-                    row(n, qname, kth, f"Milvus 2.3.5 server BIN_IVF_FLAT (nlist 1024, nprobe {npr})", 500 / t, base,
-                        recall_at_k(exact_d[:500], d).mean(), recall_at_k(exact_d[:500], d, strict=True).mean())
+                runs.append((f"faiss IndexBinaryIVF (nlist {ivf.n_lists}, nprobe {npr})",
+                             lambda npr=npr: (setattr(fivf, "nprobe", npr), fivf.search(q, 50))[1]))
+            for ef in (64, 256) if hnsw is not None else ():
+                runs.append((f"faiss IndexBinaryHNSW (M 32, efSearch {ef})",
+                             lambda ef=ef: (setattr(hnsw.hnsw, "efSearch", ef), hnsw.search(q, 50))[1]))
+            for npr in (16, 64) if mil is not None else ():
+                runs.append((f"Milvus server BIN_IVF_FLAT (nlist 1024, nprobe {npr})",
+                             lambda npr=npr: (setattr(mil, "nprobe", npr), mil.search(q, 50))[1]))
+            times, answers = {name: [] for name, _ in runs}, {}
+            for _ in range(args.repeats):  # interleaved
+                for name, fn in runs:
+                    answers[name], t = timed(fn)
+                    times[name].append(t)
+            for name, _ in runs:
+                t, d = statistics.median(times[name]), answers[name][0]
+                base = base or len(q) / t
+                exact = name.startswith(("exhaustive", "MIH"))
+                rows.append([label if not rows else "", name, f"{len(q) / t:,.0f}", f"{len(q) / t / base:.1f}x",
+                             *(("exact", "exact") if exact else (f"{recall_at_k(exact_d, d).mean():.3f}",
+                                                                 f"{recall_at_k(exact_d, d, strict=True).mean():.3f}"))])
+            cells += rows
         if srv is not None:
             mil.close()
             srv.stop()
-        out.append({"n": n, "ivf_build_s": t_build, "distinct": distinct})
-    res["search"] = out
-    return ("## Cross-modal and same-modal top-50, learned 64-bit codes of distinct items\n\n"
-            "Database: a DJSRH model's text codes of N new texts drawn as the embedded dataset's are (distinct "
-            "items; the distinct codes are counted above each size). Image queries are the model's image codes of "
-            "the embedded items (cross-modal); text queries are text codes of other new texts (same-modal). Each "
-            "query set is cut in two: ivf's nprobe is chosen on the first half (the smallest reaching recall@50 "
-            ".95), and every row is measured on the second half. 'x exhaustive': q/s over cmhash's exhaustive "
-            "scan in the same run. recall@50: "
-            "returned codes within the exact 50th distance (as ann-benchmarks counts it); strict: the exact "
-            "distances matched as multisets. The Milvus server answers over gRPC in batches of 256 (500 queries). "
-            "ivf's lists are trained once; its distances are exact.\n\n" + "\n".join(rows))
+        publish(args.results / "index.json", "search", f"Cross-modal and same-modal top-50, learned 64-bit codes of {SIZE[n]} distinct "
+                f"items ({distinct:,} distinct codes)", ["queries", "method", "q/s", "x exhaustive", "recall@50",
+                                                         "strict"], cells)
+        cells = []
 
 
-def bench_metrics(args, res):
-    """mAP + mAP@50 for 2,000 x 18,015 (MIRFlickr's protocol sizes): cmhash vs the community loop."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_metrics import community_loop, label_codes, labels
+def community_loop(qB, rB, qL, rL, topk):
+    """DJSRH metric.py, as written, except a stable argsort so that ties agree with ours."""
+    num_query = qL.shape[0]
+    full = top = 0.0
+    for it in range(num_query):
+        gnd = (np.dot(qL[it], rL.T) > 0).astype(np.float32)
+        hamm = 0.5 * (rB.shape[1] - np.dot(qB[it], rB.T))
+        gnd = gnd[np.argsort(hamm, kind="stable")]
+        tsum = int(gnd.sum())
+        if tsum:
+            full += np.mean(np.linspace(1, tsum, tsum) / (np.flatnonzero(gnd == 1) + 1.0))
+        tg = gnd[:topk]
+        ts = int(tg.sum())
+        if ts:
+            top += np.mean(np.linspace(1, ts, ts) / (np.flatnonzero(tg == 1) + 1.0))
+    return {"map": full / num_query, f"map@{topk}": top / num_query}
 
+
+def labels(n, rng):
+    lall = SHARED / "mirflickr25k" / "mirflickr25k-lall.mat"
+    if lall.exists():
+        import scipy.io
+
+        lab = scipy.io.loadmat(lall)["LAll"].astype(np.float32)
+        return lab[rng.permutation(len(lab))[:n]], "MIRFlickr LAll (real)"
+    lab = (rng.random((n, 24)) < 0.12).astype(np.float32)
+    return lab, "random multi-hot, 24 classes"
+
+
+def label_codes(lab, k, rng):
+    """{-1,+1} codes correlated with the labels, like trained ones (many ties at short lengths)."""
+    proj = rng.normal(size=(lab.shape[1], k))
+    return np.where(lab @ proj + rng.normal(scale=1.5, size=(len(lab), k)) >= 0, 1, -1).astype(np.int8)
+
+
+def bench_metrics(args):
     from cmhash.eval import evaluate_retrieval
 
     rng = np.random.default_rng(0)
     lab, src = labels(2000 + 18015, rng)
     ql, dl = lab[:2000], lab[2000:]
-    rows = ["| bits | cmhash mAP + mAP@50 + tie-averaged mAP (s) | community loop, mAP + mAP@50 (s) | speed-up | same numbers |",
-            "|---|---|---|---|---|"]
-    out = []
-    for k in (64, 128):
+    cells = []
+    for k in args.metric_bits:
         codes = label_codes(lab, k, rng)
         q, db = codes[:2000], codes[2000:]
-        ours = []
-        for _ in range(args.repeats + 2):
-            r, t = timed(lambda: evaluate_retrieval(q, db, ql, dl, topk=50, tie_averaged=True))
-            ours.append(t)
+        ours = [timed(lambda: evaluate_retrieval(q, db, ql, dl, topk=50, tie_averaged=True)) for _ in range(args.repeats)]
         ref, tl = timed(lambda: community_loop(q.astype(np.float32), db.astype(np.float32), ql, dl, 50))
-        same = bool(abs(r["map"] - ref["map"]) < 1e-9 and abs(r["map@50"] - ref["map@50"]) < 1e-9)
-        m = statistics.median(ours)
-        rows.append(f"| {k} | {m:.3f} ({min(ours):.3f}-{max(ours):.3f}) | {tl:.2f} | {tl / m:.0f}x | "
-                    f"{'yes' if same else 'NO'} (mAP {r['map']:.4f}, mAP@50 {r['map@50']:.4f}) |")
-        print(rows[-1], flush=True)
-        out.append({"bits": k, "cmhash_s": ours, "loop_s": tl, "speedup": tl / m, "same": same})
-    res["metrics"] = out
-    return (f"## Metrics: 2,000 queries x 18,015 items, labels: {src}\n\n"
-            "The community loop is DJSRH's calculate_map + calculate_top_map with a stable sort (benchmarks/"
-            "bench_metrics.py). cmhash computes the tie-averaged mAP in the same call.\n\n" + "\n".join(rows))
+        r, m = ours[-1][0], statistics.median(t for _, t in ours)
+        same = abs(r["map"] - ref["map"]) < 1e-9 and abs(r["map@50"] - ref["map@50"]) < 1e-9
+        cells.append([k, f"{m:.3f}", f"{tl:.2f}", f"{tl / m:.0f}x", f"{'yes' if same else 'NO'} (mAP {r['map']:.4f})"])
+    publish(args.results / "index.json", "metrics", f"Metrics: 2,000 queries x 18,015 items, labels: {src}",
+            ["bits", "cmhash mAP + mAP@50 + tie-averaged mAP (s)", "community loop, mAP + mAP@50 (s)", "speed-up",
+             "same numbers"], cells)
 
 
-# --- milvus -----------------------------------------------------------------------------------
-def bench_milvus(args, res):
-    path = Path(args.out) / "milvus"
-    shutil.rmtree(path, ignore_errors=True)
-    rows = ["| N | insert rows/s | Milvus q/s (k=50) | flat q/s | flat / Milvus | exact lists equal | on disk bytes/item |",
-            "|---|---|---|---|---|---|---|"]
-    out = []
-    for n in ([20_000] if args.quick else [20_000, 200_000]):
+def bench_milvus(args):
+    cells, path = [], Path(args.out) / "milvus"
+    for n in [20_000] if args.quick else [20_000, 200_000]:
         db, qsets, _ = distinct_codes(args, n)
-        q = qsets["image->text (cross-modal)"][:1000]
-        ix = make_index("milvus", 64, uri=str(path / f"m{n}.db"), collection=f"bench{n}")
-        _, ti = timed(lambda: ix.add(db))
+        q = qsets["image → text"][:1000]
+        ix = make_index("milvus", 64, uri=str(path / f"m{n}.db"), collection=f"bench{n}", overwrite=True)
         flat = make_index("flat", 64)
+        _, ti = timed(lambda: ix.add(db))
         flat.add(db)
         (md, mi), tm = timed(lambda: ix.search(q, 50))
         (fd, fi), tf = timed(lambda: flat.search(q, 50))
-        raw = ix._fetch(q[:200], 50)  # Milvus's own order, before the tie fix
-        raw_d = np.array([d for d, _ in raw])
-        same = bool((md == fd).all() and (mi == fi).all())
-        ix.save(path / f"m{n}.cmhidx")
+        assert (md == fd).all() and (mi == fi).all(), "Milvus and the exact scan disagree"
         ix.close()
-        disk = (path / f"m{n}.db").stat().st_size  # milvus-lite keeps one file
-        rows.append(f"| {n:,} | {n / ti:,.0f} | {len(q) / tm:,.0f} | {len(q) / tf:,.0f} | {tm / tf:.1f}x | "
-                    f"{same} (raw distances equal: {bool((raw_d == fd[:200]).all())}) | {disk / n:.0f} |")
-        print(rows[-1], flush=True)
-        out.append({"n": n, "insert_rows_s": n / ti, "milvus_qps": len(q) / tm, "flat_qps": len(q) / tf,
-                    "identical": same, "disk_bytes_per_item": disk / n})
-    res["milvus"] = out
-    return "## Milvus-lite (BIN_FLAT, HAMMING), 64-bit learned codes, 1,000 queries\n\n" + "\n".join(rows)
+        cells.append([SIZE[n], f"{n / ti:,.0f}", f"{len(q) / tm:,.0f}", f"{len(q) / tf:,.0f}"])
+    publish(args.results / "index.json", "milvus", "Milvus-lite (BIN_FLAT, HAMMING), 64-bit learned codes, 1,000 queries",
+            ["N", "insert rows/s", "Milvus q/s", "flat q/s"], cells)
 
 
-# --- memory -----------------------------------------------------------------------------------
-def bench_memory(args, res):
+def bench_memory(args):
     import tracemalloc
 
     n = 200_000 if args.quick else 1_000_000
     db, _, _ = distinct_codes(args, n)
-    rows = ["| backend | N | memory bytes/item | index file bytes/item |", "|---|---|---|---|"]
-    out = []
+    cells = []
     for backend in ("flat", "mih", "ivf", "faiss"):
         tracemalloc.start()
         ix = make_index(backend, 64)
         ix.add(db)
-        if backend == "mih":
+        if backend in ("mih", "ivf"):
             ix._build()
-        if backend == "ivf":
-            ix._build()
-            ix.prepare()
-        cur, _ = tracemalloc.get_traced_memory()
+            getattr(ix, "prepare", lambda: None)()
+        mem = tracemalloc.get_traced_memory()[0] + (ix._index.ntotal * 8 if backend == "faiss" else 0)  # faiss's own
         tracemalloc.stop()
-        mem = cur + (ix._index.ntotal * 8 if backend == "faiss" else 0)  # faiss's own buffer is not traced
         p = ix.save(Path(args.out) / f"mem-{backend}.cmhidx")
-        fsize = p.stat().st_size
+        cells.append([backend, f"{mem / n:.0f} B", f"{p.stat().st_size / n:.0f} B"])
         p.unlink()
-        rows.append(f"| {backend} | {n:,} | {mem / n:.1f} | {fsize / n:.1f} |")
-        out.append({"backend": backend, "n": n, "mem_per_item": mem / n, "file_per_item": fsize / n})
-        del ix
     demo = ROOT / "cmhash-demo" / "index"
     if (demo / "manifest.json").exists():
         from cmhash.index.store import IndexStore
 
-        info = IndexStore.open(demo).info()
-        rows.append(f"| whole store (demo: 2 modalities + SQLite captions/labels) | {info['items']:,} | - | "
-                    f"{info['bytes_per_item']} |")
-        out.append({"backend": "store", "n": info["items"], "file_per_item": info["bytes_per_item"]})
-    res["memory"] = out
-    return "## Memory and file size per item, 64-bit codes (8 bytes of code + an 8-byte id)\n\n" + "\n".join(rows)
+        cells.append(["whole demo store (2 modalities + SQLite captions)", "-",
+                      f"{IndexStore.open(demo).info()['bytes_per_item']:.0f} B"])
+    publish(args.results / "index.json", "memory", "Memory and file size per item, 64-bit codes", ["backend", "memory", "file"], cells)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="exact,search,metrics,milvus,memory")
+    ap = parser(__doc__, "bench-index", "exact,search,metrics,milvus,memory")
     ap.add_argument("--no-milvus-server", action="store_true", help="no Milvus server rows in the search section")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     ap.add_argument("--no-10m", action="store_true", help="skip the 10M-code case")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-index"))
+    ap.add_argument("--metric-bits", default="64,128", type=lambda v: [int(b) for b in v.split(",")])
     ap.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-index" / "model"),
                     help="where the DJSRH model for learned codes is trained (once) and read")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    res, parts = {"kernel": kernel_name(), "threads": args.threads, "queries": args.queries}, []
-    fns = {"exact": bench_exact, "search": bench_search, "metrics": bench_metrics, "milvus": bench_milvus,
-           "memory": bench_memory}
     for s in args.sections.split(","):
-        parts.append(fns[s](args, res))
-        write_json_atomic(Path(args.out) / "results.json", res)
-    text = "# Search benchmarks\n\n" + "\n\n".join(parts) + "\n"
-    print("\n" + text)
-    write_text_atomic(Path(args.out) / "results.md", text)
+        {"exact": bench_exact, "search": bench_search, "metrics": bench_metrics, "milvus": bench_milvus,
+         "memory": bench_memory}[s](args)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,7 @@
-"""A store of N items (default 10M; both modalities, SQLite metadata) built, opened and searched, each
-phase in its own process so its peak memory (RSS) is its own. Prints one table.
-
-Codes are learned-like 64-bit codes: a DJSRH model's pre-sign outputs of the 3,000 embedded items
-(image h, text t, trained once by benchmarks/bench_index.py and reused) are the seeds; item j is a
-seed s and carries sign(h_s + 0.1 N(0,1)) as image code and sign(t_s + 0.1 N(0,1)) as text code.
-Each item has a caption and a label (what an encoded collection gives). The store is built through
-the API in chunks of 500,000 (one commit at the end), as ``cmhash index add`` of many folders does.
-
-Phases (each a fresh process): build (add + commit, the approximate backend trains and calibrates
-at the commit); open (as a server or CLI search opens it: files mapped, sizes and headers checked),
-its time and resident memory, the first query's latency beside later ones (one at a time, k=10,
-with metadata), and the open that reads every checksum (``index info --verify``); search: 2,000
-queries per path, q/s and, for approximate paths, recall@50 against the exact answer.
+"""A store of N items (default 10M; both modalities, SQLite metadata) built, opened and searched,
+each phase in its own process so that its peak memory is its own; codes drawn around a learned
+model's outputs (``chunk_codes``). Tables to benchmarks/results/scale.json; benchmarks/README.md
+says how each phase is measured.
 
     python benchmarks/bench_scale.py [--n 10000000] [--backends flat,ivf] [--keep]
 """
@@ -29,19 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import ROOT, kb, learned_model, parser, publish, timed
+
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 500_000
 
 
 def seeds(model_dir: str):
-    """Pre-sign image and text outputs (3000, 64) of the bench_index DJSRH model."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    import bench_index
+    """Pre-sign image and text outputs (3000, 64) of the learned model."""
     from cmhash.model import load_model
 
-    args = argparse.Namespace(model_dir=model_dir)
-    out, inputs = bench_index.learned_model(args)
+    out, inputs = learned_model(model_dir)
     model = load_model(out, 64, "cpu")
     return model.encode_image(inputs.feat).numpy(), model.encode_text(inputs.data.texts).numpy()
 
@@ -82,45 +70,23 @@ def phase_build(args) -> dict:
             "bytes": info["bytes_on_disk"], "search": info["search"]}
 
 
-def rss_now_mb() -> float:
-    """Resident memory now (VmRSS; Linux), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def phase_open(args) -> dict:
     """Open as a server or a CLI search does (files mapped, sizes and headers checked), then the
     first query and later ones, one at a time with metadata; then the open with every checksum
     read (``index info --verify``), for comparison."""
     from cmhash.index.store import IndexStore
 
-    base = rss_now_mb()
-    t0 = time.perf_counter()
-    st = IndexStore.open(Path(args.out) / args.backend)
-    t_open = time.perf_counter() - t0
-    rss_open = rss_now_mb()
+    base = kb() / 1024
+    st, t_open = timed(lambda: IndexStore.open(Path(args.out) / args.backend))
+    rss_open = kb() / 1024
     q = np.random.default_rng(5).integers(0, 256, (21, st.bits // 8), dtype=np.uint8)
-    lat = []
-    for j in range(len(q)):
-        t = time.perf_counter()
-        st.search(q[j:j + 1], 10, target="image", source="text")
-        lat.append(time.perf_counter() - t)
-    n, rss_search = st.ntotal, rss_now_mb()
+    lat = [timed(lambda j=j: st.search(q[j:j + 1], 10, target="image", source="text"))[1] for j in range(len(q))]
+    n, rss_search = st.ntotal, kb() / 1024
     st.close()
-    t0 = time.perf_counter()
-    IndexStore.open(Path(args.out) / args.backend, verify=True).close()
-    t_verify = time.perf_counter() - t0
+    _, t_verify = timed(lambda: IndexStore.open(Path(args.out) / args.backend, verify=True).close())
     return {"open_s": t_open, "rss_before_mb": base, "rss_open_mb": rss_open, "first_search_s": lat[0],
             "later_search_s": float(np.median(lat[1:])), "rss_after_search_mb": rss_search,
             "open_verify_s": t_verify, "rss_mb": peak_rss_mb(), "items": n}
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
 
 
 def phase_search(args) -> dict:
@@ -166,13 +132,12 @@ def run_phase(phase: str, args, backend: str) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "bench-scale")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--backends", default="flat,ivf")
     ap.add_argument("--backend", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--queries", type=int, default=2000)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-scale"))
     ap.add_argument("--model-dir", default=str(ROOT / "runs" / "bench-index" / "model"))
     ap.add_argument("--keep", action="store_true", help="keep the stores (deleted after the run otherwise)")
     args = ap.parse_args()
@@ -181,34 +146,26 @@ def main():
         return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     seeds(args.model_dir)  # train the seed model once, before any timed phase
-    lines = [f"# A store of {args.n:,} items (64-bit codes, both modalities, SQLite metadata)\n",
-             "| backend | build s (commit s) | build peak RSS MB | on disk bytes/item | open s | RSS after open MB "
-             "(before open) | first search ms | later searches ms (median of 20) | RSS after searches MB | "
-             "open with --verify s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    searches, res = [], {}
+    stores, searches = [], []
     for backend in args.backends.split(","):
-        b = run_phase("build", args, backend)
-        o = run_phase("open", args, backend)
-        s = run_phase("search", args, backend)
-        res[backend] = {"build": b, "open": o, "search": s}
-        lines.append(f"| {backend} | {b['build_s']:.0f} ({b['commit_s']:.0f}) | {b['rss_mb']:,.0f} | {b['bytes_per_item']} | "
-                     f"{o['open_s']:.2f} | {o['rss_open_mb']:,.0f} ({o['rss_before_mb']:,.0f}) | "
-                     f"{1e3 * o['first_search_s']:.1f} | {1e3 * o['later_search_s']:.1f} | {o['rss_after_search_mb']:,.0f} | "
-                     f"{o['open_verify_s']:.1f} |")
+        b, o, s = (run_phase(phase, args, backend) for phase in ("build", "open", "search"))
+        stores.append([backend, f"{b['build_s']:.0f} ({b['commit_s']:.0f})", f"{b['rss_mb']:,.0f} MB",
+                       f"{b['bytes_per_item']} B/item", f"{o['open_s']:.2f}",
+                       f"{o['rss_open_mb']:,.0f} MB ({o['rss_before_mb']:,.0f})", f"{1e3 * o['first_search_s']:.1f} ms",
+                       f"{1e3 * o['later_search_s']:.1f} ms", f"{o['rss_after_search_mb']:,.0f} MB",
+                       f"{o['open_verify_s']:.1f} s"])
         for name, r in s["rows"].items():
-            extra = (f"recall@50 {r['recall']:.3f} (strict {r['recall_strict']:.3f})" if "recall" in r else
-                     f"identical to the scan: {r['identical']}" if "identical" in r else "")
-            searches.append(f"| {backend} | {name} | {r['qps']:,.0f} | {extra} | {s['rss_mb']:,.0f} |")
-        print(lines[-1], flush=True)
+            quality = (f"recall@50 {r['recall']:.3f} (strict {r['recall_strict']:.3f})" if "recall" in r else
+                       f"exact (identical to the scan: {r['identical']})" if "identical" in r else "exact")
+            searches.append([backend, name, f"{r['qps']:,.0f}", quality])
         if not args.keep:
             shutil.rmtree(Path(args.out) / backend, ignore_errors=True)
-    lines += ["", f"Search, {args.queries:,} queries per row, 2 threads:", "",
-              "| store | path | queries/s | quality | search process peak RSS MB |", "|---|---|---|---|---|", *searches]
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    (Path(args.out) / "results.json").write_text(json.dumps(res, indent=2))
-    (Path(args.out) / "results.md").write_text(text)
+    n = f"{args.n / 1e6:g}M" if args.n >= 10**6 else f"{args.n:,}"
+    publish(args.results / "scale.json", "store", f"A store of {n} items: build, open, first search",
+            ["backend", "build s (commit s)", "build peak RSS", "on disk", "open s", "RSS after open (before)",
+             "first search", "later searches", "RSS after searches", "open with `--verify`"], stores)
+    publish(args.results / "scale.json", "search", f"A store of {n} items: search, {args.queries:,} queries per row",
+            ["store", "path", "queries/s", "quality"], searches)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def test_an_item_id_with_a_trailing_newline_is_no_item(demo_store):
 
 def test_a_long_thin_upload_costs_a_small_image(demo_store):
     """A 109-byte 30000 x 1 PNG took the server from 0.47 to 6.5 GB and 25 s; now it is a 224 x 224
-    resample (the peak memory is measured by benchmarks/bench_decode.py --memory)."""
+    resample (the peak memory is measured by benchmarks/bench_service.py --sections uploads)."""
     store, enc, _ = demo_store
     c = TestClient(create_app(store, enc))
     for w, h in ((30_000, 1), (1, 100_000)):

@@ -45,7 +45,7 @@ def data_fingerprint(data: PairedData) -> str:
     replaced it kept its size and modification time (a restore from a backup, ``touch -r``);
     measured on UCM-captions (2,100 photos, 46 MB): 0.14 s with the files in the page cache, 0.69 s
     on a first read, against a 78 s feature pass (0.2-0.9%;
-    ``benchmarks/bench_hostile.py --sections key``). Arrays: name, shape, generator info, the size
+    ``benchmarks/bench_service.py --sections key``). Arrays: name, shape, generator info, the size
     and modification time of the files they come from, and a strided sample of 64 rows."""
     h = hashlib.sha1()
     h.update(json.dumps({"name": data.name, "shape": list(data.images.shape),
@@ -122,7 +122,7 @@ def paced(batches, workers: int, device="cpu", probe: int = 4):
 
     Measured (EfficientNet-Lite0, 2 cores, 2 workers): 12 MP JPEGs, 1 thread 22.1-22.5 images/s
     against 15.9-18.6 with 2 (decoders and backbone fought for the cores); 64 px JPEGs, a fixed 1
-    thread was 0.93x of 2 (``benchmarks/bench_decode.py``)."""
+    thread was 0.93x of 2 (``benchmarks/bench_inputs.py --sections decode``)."""
     before = torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     low = max(1, cores - workers)

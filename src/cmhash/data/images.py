@@ -9,7 +9,7 @@ decompression bomb costs nothing). No resized image is larger than 4 x size by s
 (``resize_crop``): a 1 x 100000 PNG, whose shorter side scaled to 224 px was a 22-gigapixel
 intermediate (a 109-byte upload took a server to 6.5 GB), now resamples only its centre square.
 Decoded memory is at most 4 bytes per accepted pixel plus one converted copy for modes Pillow
-cannot resample as they are (``benchmarks/bench_decode.py --memory`` measures the worst cases).
+cannot resample as they are (``benchmarks/bench_service.py --sections uploads`` measures the worst cases).
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def read_image(source, size: int, max_pixels: int | None = MAX_PIXELS, draft: bo
     Twice the size, not the size itself: a JPEG's colour planes are usually stored at half
     resolution, and at the 1/8 scale they fall below 224 px; measured on 1/f-spectrum 12 MP photos,
     EfficientNet-Lite0 features of the 1/8 scale were at cosine 0.9988 to the full-size decode,
-    of the 1/4 scale 0.9998 (``benchmarks/bench_decode.py``; tests/data/test_decode.py holds it to
+    of the 1/4 scale 0.9998 (``benchmarks/bench_inputs.py --sections decode``; tests/data/test_decode.py holds it to
     0.999). Other formats decode as they are."""
     from PIL import Image, UnidentifiedImageError
 

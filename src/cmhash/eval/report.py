@@ -105,7 +105,7 @@ def write_results_file(path: str | Path, sections: dict, script: str, **extra) -
 
 def read_results(path: str | Path) -> dict:
     """A results file (a run folder's ``results.json``, or a benchmark's ``{"sections": {NAME:
-    report}}``), checked before any table is made of it: every way it can be malformed (missing,
+    report}}``; a speed benchmark's section is a plain table, ``{"header": [...], "cells": [[...]]}``), checked before any table is made of it: every way it can be malformed (missing,
     a folder, not UTF-8 JSON, nested beyond reason, not an object, no ``rows``, a row without a
     name or code length, a metric that is not a number) is one ``CmhashError`` naming the file
     and the place. A UTF-8 byte-order mark is accepted (editors on Windows write one)."""
@@ -141,6 +141,13 @@ def read_results(path: str | Path) -> dict:
     else:
         raise CmhashError(f"{path}: not a results file (no \"rows\" and no \"sections\")")
     for name, sec in sections.items():
+        if "header" in sec:  # a plain table (a speed benchmark's): a header and rows of cells
+            header, cells = sec["header"], sec.get("cells")
+            if not (isinstance(header, list) and isinstance(cells, list)
+                    and all(isinstance(r, list) and len(r) == len(header) for r in cells)):
+                raise CmhashError(f"{path}: section {name!r}: a table needs \"header\" and \"cells\" rows of "
+                                  "as many cells")
+            continue
         rows = sec.get("rows")
         if not isinstance(rows, list):
             raise CmhashError(f"{path}: section {name!r} has no \"rows\" list")

@@ -17,6 +17,7 @@ What the marker's settings mean:
 - ``sections=words,minilm`` with one ``bits`` value: one column per section instead, each
   "I→T / T→I" (a side-by-side of text encoders).
 - ``kind=short``: the typed-query table (``short_queries``: a sweep's ``label_queries``).
+- ``kind=table``: a speed benchmark's table as it measured it (a section of ``header`` and ``cells``).
 
 Rows of several training seeds show mean ± std, and a one-seed cell among them is marked *
 (``runner.markdown_table``).
@@ -75,8 +76,14 @@ def render(results: dict, opts: dict) -> str:
     kind = opts.get("kind", "metric")
     if kind == "short":
         return short_table(results, opts)
+    if kind == "table":
+        sec = sections_of(results).get(opts.get("section", ""))
+        if sec is None or "header" not in sec:
+            raise CmhashError(f"no table section {opts.get('section')!r} in the results")
+        return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in [sec["header"], ["---"] * len(sec["header"]),
+                                                                        *sec["cells"]])
     if kind != "metric":
-        raise CmhashError(f"unknown table kind {kind!r}; known: metric, short")
+        raise CmhashError(f"unknown table kind {kind!r}; known: metric, short, table")
     metric = opts.get("metric", "map")
     if "sections" in opts:
         return side_by_side(results, opts["sections"].split(","), metric, opts)
@@ -125,6 +132,9 @@ def render_file(path: str | Path) -> str:
     results = read_results(path)
     out = []
     for name, sec in sections_of(results).items():
+        if "header" in sec:
+            out.append(f"## {sec.get('title', name)}\n\n" + render(results, {"kind": "table", "section": name}))
+            continue
         metrics = sorted({k for r in sec["rows"] for k in r.get("i2t", {})} & {"map", "map@50", "ndcg@50"})
         out.append(f"## {sec.get('title', name)}\n\n" + markdown_table(sec["rows"], metrics))
     return "\n".join(out)

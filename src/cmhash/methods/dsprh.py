@@ -17,7 +17,7 @@ Settings the paper does not give (our choices, docs/methods.md and docs/dsprh.md
 (DSAH's SGD: lr 0.005, Nesterov momentum 0.7, weight decay 5e-4; 0.001 for a fine-tuned
 backbone) and the ranking term's reading (DSAH's ||diag - mu||^2), both chosen on the validation
 part of UCM-captions' training set over DJSRH's optimiser and a softmax ranking
-(``benchmarks/select_on_validation.py --spec dsprh-select``); the triplet margin (0.5 in cosine
+(``cmhash sweep dsprh-select``: score validation); the triplet margin (0.5 in cosine
 distance) and negatives (hardest among the least similar half of the batch), and the pairwise
 targets (soft: lambda cos_I + (1 - lambda) cos_T).
 

@@ -50,7 +50,7 @@ class Backbone(nn.Module):
         """uint8 pixels (B, 3, H, W) -> the conv map (B, C, h, w) of the frozen net, for feature
         caching and encoding (training runs ``feature_map`` itself). On the CPU it runs in
         ``channels_last`` layout: EfficientNet-Lite0 at 224 px ran 1.1-1.7x faster at 2 threads and 1.4x at 1
-        thread than in the default layout (``benchmarks/bench_decode.py``); the weights are converted once."""
+        thread than in the default layout (``benchmarks/bench_inputs.py --sections decode``); the weights are converted once."""
         x = self.preprocess(x)
         if x.device.type == "cpu":
             if not getattr(self, "_channels_last", False):
