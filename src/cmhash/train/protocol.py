@@ -4,11 +4,13 @@
                                    base={"data": {"root": "path/to/wiki"}})
     metrics = run_experiment(cfg, "runs/x/bits-64")          # one code length, inputs prepared here
 
-``train`` and ``demo`` (``train_lengths``), ``sweep`` (``train.sweep``, through ``prepare`` and
-``run_into``) and the benchmark scripts (``run_into``) all go through here. What a run needs from
-its setting is decided once, in this module, and handed down: the device (``prepare``), the run
-folders that may be written (``refuse_trained``), the scaled number of epochs (``resolve_epochs``)
-and whether retrieval can be scored (``Inputs.scorable``, from the data).
+``train`` and ``demo`` (``train_lengths``), ``sweep`` and every training benchmark (``train.grid``,
+through ``prepare`` and ``run_experiment``) all go through here. What a run needs from its setting
+is decided once, in this module, and handed down: its ``RunContext`` (``run_context``: the device,
+the prepared inputs, the epochs resolved against them), the run folders that may be written
+(``refuse_trained``) and whether retrieval can be scored (``Inputs.scorable``, from the data).
+``run_experiment`` (train and score) and ``train_run`` (train only) share one start (``_resumable``,
+``_fit``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import contextlib
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +32,8 @@ from ..eval.report import Report
 from ..eval.runner import NOT_SCORED, evaluate_codes
 from ..model import encode_split
 from ..utils import CmhashError, WriteLock, read_json, resolve_device, write_json_atomic, write_text_atomic
-from .trainer import Trainer, TrainResult, check_resumable, start_run
+from .resume import check_resumable
+from .trainer import Trainer, TrainResult, start_run
 
 RUN_LOCK = ".train.lock"  # held in a run folder by the one process training into it
 
@@ -98,18 +102,37 @@ def prepare(cfg: RunConfig, with_maps: bool | None = None) -> tuple[torch.device
     return device, inputs
 
 
-def _resumable(cfg: RunConfig, out: Path | None, inputs: Inputs, resume: bool):
-    """The epochs resolved against the training set, and the checkpoint ``resume`` continues from
-    (checksum, method and settings checked, loaded once), or None."""
-    resolve_epochs(cfg, inputs)
+@dataclass
+class RunContext:
+    """One run, resolved once: its config (epochs resolved against the training set in use), the
+    device it trains on and its prepared inputs. ``run_context`` makes it; training takes it."""
+    cfg: RunConfig
+    device: torch.device
+    inputs: Inputs
+
+
+def run_context(cfg: RunConfig, inputs: Inputs | None = None, device=None, with_maps: bool | None = None) -> RunContext:
+    """The one place a run's device, inputs and epochs are decided: inputs prepared here unless
+    given (a sweep prepares them once for many runs), the device from ``cfg`` unless given with
+    them, ``train.epochs_at_items`` resolved against their training set."""
+    if inputs is None:
+        device, inputs = prepare(cfg, with_maps)
+    elif device is None:
+        device = run_device(cfg)
+    return RunContext(resolve_epochs(cfg, inputs), device, inputs)
+
+
+def _resumable(ctx: RunContext, out: Path | None, resume: bool):
+    """The checkpoint ``resume`` continues from (checksum, method and settings checked, loaded
+    once), or None."""
     last = out / CHECKPOINT if out is not None else None
-    return check_resumable(last, cfg) if resume and last is not None and last.exists() else None
+    return check_resumable(last, ctx.cfg) if resume and last is not None and last.exists() else None
 
 
-def _fit(cfg: RunConfig, inputs: Inputs, device, out: Path | None, progress: bool, ck) -> TrainResult:
+def _fit(ctx: RunContext, out: Path | None, progress: bool, ck) -> TrainResult:
     """Seeds and threads set (``start_run``), the trainer built, resumed from ``ck``, run."""
-    start_run(cfg, device, ck)
-    trainer = Trainer(cfg, inputs, device, out, progress)
+    start_run(ctx.cfg, ctx.device, ck)
+    trainer = Trainer(ctx.cfg, ctx.inputs, ctx.device, out, progress)
     if ck is not None:
         trainer.resume(ck)
     return trainer.fit()
@@ -133,14 +156,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
     out = Path(out_dir)
     done, last = out / METRICS, out / CHECKPOINT
     refuse_trained([out], resume, overwrite, out.parent)
-    if inputs is None:
-        device, inputs = prepare(cfg)
-    elif device is None:
-        device = run_device(cfg)
+    ctx = run_context(cfg, inputs, device)
+    inputs, device = ctx.inputs, ctx.device
     if overwrite and dist_.is_main():
         done.unlink(missing_ok=True)
         last.unlink(missing_ok=True)
-    ck = _resumable(cfg, out, inputs, resume)
+    ck = _resumable(ctx, out, resume)
     if resume and done.exists():
         if not last.exists():
             raise CmhashError(f"{done}: a finished run without its checkpoint ({last} is missing); --overwrite "
@@ -151,7 +172,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, inputs: Inputs | None = 
             finished = {}  # damaged: scored again from the checkpoint below
         if finished.get("epochs") == cfg.train.epochs and finished.get("method") == cfg.method:
             return finished  # else --resume with other --epochs: continue (or stop) from last.pt
-    res = _fit(cfg, inputs, device, out, progress, ck)
+    res = _fit(ctx, out, progress, ck)
     lab = inputs.data.labels
     if score == "validation":
         metrics = {"scored": False, "note": VALIDATION_ONLY}
@@ -173,11 +194,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path | None = None, inputs: Inputs 
     checkpoints; ``resume`` continues from the last one, bit-identical on CPU with the same thread
     count)."""
     out = Path(out_dir) if out_dir else None
-    if inputs is None:
-        device, inputs = prepare(cfg)
-    else:
-        device = run_device(cfg)
-    return _fit(cfg, inputs, device, out, progress, _resumable(cfg, out, inputs, resume))
+    ctx = run_context(cfg, inputs)
+    return _fit(ctx, out, progress, _resumable(ctx, out, resume))
 
 
 def evaluate_run(run_dir, tie_averaged: bool = False, grade: str = "shared", device="cpu") -> Report:

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed as dist_
-from ..checkpoint import CHECKPOINT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..checkpoint import CHECKPOINT, rng_state, save_checkpoint, set_rng_state
 from ..config import RunConfig
 from ..data.inputs import Inputs, input_spec
 from ..data.protocol import validation_split
@@ -96,45 +96,6 @@ def validate(model, inputs: Inputs, val_idx, db_idx, device) -> dict:
     t2i = evaluate_retrieval(codes["q_txt"], codes["db_img"], lab[val_idx], lab[db_idx], topk=50)
     return {f"{k}_i2t": v for k, v in i2t.items()} | {f"{k}_t2i": v for k, v in t2i.items()} | \
         {k: (i2t[k] + t2i[k]) / 2 for k in i2t}
-
-
-_VOLATILE = ("device", "num_threads", "checkpoint_every", "checkpoint_minutes", "epochs", "eval_every")
-
-
-# what a resumed run may change (the config keys of config_diff that are left out)
-RESUMABLE = {*(f"train.{k}" for k in _VOLATILE), "train.epochs_at_items", "backbone.workers", "backbone.cache_dir"}
-
-
-def config_diff(saved: dict, new: dict) -> list[str]:
-    """The settings that differ between a saved run's config and a new one (``RunConfig.to_dict``),
-    as ``key: old -> new``, up to those a resumed run may change: device, threads, checkpointing,
-    image workers, and the number of epochs (``--resume`` with other ``--epochs`` extends or shortens
-    the run; ``epochs_at_items`` is resolved into it by ``config.scale_epochs``)."""
-    from ..overrides import flatten
-
-    def flat(d: dict) -> dict:
-        out = {"method": d.get("method"), "bits": d.get("bits"),
-               **flatten({"data": d.get("data") or {}, "backbone": d.get("backbone") or {},
-                          "train": d.get("train") or {}, "method": d.get("method_params") or {}})}
-        return {k: v for k, v in out.items() if k not in RESUMABLE}
-
-    a, b = flat(saved), flat(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def check_resumable(path: Path, cfg: RunConfig) -> dict:
-    """The checkpoint at ``path`` (checksum verified) when ``cfg`` may continue it; otherwise a
-    ``CmhashError`` that names every setting that differs."""
-    ck = load_checkpoint(path)
-    if ck.get("method") != cfg.method or ck.get("bits") != cfg.bits:
-        raise CmhashError(f"{path}: --resume of a {ck.get('method')} {ck.get('bits')}-bit run as {cfg.method} "
-                          f"{cfg.bits}-bit; use a new --out, or --overwrite to replace it")
-    diff = config_diff(ck["config"], cfg.to_dict())
-    if diff:
-        shown = "; ".join(diff[:8]) + (f"; and {len(diff) - 8} more" if len(diff) > 8 else "")
-        raise CmhashError(f"{path}: --resume of a run trained with other settings ({shown}); use a new --out, "
-                          "or --overwrite to replace it")
-    return ck
 
 
 class Trainer:
