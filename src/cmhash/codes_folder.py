@@ -47,8 +47,8 @@ def refuse_existing(out: Path, overwrite: bool) -> None:
         raise CmhashError(f"{out} holds other files ({', '.join(sorted(others)[:3])} ...): give an empty or new folder")
 
 
-def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, rows=None, cache_dir: str | None = None,
-                     progress: bool = True, shard: tuple[int, int] | None = None, overwrite: bool = False) -> Path:
+def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, rows=None, progress: bool = True,
+                     *, shard: tuple[int, int] | None = None, overwrite: bool = False) -> Path:
     """Encode every item (or ``rows``) of ``data`` with ``encoder`` into the codes folder ``out_dir``.
 
     Everything is written into a hidden work folder inside ``out_dir`` and moved into place only
@@ -76,7 +76,7 @@ def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, ro
     if world > 1:
         a, b = shard_bounds(len(rows), batch_size, rank, world)
         part = _empty_dir(out / f".shard-{rank:05d}-of-{world:05d}")
-        _encode_into(encoder, part, out, data, batch_size, ids[a:b], rows[a:b], cache_dir, progress and rank == 0)
+        _encode_into(encoder, part, out, data, batch_size, ids[a:b], rows[a:b], progress and rank == 0)
         barrier()  # every shard written
         if rank == 0:
             work = _empty_dir(out / f".encoding-{os.getpid()}")
@@ -87,7 +87,7 @@ def write_collection(encoder, data, out_dir, batch_size: int = 256, ids=None, ro
     work = out / f".encoding-{os.getpid()}"
     try:
         with disk_errors(out, "codes folder", need=2 * len(rows) * encoder.bits // 8):
-            _encode_into(encoder, _empty_dir(work), out, data, batch_size, ids, rows, cache_dir, progress)
+            _encode_into(encoder, _empty_dir(work), out, data, batch_size, ids, rows, progress)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if created and not any(out.iterdir()):
@@ -112,12 +112,12 @@ def _swap_in(work: Path, out: Path) -> None:
     write_json_atomic(out / "codes.json", meta)
 
 
-def _encode_into(encoder, out: Path, final: Path, data, batch_size, ids, rows, cache_dir, progress) -> int:
+def _encode_into(encoder, out: Path, final: Path, data, batch_size, ids, rows, progress) -> int:
     """Write everything into ``out`` (the work folder); item sources name their place in ``final``."""
     n, nb = len(rows), encoder.bits // 8
     img_mm = npy_for_writing(out / "image.npy", np.uint8, (n, nb), "codes folder")
     txt_mm = npy_for_writing(out / "text.npy", np.uint8, (n, nb), "codes folder")
-    feats = encoder.cached_features(data, cache_dir) if data.image_kind == "pixels" else None
+    feats = encoder.cached_features(data) if data.image_kind == "pixels" else None
     files = hasattr(data.images, "paths")
     write_images = data.image_kind == "pixels" and not files
     if write_images:
@@ -243,7 +243,7 @@ def _write_png(chw: np.ndarray, path: Path) -> None:
 
 
 def read_codes(path, items: bool = True) -> dict:
-    """A folder written by ``encode_collection``: manifest, packed codes (memory-mapped), items.
+    """A folder written by ``write_collection``: manifest, packed codes (memory-mapped), items.
 
     ``items=False`` (the index writers): the item records are checked now, line by line, but not
     kept; the result holds their ids (an array, 8 bytes an item) and ``chunks(size)``, which reads

@@ -6,7 +6,8 @@ queries and collections need: input checks with clear errors and image files. ``
 ``encode_image`` / ``encode_text`` give the nets' real outputs; every ``*_codes`` method here gives
 int8 {-1, +1} codes (the sign convention of ``cmhash.codes``), which ``pack_codes`` packs.
 
-``encode_collection`` writes a codes folder (``cmhash.codes_folder``: its format, reader and writer).
+A collection is written into a codes folder by ``codes_folder.write_collection(encoder, data, out)``
+(the format, its reader and writer); the encoder knows nothing of that format.
 """
 from __future__ import annotations
 
@@ -129,12 +130,6 @@ class Encoder:
         opts.update(options or {})
         return load_dataset(name, root or (dc.root if name == dc.dataset else None), **opts).data
 
-    def encode_collection(self, data, out_dir, **kw) -> Path:
-        """``codes_folder.write_collection`` with this encoder: ``data`` into the codes folder ``out_dir``."""
-        from .codes_folder import write_collection
-
-        return write_collection(self, data, out_dir, **kw)
-
     def check_collection(self, data) -> None:
         """A clear error when ``data`` gives inputs this model cannot read (before anything is written)."""
         spec, name = self.spec, data.name
@@ -157,14 +152,18 @@ class Encoder:
                 raise CmhashError(f"{name} gives {np.shape(data.texts)[1]}-d text vectors; this model reads "
                                   f"{spec.text.dim}-d ones ({self.cfg.data.dataset})")
 
-    def cached_features(self, data, cache_dir):
-        """The training feature cache for ``data`` when it matches this model's input, else None."""
+    def cached_features(self, data):
+        """The training feature cache for ``data`` when it matches this model's input, else None: in
+        the cache folder the model was trained with (``backbone.cache_dir``) when it is on this
+        machine, else this machine's (``env.cache_dir``)."""
         if not self.spec.image.frozen_backbone:
             return None
         from .data.features import feature_cache_paths
+        from .env import cache_dir
 
-        feat_p, map_p = feature_cache_paths(self.model.backbone, self.spec.image.backbone, data,
-                                            cache_dir or self.cfg.backbone.cache_dir)
+        trained = self.cfg.backbone.cache_dir
+        folder = trained if trained and Path(trained).is_dir() else cache_dir()
+        feat_p, map_p = feature_cache_paths(self.model.backbone, self.spec.image.backbone, data, folder)
         p = map_p if self.spec.image.mode == "maps" else feat_p
         if not p.exists():
             return None

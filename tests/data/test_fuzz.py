@@ -186,6 +186,7 @@ def test_encode_leaves_no_partial_output(tmp_path):
     import torch
 
     from cmhash.config import build_config
+    from cmhash.codes_folder import write_collection
     from cmhash.encoder import Encoder
     from conftest import make_spec
 
@@ -206,7 +207,7 @@ def test_encode_leaves_no_partial_output(tmp_path):
     enc = Encoder(HashModel(model, cfg, spec, None, tmp_path / "none.pt", torch.device("cpu")))
     out = tmp_path / "codes"
     with pytest.raises(CmhashError, match="3.png"):
-        enc.encode_collection(data, out, batch_size=2, progress=False)
+        write_collection(enc, data, out, batch_size=2, progress=False)
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
 
 

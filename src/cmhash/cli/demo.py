@@ -48,11 +48,11 @@ def demo(out: Path, n_items: int, bits: str, epochs: int | None, text_encoder: s
                               echo=click.echo)
     k = max(bit_list)
     click.echo(f"\nencoding all {len(inputs.data)} items with the {k}-bit model and indexing them ...")
+    from ..codes_folder import write_collection
     from ..encoder import Encoder
 
     enc = Encoder.load(out, k, "auto")
-    enc.encode_collection(inputs.data, out / "codes", cache_dir=enc.cfg.backbone.cache_dir, progress=False,
-                          overwrite=True)  # derived from the models just trained
+    write_collection(enc, inputs.data, out / "codes", progress=False, overwrite=True)  # from the models just trained
     build_index([out / "codes"], out / "index", overwrite=True)
     store, enc = open_for_search(out / "index")
     try:

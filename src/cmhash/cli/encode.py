@@ -34,7 +34,7 @@ def encode(model, bits, dataset, data_root, out, overwrite, batch_size, limit, i
     Under torchrun (torchrun --nproc-per-node N [--nnodes M ...] -m cmhash encode ...) each
     process encodes its share of the collection on its own device (GPU LOCAL_RANK on CUDA) and one
     codes folder results, the same as one process would write; OUT must be reachable by every rank."""
-    from ..codes_folder import refuse_existing
+    from ..codes_folder import refuse_existing, write_collection
     from ..distributed import init_from_env, launched, shutdown, world
     from ..encoder import Encoder
     from ..utils import resolve_device
@@ -55,8 +55,8 @@ def encode(model, bits, dataset, data_root, out, overwrite, batch_size, limit, i
         click.echo(f"encoding {n} items of {data.name} with {enc.method} ({enc.bits} bits, model {enc.fingerprint}, "
                    f"image input: {enc.spec.image.mode})" + (f" in {size} processes" if size > 1 else ""))
     try:
-        enc.encode_collection(data, out, batch_size=batch_size, rows=rows, ids=rows + id_start,
-                              cache_dir=enc.cfg.backbone.cache_dir, shard=(rank, size), overwrite=overwrite)
+        write_collection(enc, data, out, batch_size=batch_size, rows=rows, ids=rows + id_start, shard=(rank, size),
+                         overwrite=overwrite)
     finally:
         shutdown()
     if rank == 0:

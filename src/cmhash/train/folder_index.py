@@ -3,7 +3,7 @@ folder with the same model (``cmhash index build --folder``, ``cmhash index add 
 
 The steps, each timed: the frozen image features and the text vectors (cached, ``protocol.prepare``),
 the fit of ``method`` at ``bits`` (``protocol.run_experiment``: scored on the folder's query split
-when it has labels), the codes of every item (``Encoder.encode_collection``, reading the cached
+when it has labels), the codes of every item (``codes_folder.write_collection``, reading the cached
 features), and the index (``index.folders.build_index``). The index folder holds the model's run
 folder (``model/``) and the codes (``codes/``, ``codes-2/`` ...) beside the store's files, so it
 is one folder to move, serve or grow.
@@ -23,6 +23,7 @@ import numpy as np
 from ..checkpoint import bits_dir
 from ..config import build_config, parse_overrides
 from ..data.inputs import summary
+from ..codes_folder import write_collection
 from ..encoder import Encoder
 from ..index.folders import add_to_index, build_index
 from ..index.store import IndexStore, read_manifest
@@ -63,8 +64,8 @@ def index_folder(folder, out, method: str = DEFAULT_METHOD, bits: int = 64, back
               f"T->I {metrics['t2i']['map@50']:.3f}" if metrics.get("scored", True) and "i2t" in metrics else "")
     echo(f"fit: {method} at {bits} bits ({steps['fit']:.1f} s{scored})")
     enc = Encoder.load(run, bits, str(device))
-    _, steps["encode"] = _timed(lambda: enc.encode_collection(
-        inputs.data, out / CODES, cache_dir=cfg.backbone.cache_dir, progress=False, overwrite=True))
+    _, steps["encode"] = _timed(lambda: write_collection(enc, inputs.data, out / CODES, progress=False,
+                                                         overwrite=True))
     echo(f"encode: {len(inputs.data)} items ({steps['encode']:.1f} s)")
     info, steps["index"] = _timed(lambda: build_index([out / CODES], out, backend, overwrite=True))
     echo(f"index: {backend}, {info['items']} items ({steps['index']:.1f} s)")
@@ -90,8 +91,8 @@ def add_folder(index_dir, folder, echo: Callable[[str], None] = print) -> tuple[
     while (index_dir / f"{CODES}-{n}").exists():
         n += 1
     codes = index_dir / f"{CODES}-{n}"
-    _, steps["encode"] = _timed(lambda: enc.encode_collection(
-        data, codes, ids=np.arange(len(data)) + start, progress=False))
+    _, steps["encode"] = _timed(lambda: write_collection(enc, data, codes, ids=np.arange(len(data)) + start,
+                                                         progress=False))
     echo(f"encode: {len(data)} items of {folder} ({steps['encode']:.1f} s)")
     (added, _, store), steps["index"] = _timed(lambda: add_to_index(index_dir, [codes]))
     echo(f"index: added {added} ({steps['index']:.1f} s)")
