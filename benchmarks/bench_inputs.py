@@ -102,7 +102,7 @@ def feature_pass(backbone, paths, now: bool, workers: int, batch: int):
     data = PairedData(FolderImages(paths, 224, draft=now), None, np.zeros((len(paths), 1), np.uint8), name="bench",
                       image_kind="pixels")
     keep = feat_mod.paced
-    feat_mod.paced = keep if now else (lambda batches, workers, device="cpu": iter(batches))
+    feat_mod.paced = keep if now else (lambda batches, workers, device="cpu": (b for b in batches))
     try:
         t = time.perf_counter()
         f = feat_mod.compute_features(backbone, data, batch_size=batch, workers=workers)

@@ -11,12 +11,12 @@ from cmhash.registry import METHODS, register_method
 
 @dataclass
 class PairConfig:
-    lr: float = 0.05
+    lr: float = 0.01
 
 
 @register_method("test-pairs")
 class PairHash(HashMethod):
-    """A linear hash layer per modality, pulled together on paired items (a test file's method)."""
+    """A linear hash layer per modality, paired items aligned by cosine (a test file's method)."""
 
     Config = PairConfig
 
@@ -25,12 +25,14 @@ class PairHash(HashMethod):
         self.txt_net = torch.nn.Linear(self.txt_dim, self.bits)  # (B, d) -> (B, K)
 
     def loss(self, batch):
-        hi, ht = torch.tanh(self.img_net(batch["image"])), torch.tanh(self.txt_net(batch["text"]))
-        loss = ((hi - ht) ** 2).mean() - 0.1 * hi.abs().mean()
-        return loss, {"loss": loss.item()}
+        hi, ht = torch.tanh(self.img_net(batch["image"])), torch.tanh(self.txt_net(batch["text"]))  # (B, K)
+        align = 1 - torch.nn.functional.cosine_similarity(hi, ht).mean()  # paired items point the same way
+        quant = ((hi.abs() - 1) ** 2).mean() + ((ht.abs() - 1) ** 2).mean()  # outputs near +-1
+        loss = align + 0.1 * quant
+        return loss, {"align": align.item(), "quant": quant.item()}
 
     def make_optimizer(self):
-        return torch.optim.SGD(self.parameters(), lr=self.cfg.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
 
 
 def test_the_registry_holds_it():
