@@ -130,7 +130,7 @@ def decode(args):
             for now in (False, True):
                 got[now].append((decode_rate(paths, now, 1 if len(paths) < 100 else 2),
                                  *feature_pass(backbone, paths, now, args.workers, args.batch)))
-        (d0, r0), (d1, r1) = ((np.mean([g[i] for g in got[now]]) for i in (0, 1)) for now in (False, True))
+        (d0, r0), (d1, r1) = ([np.mean([g[i] for g in got[now]]) for i in (0, 1)] for now in (False, True))
         ref, f = got[False][-1][2], got[True][-1][2]
         cos = (ref * f).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(f, axis=1) + 1e-12)
         cells.append([name, f"{d0:,.1f} → {d1:,.1f} ({d1 / d0:.2f}x)", f"{r0:,.1f} → {r1:,.1f} ({r1 / r0:.2f}x)",

@@ -285,3 +285,29 @@ def test_the_command_line_modules_stay_short():
     """Commands parse and print; the work is the library's (no module of cli/ over 200 lines)."""
     long = {p.name: n for p in (SRC / "cli").glob("*.py") if (n := len(p.read_text().splitlines())) > 200}
     assert long == {}
+
+
+def test_every_module_and_kernel_file_is_short_enough_to_hold():
+    """No module of the package over 400 lines, and no kernel file (``kernels/*.c``, ``*.h``) either:
+    a file a newcomer can read in one sitting."""
+    long = {str(p.relative_to(SRC)): n for p in [*SRC.rglob("*.py"), *SRC.glob("kernels/*.[ch]")]
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these: {long}"
+
+
+def test_no_benchmark_script_imports_another():
+    """Benchmark scripts share one helper module (``benchmarks/helpers.py``), which imports none of
+    them; training benchmarks are sweep specs, not scripts."""
+    bench = SRC.parents[1] / "benchmarks"
+    if not bench.is_dir():
+        pytest.skip("no benchmarks folder beside the package (an installed copy)")
+    scripts = {p.stem for p in bench.glob("*.py")}
+    for p in bench.glob("*.py"):
+        local = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Import):
+                local |= {a.name.split(".")[0] for a in node.names} & scripts
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                local |= {node.module.split(".")[0]} & scripts
+        allowed = set() if p.stem == "helpers" else {"helpers"}
+        assert local <= allowed, f"{p.name} imports {sorted(local - allowed)}"
