@@ -114,4 +114,5 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, 
                 + (f" x {len(sp.seeds)} seeds" if sp.seeds else "") + f" on {where}", bold=True)
     run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite, collect=collect,
               results=results, roots={k: str(v) for k, v in parse_pairs(list(roots)).items()})
-    click.echo(f"\nresults: {out / 'results.md'}, {out / 'results.json'}, plot {out / 'sweep.png'}")
+    where = f"{out}/<dataset>/" if sp.sections else f"{out}/"
+    click.echo(f"\nresults: {out / 'results.md'}, {where}results.json, plot {where}sweep.png")
