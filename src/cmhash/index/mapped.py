@@ -18,7 +18,7 @@ class MappedFile:
     one search, it does not close it."""
 
     def __init__(self, path: Path):
-        self.path = path
+        self.path, self._fd = path, None  # set before the open, so a failed open leaves nothing to close
         self._fd = os.open(path, os.O_RDONLY)
         st = os.fstat(self._fd)
         self._key = (st.st_size, st.st_mtime_ns)

@@ -58,6 +58,16 @@ class Catalogue:
                 out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"), "root": root}
         return out
 
+    def source_path(self, item_id, roots: list[str]) -> Path | None:
+        """The image file of an item, only when it lies inside its root folder (``roots[root]``,
+        symbolic links resolved); None when the item has no file there."""
+        rec = self.records([item_id]).get(int(item_id)) if isinstance(item_id, (int, np.integer)) else None
+        if not rec or not rec["source"] or rec["root"] is None or not 0 <= rec["root"] < len(roots):
+            return None
+        root = Path(roots[rec["root"]]).resolve()
+        p = (root / rec["source"]).resolve()
+        return p if p.is_relative_to(root) and p.is_file() else None
+
     def captions(self, limit: int) -> list[str]:
         if self.path is None:
             return []

@@ -123,8 +123,11 @@ class IndexStore:
         # the items file is opened before the checks, so a writer that deletes it afterwards changes nothing
         items_p = path / manifest["files"]["items"]["path"]
         con = open_items(items_p) if items_p.is_file() else None  # nothing read from it until checked
+        mapped: dict[str, MappedFile] = {}
         try:
             verify = check_files(path, manifest, verify)
+            for m in MODALITIES:  # held open from here: a writer deleting the files later changes nothing
+                mapped[m] = MappedFile(path / manifest["files"][m]["path"])
             cols = item_columns(con, items_p) if con is not None else None
             indexes = {}
             backend = INDEX_BACKENDS.get(manifest["backend"]) if manifest["backend"] in INDEX_BACKENDS else None
@@ -138,11 +141,12 @@ class IndexStore:
         except BaseException:
             if con is not None:
                 con.close()
+            for f in mapped.values():
+                f.close()
             raise
         store = cls(path, manifest, indexes, lock)
         store.catalogue = Catalogue(path, items_p, con, cols)
-        store.verified = bool(verify)
-        store._mapped = {m: MappedFile(path / manifest["files"][m]["path"]) for m in MODALITIES}
+        store.verified, store._mapped = bool(verify), mapped
         return store
 
     def changed(self) -> bool:
@@ -357,15 +361,8 @@ class IndexStore:
         return self.catalogue.captions(limit)
 
     def source_path(self, item_id: int) -> Path | None:
-        """The image file of an item, only when it lies inside its root folder (symbolic links
-        resolved); None when the item has no file there."""
-        rec = self._records([item_id]).get(int(item_id)) if isinstance(item_id, (int, np.integer)) else None
-        roots = self.manifest.get("roots") or []
-        if not rec or not rec["source"] or rec["root"] is None or not 0 <= rec["root"] < len(roots):
-            return None
-        root = Path(roots[rec["root"]]).resolve()
-        p = (root / rec["source"]).resolve()
-        return p if p.is_relative_to(root) and p.is_file() else None
+        """The image file of an item inside its root folder, else None (``Catalogue.source_path``)."""
+        return self.catalogue.source_path(item_id, self.manifest.get("roots") or [])
 
     def info(self) -> dict:
         size = sum((self.path / f["path"]).stat().st_size for f in self.manifest["files"].values())
