@@ -101,3 +101,21 @@ def test_validation_scoring_never_encodes_the_queries(grid, tmp_path, monkeypatc
     rows = read_results(tmp_path / "val.json")["sections"]["a"]["rows"]
     assert {r["name"] for r in rows} == {"DJSRH", "small DSAH"}  # no baselines: nothing scored on queries
     assert all(0 <= r["score"] <= 1 for r in rows)
+
+
+def test_two_processes_share_one_sweep(grid, tmp_path):
+    """Two `cmhash sweep --resume` into one folder at once: each run is trained by one of them (its
+    folder locked while it trains) and read back by the other; both end with the same tables."""
+    import subprocess
+    import sys
+
+    spec, out = grid(), tmp_path / "shared"
+    cmd = [sys.executable, "-m", "cmhash", "sweep", str(spec), "-o", str(out), "--resume"]
+    procs = [subprocess.Popen(cmd + ["--results", str(tmp_path / f"r{i}.json")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert len(list(out.glob("**/bits-*/metrics.json"))) == 2 * 2 * 3  # every run once
+    rows = [sorted((r["name"], r["bits"], r.get("seed"), r["i2t"]["map"]) for r in
+                   read_results(tmp_path / f"r{i}.json")["sections"]["a"]["rows"]) for i in range(2)]
+    assert rows[0] == rows[1] and len(rows[0]) > 6
