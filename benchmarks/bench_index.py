@@ -8,12 +8,12 @@ says how each is measured.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -23,17 +23,6 @@ from helpers import ROOT, SHARED, learned_model, parser, publish, rand_codes, ti
 
 warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 SIZE = {20_000: "20k", 200_000: "200k", 1_000_000: "1M", 10_000_000: "10M"}
-
-
-@contextlib.contextmanager
-def forced(path):
-    """CMHASH_KERNEL=path for the calls inside (the kernels read it per call)."""
-    old = os.environ.get("CMHASH_KERNEL")
-    os.environ["CMHASH_KERNEL"] = path
-    try:
-        yield
-    finally:
-        os.environ.pop("CMHASH_KERNEL") if old is None else os.environ.__setitem__("CMHASH_KERNEL", old)
 
 
 def bench_exact(args):
@@ -52,7 +41,7 @@ def bench_exact(args):
         qps, answers = {p: [] for p in paths + ["faiss"]}, {}
         for _ in range(args.repeats if n < 10_000_000 else max(1, args.repeats - 1)):  # interleaved
             for p in paths:
-                with forced(p):
+                with mock.patch.dict(os.environ, {"CMHASH_KERNEL": p}):  # the kernels read it per call
                     answers[p], t = timed(lambda: kernels.knn(db, q, 50, args.threads))
                 qps[p].append(len(q) / t)
             answers["faiss"], t = timed(lambda: ix.search(q, 50))
@@ -149,9 +138,9 @@ def bench_search(args):
     from cmhash.index.ivf import calibrate, recall_at_k
 
     faiss.omp_set_num_threads(args.threads)
-    cells = []
-    for n in [200_000] if args.quick else [200_000, 1_000_000]:
-        db, qsets, distinct = distinct_codes(args, n)
+    sizes = [200_000] if args.quick else [200_000, 1_000_000]
+    for n in sizes:
+        cells, (db, qsets, distinct) = [], distinct_codes(args, n)
         print(f"{n:,} codes, {distinct:,} distinct", flush=True)
         flat, mih, ivf = (make_index(b, 64, threads=args.threads) for b in ("flat", "mih", "ivf"))
         fx = faiss.IndexBinaryFlat(64)
@@ -207,10 +196,9 @@ def bench_search(args):
         if srv is not None:
             mil.close()
             srv.stop()
-        publish(args.results / "index.json", "search", f"Cross-modal and same-modal top-50, learned 64-bit codes of {SIZE[n]} distinct "
-                f"items ({distinct:,} distinct codes)", ["queries", "method", "q/s", "x exhaustive", "recall@50",
-                                                         "strict"], cells)
-        cells = []
+        publish(args.results / "index.json", "search" if n == sizes[-1] else f"search-{SIZE[n]}",
+                f"Cross-modal and same-modal top-50, learned 64-bit codes of {SIZE[n]} distinct items ({distinct:,} "
+                "distinct codes)", ["queries", "method", "q/s", "x exhaustive", "recall@50", "strict"], cells)
 
 
 def community_loop(qB, rB, qL, rL, topk):

@@ -108,10 +108,10 @@ def learned_model(model_dir: str | Path):
 
     out = Path(model_dir)
     cfg = build_config("djsrh", "synthetic", 64, {}, {"backbone": {"cache_dir": str(ROOT / ".cache" / "cmhash")}})
-    _, inputs = prepare(cfg)
+    device, inputs = prepare(cfg)
     if not (out / "bits-64" / "metrics.json").exists():
         print("training DJSRH 64 bits on the embedded dataset for learned codes ...", flush=True)
-        run_experiment(cfg, out / "bits-64", inputs, resume=True, progress=False, curves=False)
+        run_experiment(cfg, out / "bits-64", inputs, resume=True, progress=False, curves=False, device=device)
     return out, inputs
 
 

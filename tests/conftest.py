@@ -129,12 +129,6 @@ def small_params(method: str) -> dict:
     return dict(METHODS.get(method).small)
 
 
-def registered(registry) -> list[str]:
-    """The names a registry holds when the tests are collected: what per-entry parametrized tests
-    loop over (``tests/test_registries.py`` loops at run time, so entries that test files register
-    are covered too)."""
-    return registry.names()
-
 
 def _free_port() -> int:
     """A loopback port the kernel hands out as free (its ephemeral range: two test runs get two)."""

@@ -11,11 +11,9 @@ from cmhash.index import HashIndexError, as_packed, kernel_name, load_index, mak
 from cmhash.index.mih import default_m
 from cmhash.registry import INDEX_BACKENDS
 
-from conftest import registered
-
 #: the exact backends that keep the index in their file (approximate ones: test_ivf.py; a database:
 #: test_milvus.py), from the registry
-LOCAL = [n for n in registered(INDEX_BACKENDS)
+LOCAL = [n for n in INDEX_BACKENDS.names()
          if not INDEX_BACKENDS.get(n).approximate and not INDEX_BACKENDS.get(n).store_files(Path("."))]
 
 

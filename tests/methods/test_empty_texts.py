@@ -8,7 +8,7 @@ from cmhash.config import build_config
 from cmhash.registry import METHODS
 from cmhash.train import run_experiment
 
-from conftest import registered, small_params
+from conftest import small_params
 
 
 def write_empty_texts(folder, n_train=64, n_test=16, img_dim=12, txt_dim=6):
@@ -22,7 +22,7 @@ def write_empty_texts(folder, n_train=64, n_test=16, img_dim=12, txt_dim=6):
     return folder
 
 
-@pytest.mark.parametrize("method", registered(METHODS))
+@pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_trains_on_empty_texts_without_nan(tmp_path, method):
     root = write_empty_texts(tmp_path)
     cfg = build_config(method, "wiki", 16, {"train": {"epochs": 1, "eval_every": 1, "batch_size": 16},

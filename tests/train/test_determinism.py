@@ -11,7 +11,7 @@ from cmhash.registry import METHODS
 from cmhash.train import trainer as trainer_mod
 from cmhash.train import train_run
 
-from conftest import registered, small_params
+from conftest import small_params
 
 
 # sizes at which torch's CPU kernels split work over threads (UDSPH's word embeddings once added
@@ -61,7 +61,7 @@ def data_root(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("method", registered(METHODS))
+@pytest.mark.parametrize("method", METHODS.names())
 def test_two_runs_and_a_resumed_run_are_bit_identical(data_root, tmp_path, method, monkeypatch):
     train_run(_cfg(data_root, method), tmp_path / "a", progress=False)
     train_run(_cfg(data_root, method), tmp_path / "b", progress=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..utils import write_json_atomic, write_text_atomic
 from .baselines import cca_baselines, label_prior, random_codes_metrics
-from .runner import markdown_table, plot_curves
+from .runner import markdown_table, plot_curves, seed_summary
 
 
 class Report:
@@ -88,8 +88,6 @@ def write_results_file(path: str | Path, sections: dict, script: str, **extra) -
     docs' tables are rendered): per section (a dataset) its title, label prior, split, every row
     (each seed's, without curves) and their mean ± std per name and length (``summary``). A
     section given as a dict is kept as it was (read from the file before)."""
-    from .runner import seed_summary
-
     out = {}
     for key, r in sections.items():
         if isinstance(r, dict):

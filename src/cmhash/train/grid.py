@@ -77,7 +77,7 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
     from ..eval.report import Report
     from ..eval.runner import seed_summary
     from ..overrides import nest
-    from .protocol import locked_run_folder, prepare, run_experiment, summary_line
+    from .protocol import locked_run_folder, prepare, run_into
 
     folder = out / name if name else out
     base = {"data": {"root": str(root)}} if root else {}
@@ -102,7 +102,6 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
     title = f"{spec.title} ({spec.method} on {section.dataset}" + (f", {name})" if name else ")")
     report = Report(title, inputs, spec.metrics)
     lq = spec.label_queries or {}
-    first_seed = spec.seeds_for(max(spec.bits))[0]
 
     def run_one(p, b, seed, cfg, run_dir, lock_wait: float) -> bool:
         row = stored.get((p.name, b, seed))
@@ -111,18 +110,16 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
                 report.rows.append(row)  # measured before (the results file)
             return True
         device, point_inputs = prepared[_input_key(cfg)]
+        first = seed == spec.seeds_for(b)[0]
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(locked_run_folder(run_dir, wait=lock_wait))
             except CmhashError:
                 return False  # another process trains it now: waited for at the end
-            m = run_experiment(cfg, run_dir, point_inputs, resume=not overwrite, overwrite=overwrite,
-                               progress=progress, device=device, score=spec.score,
-                               curves=spec.curves and b == max(spec.bits) and seed == first_seed)
-        _add_row(report, spec, p, b, seed, m)
-        echo(f"  {p.name}, {b} bits" + (f", seed {seed}" if seed is not None else "") + ": "
-             + (f"validation mAP@50 {m['best_val']['map@50']:.3f}" if spec.score == "validation" else summary_line(m)))
-        if lq and b == lq.get("bits") and seed == first_seed and spec.score == "queries":
+            run_into(report, p.name, cfg, run_dir, point_inputs, device, resume=not overwrite, overwrite=overwrite,
+                     progress=progress, curves=spec.curves and b == max(spec.bits) and first, echo=echo,
+                     score=spec.score, param=p.param, value=p.value, **({"seed": seed} if seed is not None else {}))
+        if lq and b == lq.get("bits") and first and spec.score == "queries":
             from ..eval.queries import label_query_precision
 
             try:
@@ -147,18 +144,6 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
     echo("")
     echo(report.table())
     return report
-
-
-def _add_row(report, spec: Spec, p, b: int, seed, m: dict) -> None:
-    """The row of one run: its query scores, or (``score: validation``) its best validation scores."""
-    extra = {"param": p.param, "value": p.value, **({"seed": seed} if seed is not None else {})}
-    if spec.score == "validation":
-        v = m["best_val"]
-        report.add(p.name, b, {"i2t": {"map": v["map_i2t"], "map@50": v["map@50_i2t"]},
-                               "t2i": {"map": v["map_t2i"], "map@50": v["map@50_t2i"]}, "score": v["map@50"],
-                               "best_epoch": m["best_epoch"], "train_seconds": m["train_seconds"]}, **extra)
-    elif m.get("scored", True):
-        report.add(p.name, b, m, **extra)
 
 
 def _input_key(cfg) -> str:

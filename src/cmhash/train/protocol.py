@@ -232,23 +232,37 @@ def evaluate_run(run_dir, tie_averaged: bool = False, grade: str = "shared", dev
 
 def summary_line(m: dict) -> str:
     """The headline numbers of one run's metrics, as every command prints them."""
+    if m.get("note") == VALIDATION_ONLY:
+        return f"validation mAP@50 {m['best_val']['map@50']:.3f} (the queries not encoded)"
     if m.get("scored") is False:
         return "not scored (no labels)"
     return (f"I->T mAP@50 {m['i2t']['map@50']:.3f} mAP {m['i2t']['map']:.3f} | "
             f"T->I mAP@50 {m['t2i']['map@50']:.3f} mAP {m['t2i']['map']:.3f}")
 
 
+def validation_scores(m: dict) -> dict:
+    """A ``score="validation"`` run's row: its best validation scores in the metrics' shape."""
+    v = m["best_val"]
+    return {"i2t": {"map": v["map_i2t"], "map@50": v["map@50_i2t"]}, "t2i": {"map": v["map_t2i"],
+            "map@50": v["map@50_t2i"]}, "score": v["map@50"], "best_epoch": m["best_epoch"],
+            "train_seconds": m["train_seconds"]}
+
+
 def run_into(report: Report, name: str, cfg: RunConfig, out_dir: Path, inputs: Inputs, device=None,
              resume: bool = False, overwrite: bool = False, progress: bool = False, curves: bool = False,
-             echo: Callable[[str], None] = print, **extra) -> dict:
+             echo: Callable[[str], None] = print, score: str = "queries", **extra) -> dict:
     """One ``run_experiment`` into ``report`` under ``name`` (``extra``: columns of the row, e.g. a
-    sweep's varied parameter), with a progress line; rows of unscored runs are not added."""
+    sweep's varied parameter and seed), with a progress line; rows of unscored runs are not added,
+    a ``score="validation"`` run's row holds its validation scores."""
     t = time.time()
     m = run_experiment(cfg, out_dir, inputs, resume=resume, progress=progress, curves=curves, overwrite=overwrite,
-                       device=device)
-    if inputs.scorable:
+                       device=device, score=score)
+    if score == "validation":
+        report.add(name, cfg.bits, validation_scores(m), **extra)
+    elif inputs.scorable:
         report.add(name, cfg.bits, m, **extra)
-    echo(f"  {name}, {cfg.bits} bits: {summary_line(m)}  (best epoch {m['best_epoch']} of {cfg.train.epochs}, "
+    seed = f", seed {extra['seed']}" if "seed" in extra else ""
+    echo(f"  {name}, {cfg.bits} bits{seed}: {summary_line(m)}  (best epoch {m['best_epoch']} of {cfg.train.epochs}, "
          f"{m.get('train_seconds', 0):.0f}s train, {time.time() - t:.0f}s)")
     return m
 

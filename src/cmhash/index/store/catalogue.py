@@ -29,13 +29,14 @@ class Catalogue:
         self._staged = None  # (path, connection): the next generation's items file
 
     # --- the committed generation ---------------------------------------------------------------
-    def _read(self, sql: str, args) -> list:
+    def _read(self, columns: str | None, rest: str, args) -> list:
+        """``SELECT columns FROM items rest`` (``columns`` None: the item's columns, as this file has them)."""
         with self._mutex:
             if self._db is None:
                 self._db = connect(self.path)
             con, cols = self._db
             try:
-                return con.execute(sql.replace("{cols}", cols), args).fetchall()
+                return con.execute(f"SELECT {columns or cols} FROM items {rest}", args).fetchall()
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"{self.path}: damaged (not a readable items database: {e})") from None
 
@@ -51,8 +52,7 @@ class Catalogue:
             return out
         for s in range(0, len(ids), 900):
             part = ids[s:s + 900]
-            for i, src, cap, lab, root in self._read(
-                    f"SELECT {{cols}} FROM items WHERE id IN ({','.join('?' * len(part))})", part):
+            for i, src, cap, lab, root in self._read(None, f"WHERE id IN ({','.join('?' * len(part))})", part):
                 if src and os.path.isabs(src):  # a store from before roots: no server path is shown
                     src = os.path.basename(src)
                 out[i] = {"id": i, "source": src, "caption": cap, "labels": json.loads(lab or "[]"), "root": root}
@@ -71,7 +71,7 @@ class Catalogue:
     def captions(self, limit: int) -> list[str]:
         if self.path is None:
             return []
-        rows = self._read("SELECT caption FROM items WHERE caption IS NOT NULL ORDER BY id LIMIT ?", (int(limit),))
+        rows = self._read("caption", "WHERE caption IS NOT NULL ORDER BY id LIMIT ?", (int(limit),))
         return [r[0] for r in rows if r[0]]
 
     def switch(self, path: Path) -> None:

@@ -28,13 +28,13 @@ class IndexStore:
     until ``close``: a second writer waits up to ``wait`` seconds, then fails with a clear message."""
 
     def __init__(self, path: Path, manifest: dict, indexes: dict, lock: WriteLock | None = None,
-                 fresh: bool = False):
+                 fresh: bool = False, catalogue: Catalogue | None = None):
         self.path, self.manifest, self.indexes = Path(path), manifest, indexes
         self._lock = lock or WriteLock(self.path / LOCK_NAME, f"index {self.path}")
         self._base = int(manifest["generation"])  # the generation these contents were read from
         self._fresh = fresh  # a build: the items table starts empty instead of from the previous generation
         self._dirty = fresh
-        self.catalogue = Catalogue(self.path, self._items_path())
+        self.catalogue = catalogue or Catalogue(self.path, self._items_path())
         self._seen = None  # the manifest's (inode, mtime, size) when last found unchanged (``changed``)
         self.verified = True  # whether the files' checksums were checked when opened (a new store: written now)
         self._mapped: dict[str, MappedFile] = {}  # the generation files searches read through a mapping
@@ -144,8 +144,7 @@ class IndexStore:
             for f in mapped.values():
                 f.close()
             raise
-        store = cls(path, manifest, indexes, lock)
-        store.catalogue = Catalogue(path, items_p, con, cols)
+        store = cls(path, manifest, indexes, lock, catalogue=Catalogue(path, items_p, con, cols))
         store.verified, store._mapped = bool(verify), mapped
         return store
 
