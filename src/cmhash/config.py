@@ -30,6 +30,7 @@ class DataConfig:
     n_query: int | None = None
     n_train: int | None = None
     split_file: str | None = None  # a saved split (--split-file; format in the README) instead of drawing one
+    train_items: int | None = None  # keep this many of the split's training items (drawn with split_seed)
     options: dict = field(default_factory=dict)  # passed to the dataset loader
     text_encoder: str | None = None  # captions -> text vectors (cmhash.text); None: the dataset's default
     text_options: dict = field(default_factory=dict)  # passed to the text encoder (e.g. max_features, min_count)
@@ -62,14 +63,20 @@ class TrainConfig:
     num_threads: int | None = None  # CPU threads; None: the cores other processes leave free (utils.auto_threads)
     checkpoint_every: int = 0  # also checkpoint every N steps mid-epoch (0: only by time and at epoch ends)
     checkpoint_minutes: float = 10.0  # and whenever this long has passed since the last checkpoint
+    # what a deep method's similarity targets are computed from: "features" (the papers: frozen F_I and
+    # the text vectors) or "canonical" (their projections in CCA's canonical space; train/targets.py)
+    targets: str = "features"
+    canonical_dims: int = 0  # directions of the canonical space kept (0: the code length)
 
     def __post_init__(self):
         for key, low in (("epochs", 1), ("batch_size", 1), ("eval_every", 1), ("epochs_at_items", 0),
-                         ("checkpoint_every", 0)):
+                         ("checkpoint_every", 0), ("canonical_dims", 0)):
             if getattr(self, key) < low:
                 raise CmhashError(f"train.{key} must be at least {low}, got {getattr(self, key)}")
         if self.num_threads is not None and self.num_threads < 1:
             raise CmhashError(f"train.num_threads must be at least 1 (or null: automatic), got {self.num_threads}")
+        if self.targets not in ("features", "canonical"):
+            raise CmhashError(f"train.targets must be 'features' or 'canonical', got {self.targets!r}")
         if not 0 <= self.val_fraction < 1:
             raise CmhashError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -119,3 +119,13 @@ def test_two_processes_share_one_sweep(grid, tmp_path):
     rows = [sorted((r["name"], r["bits"], r.get("seed"), r["i2t"]["map"]) for r in
                    read_results(tmp_path / f"r{i}.json")["sections"]["a"]["rows"]) for i in range(2)]
     assert rows[0] == rows[1] and len(rows[0]) > 6
+
+
+def test_points_trains_only_the_named_points_and_reads_the_others_back(grid, tmp_path):
+    out = tmp_path / "out"
+    sweep(grid(), "-o", out, "--points", "small DSAH", "-b", "8", "--seeds", "0")
+    assert sorted(p.parent.parent.name for p in out.glob("a/*/seed-*/bits-*")) == ["small-DSAH"]
+    sweep(grid(), "-o", out, "--resume", "--points", "DJSRH", "-b", "8", "--seeds", "0")  # the DSAH runs kept
+    assert sorted(p.parent.parent.name for p in out.glob("a/*/seed-*/bits-*")) == ["DJSRH", "small-DSAH"]
+    res = CliRunner().invoke(main, ["sweep", str(grid()), "-o", str(out), "--resume", "--points", "JDSH"])
+    assert res.exit_code != 0 and "no point named 'JDSH'" in res.output and "small DSAH" in res.output

@@ -77,10 +77,12 @@ def evaluate(run_dir: Path, tie_averaged: bool, grade: str):
 @click.option("--resume", is_flag=True, help="continue an interrupted sweep in --out (other processes may share it)")
 @click.option("--overwrite", is_flag=True, help="replace the trained runs in --out")
 @click.option("--collect", is_flag=True, help="train nothing: the tables from the runs finished so far")
+@click.option("--points", default=None, help="train only these points (comma-separated names); the others' finished "
+              "runs are read back")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
               help="also write every section into this results file (default: the spec's results)")
 def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, roots, resume, overwrite, collect,
-          results):
+          points, results):
     """Run a sweep SPEC (a YAML file or a built-in name): every dataset x point x code length x seed,
     then a table (results.md) and a plot (sweep.png). Ablations, fusion weights, sensitivity,
     comparisons, and every training benchmark (benchmarks/README.md). Several processes given the
@@ -113,6 +115,7 @@ def sweep(spec, list_specs, out, dataset, data_root, bits, epochs, sets, seeds, 
     click.secho(f"{sp.title}: {len(sp.points)} points x {len(sp.bits)} code lengths"
                 + (f" x {len(sp.seeds)} seeds" if sp.seeds else "") + f" on {where}", bold=True)
     run_sweep(sp, out, resume=resume, echo=click.echo, extra=extra, overwrite=overwrite, collect=collect,
-              results=results, roots={k: str(v) for k, v in parse_pairs(list(roots)).items()})
+              results=results, roots={k: str(v) for k, v in parse_pairs(list(roots)).items()},
+              only={p.strip() for p in points.split(",") if p.strip()} if points else None)
     where = f"{out}/<dataset>/" if sp.sections else f"{out}/"
     click.echo(f"\nresults: {out / 'results.md'}, {where}results.json, plot {where}sweep.png")

@@ -108,6 +108,8 @@ def prepare_inputs(cfg, device="cpu", with_maps: bool | None = None, text_encode
         split = Split.load(dc.split_file, data.names)
     else:
         split = loaded.split(dc.protocol, seed=dc.split_seed, n_query=dc.n_query, n_train=dc.n_train)
+    if dc.train_items is not None:
+        split = split.fewer_training(dc.train_items, dc.split_seed)
     split.check(len(data))
     text_encoder = prepare_texts(cfg, loaded, split, device, text_encoder)
     info = {"dataset": data.name, "n_items": len(data), "split": split.sizes(), "image_kind": data.image_kind,

@@ -34,6 +34,17 @@ class Split:
     seed: int = 0
     params: dict = field(default_factory=dict)
 
+    def fewer_training(self, n: int, seed: int = 0) -> "Split":
+        """The same split with ``n`` of its training items, drawn uniformly with ``seed``; queries and
+        database unchanged (a training-set size study: the model learns from fewer items, and is
+        searched over the same database)."""
+        if not 0 < n <= len(self.train):
+            raise DataError(f"data.train_items must be between 1 and the split's {len(self.train)} training items, "
+                            f"got {n}")
+        train = np.sort(np.random.default_rng(seed).choice(self.train, n, replace=False))
+        return Split(self.query, train, self.database, self.protocol, self.seed,
+                     {**self.params, "train_items": n})
+
     def sizes(self) -> dict:
         return {"query": len(self.query), "train": len(self.train), "database": len(self.database)}
 

@@ -11,7 +11,7 @@ from .distribution_consistency import distribution_consistency_loss, mmd2
 from .djsrh import djsrh_loss
 from .dsah import dsah_loss
 from .dsprh_alignment import alignment_loss
-from .jdsh import dsdw_stats, jdsh_loss, jdsh_similarity
+from .jdsh import dsdw, dsdw_stats, jdsh_loss, jdsh_similarity
 from .joint_semantics import dsah_similarity, feature_similarity, joint_semantics_matrix
 from .multilevel_similarity import multilevel_similarity_loss
 from .pairwise import label_similarity, pairwise_likelihood_loss, pairwise_targets
@@ -21,7 +21,7 @@ from .udsph_attention import attention_calibration_loss, attention_preservation_
 
 __all__ = ["alignment_loss", "attention_calibration_loss", "attention_preservation_loss",
            "bidirectional_cosine_triplet", "consistency_loss", "contrastive_hashing_loss", "cross_modal_ranking_loss",
-           "dgcpn_loss", "dgcpn_similarity", "dsdw_stats", "jdsh_loss", "jdsh_similarity", "cosine_triplet_loss", "dcmh_loss",
+           "dgcpn_loss", "dgcpn_similarity", "dsdw", "dsdw_stats", "jdsh_loss", "jdsh_similarity", "cosine_triplet_loss", "dcmh_loss",
            "decomposition_loss", "diagonal_ranking_loss", "discriminator_loss", "distribution_consistency_loss", "djsrh_loss", "dsah_loss",
            "dsah_similarity", "feature_similarity", "generator_loss", "informativeness_loss",
            "joint_semantics_matrix", "label_similarity", "mmd2", "multilevel_similarity_loss",

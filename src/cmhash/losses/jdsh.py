@@ -50,13 +50,17 @@ def jdsh_similarity(f_img: torch.Tensor, txt: torch.Tensor, alpha: float = 0.5, 
     s_i, s_t = feature_similarity(f_img), feature_similarity(txt)
     s_h = F.normalize(s_i, dim=1) @ F.normalize(s_t, dim=1).T
     s = alpha * s_i + beta * s_t + lamb * (s_h + s_h.T) / 2
-    st = stats or dsdw_stats(s)
-    left = st["loc"] - a * st["scale_left"]
-    right = st["loc"] + b * st["scale_right"]
-    low, high = s < left, s > right
-    s = torch.where(low, (1 + l1 * torch.exp(-(s - st["s_min"]))) * s, s)
-    s = torch.where(high, (1 + l2 * torch.exp(s - st["s_max"])) * s, s)
-    return mu * s
+    return mu * dsdw(s, stats or dsdw_stats(s), a, b, l1, l2)
+
+
+def dsdw(s: torch.Tensor, stats: dict, a: float = 2.0, b: float = 4.0, l1: float = 0.1,
+         l2: float = 0.2) -> torch.Tensor:
+    """Eq. 4-6 on S~ (B, B): the left tail pushed down, the right tail up, the middle as it is
+    (the authors' ``JDSH.py`` lines 135-141)."""
+    left = stats["loc"] - a * stats["scale_left"]
+    right = stats["loc"] + b * stats["scale_right"]
+    s = torch.where(s < left, (1 + l1 * torch.exp(-(s - stats["s_min"]))) * s, s)
+    return torch.where(s > right, (1 + l2 * torch.exp(s - stats["s_max"])) * s, s)
 
 
 def jdsh_loss(code_img: torch.Tensor, code_txt: torch.Tensor, s: torch.Tensor,

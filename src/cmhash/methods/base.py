@@ -17,7 +17,8 @@ each with the paper's value and a comment), or a dataclass given as ``Config``. 
 batches ``{"image": (B, ...) image-net input (pooled features (B, D), conv maps (B, C, h, w)
 when the method ``uses_feature_map``, or uint8 pixels when fine-tuning), "feat": (B, D) frozen image features F_I,
 "text": (B, d), "label": (B, C) multi-hot labels, "index": (B,) item indices, "row": (B,) positions in
-the training set}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
+the training set, "target_feat" / "target_text": (B, .) what similarity targets are computed from
+(F_I and "text", or their canonical projections: ``train.targets``)}`` and calls ``loss``; evaluation calls ``encode_image`` / ``encode_text`` and
 takes signs. Unsupervised methods never read "label".
 
 Hooks for methods that train in alternation or keep per-item state (DCMH, SSAH, UDSPH):
@@ -79,6 +80,12 @@ class HashMethod(nn.Module):
     #: hyper-parameters that shrink the nets for a run of a few hundred items in a second or so (the
     #: test suite's runs, which loop over the registry); the others keep their preset values
     small: dict = {}
+    #: its similarity targets (or, for UCCH, its memory's first keys) can be computed in CCA's canonical
+    #: space (``train.targets: canonical``, ``train/targets.py``): the batch's "target_feat" /
+    #: "target_text" and ``attach_training_features`` carry the canonical projections; ``self.targets``
+    #: says which the trainer chose
+    canonical_targets: bool = False
+    targets: str = "features"
 
     def __init__(self, cfg, bits: int, spec: InputSpec):
         super().__init__()
@@ -132,8 +139,8 @@ class HashMethod(nn.Module):
             memory.attach(len(labels))
 
     def attach_training_features(self, feat: torch.Tensor, text: torch.Tensor) -> None:
-        """(N, D) frozen image features F_I and (N, d) text vectors of the training items, in the
-        order of batch["row"], called once before training (after ``attach_training_set``) for
+        """(N, D) frozen image features F_I and (N, d) text vectors of the training items (their
+        canonical projections under ``train.targets: canonical``), in the order of batch["row"], called once before training (after ``attach_training_set``) for
         methods that build targets over the whole training set (DGCPN); nothing by default."""
 
     def training_state(self) -> dict:

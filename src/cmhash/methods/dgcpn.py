@@ -31,6 +31,8 @@ class DGCPN(HashMethod):
     Yu et al., AAAI 2021; the authors' code is followed (module docstring).
     """
 
+    canonical_targets = True
+
     small = {"img_hidden": 32, "txt_hidden": 32}
 
     def build(self, cfg):

@@ -55,6 +55,8 @@ class DSPRH(HashMethod):
     processes; BatchNorm layers of the conv-map branch see per-rank batches.
     """
 
+    canonical_targets = True
+
     small = {"feat_dim": 32, "txt_hidden": 32, "enc_dim": 32, "cont_dim": 16, "dec_dim": 32}
 
     @classmethod
@@ -118,13 +120,14 @@ class DSPRH(HashMethod):
         need_rec = rec_i is not None
         # every rank's rows (the global batch) for the batch-level targets; identity in one process
         if need_rec:
-            code_i, code_t, rec_i, rec_t, feat, text = self.gather(code_i, code_t, rec_i, rec_t, batch["feat"],
-                                                                   batch["text"])
+            code_i, code_t, rec_i, rec_t, feat, text, t_feat, t_text = self.gather(
+                code_i, code_t, rec_i, rec_t, batch["feat"], batch["text"], batch["target_feat"], batch["target_text"])
         else:
-            code_i, code_t, feat, text = self.gather(code_i, code_t, batch["feat"], batch["text"])
+            code_i, code_t, feat, text, t_feat, t_text = self.gather(code_i, code_t, batch["feat"], batch["text"],
+                                                                     batch["target_feat"], batch["target_text"])
         batch = dict(batch, feat=feat, text=text)
         with torch.no_grad():
-            s, s_i, s_t = dsah_similarity(batch["feat"], batch["text"], c.mu, c.lam)  # (B, B) each
+            s, s_i, s_t = dsah_similarity(t_feat, t_text, c.mu, c.lam)  # (B, B) each
             s_fused = s / c.mu  # lambda S_I + (1 - lambda) S_T, in [-1, 1]
         parts = {}
         total = code_i.new_zeros(())

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..losses import contrastive_hashing_loss, cross_modal_ranking_loss
 from ..models import Memory
+from ..utils import CmhashError
 from .base import HashMethod, register_method
 
 
@@ -49,6 +50,8 @@ class UCCH(HashMethod):
     Hu et al., TPAMI 2023; the authors' code is followed (module docstring).
     """
 
+    canonical_targets = True
+
     small = {"hidden": 32, "negatives": 16}
 
     clip_grad_norm = 1.0
@@ -67,6 +70,23 @@ class UCCH(HashMethod):
     def attach_training_set(self, labels: torch.Tensor) -> None:
         super().attach_training_set(labels)
         self.memory.v = F.normalize(torch.sign(self.memory.v), dim=1)  # the code's start
+
+    def attach_training_features(self, feat: torch.Tensor, text: torch.Tensor) -> None:
+        """Under ``train.targets: canonical`` the memory starts from the items' canonical codes,
+        sgn((u_i + v_i) / 2) normalised (u, v the image and text projections, one direction a bit),
+        instead of random signs: the first keys are what CCA knows. Where the canonical space has
+        fewer directions than bits, the other bits are random hyperplanes of it, as CCA-ITQ's are."""
+        if self.targets != "canonical":
+            return
+        z = (feat + text) / 2  # (N, c)
+        c = z.shape[1]
+        if c > self.bits:
+            raise CmhashError(f"ucch starts its memory from {self.bits}-bit canonical codes, but the canonical space "
+                              f"has {c} directions (set train.canonical_dims to 0 or at most {self.bits})")
+        if c < self.bits:
+            planes = torch.randn(c, self.bits - c, generator=torch.Generator().manual_seed(0)).to(z)
+            z = torch.cat([z, z @ planes], 1)  # (N, K)
+        self.memory.v = F.normalize(torch.sign(z), dim=1)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -31,13 +31,19 @@ WAIT_FOR_OTHERS = 24 * 3600.0  # how long a run another process trains is waited
 
 def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool = True,
               echo: Callable[[str], None] = print, extra: dict | None = None, overwrite: bool = False,
-              collect: bool = False, results: str | Path | None = None, roots: dict | None = None) -> list[dict]:
+              collect: bool = False, results: str | Path | None = None, roots: dict | None = None,
+              only: set[str] | None = None) -> list[dict]:
     """Run (or read back) every run of ``spec`` into ``out``; ``extra``: flat overrides applied last
-    (CLI --set); ``roots``: a data folder per section (CLI --data). Returns every section's rows."""
+    (CLI --set); ``roots``: a data folder per section (CLI --data); ``only``: the points trained now
+    (the others' finished runs are read back, as ``collect`` does). Returns every section's rows."""
     from ..eval.report import read_results, write_results_file
     from .protocol import refuse_trained
 
     out = Path(out)
+    unknown = sorted(set(only or ()) - {p.name for p in spec.points})
+    if unknown:
+        raise CmhashError(f"no point named {', '.join(map(repr, unknown))} in {spec.title!r}; its points: "
+                          f"{', '.join(p.name for p in spec.points)}")
     refuse_trained(sorted(out.glob("**/bits-*")), resume or collect, overwrite, out)  # before anything is written
     if results is None and spec.results:  # a built-in benchmark's file: only inside a checkout that has its folder
         results = spec.results if Path(spec.results).parent.is_dir() else None
@@ -56,7 +62,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
         stored = {(r["name"], r["bits"], r.get("seed")): r
                   for r in old.get("sections", {}).get(key, {}).get("rows", [])}
         reports[key] = _run_section(spec, name, section, root, out, stored, short, dict(extra or {}), overwrite,
-                                    collect, progress, echo)
+                                    collect, progress, echo, only)
         texts.append(reports[key].markdown(level=2 if spec.sections else 1))
     if spec.sections:
         write_text_atomic(out / "results.md", f"# {spec.title}\n\n" + "\n\n".join(texts) + "\n")
@@ -70,7 +76,7 @@ def run_sweep(spec: Spec, out: str | Path, resume: bool = False, progress: bool 
 
 
 def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored: dict, short: dict, extra: dict,
-                 overwrite: bool, collect: bool, progress: bool, echo):
+                 overwrite: bool, collect: bool, progress: bool, echo, only: set[str] | None = None):
     """Every run of one dataset of the sweep into its Report (written in its folder)."""
     from ..config import build_config
     from ..data.inputs import reads_maps
@@ -105,7 +111,8 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
 
     def run_one(p, b, seed, cfg, run_dir, lock_wait: float) -> bool:
         row = stored.get((p.name, b, seed))
-        if not (run_dir / METRICS).exists() and (row is not None or collect):
+        read_only = collect or (only is not None and p.name not in only)
+        if not (run_dir / METRICS).exists() and (row is not None or read_only):
             if row is not None:
                 report.rows.append(row)  # measured before (the results file)
             return True

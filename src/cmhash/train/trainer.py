@@ -33,6 +33,7 @@ from ..model import create_model, encode_split
 from ..registry import METHODS
 from ..utils import CmhashError, auto_threads, seed_everything
 from .closed_form import paired_validate, write_text_query
+from .targets import canonical_space
 
 
 class OptimizerSet:
@@ -130,9 +131,10 @@ class Trainer:
         self.lab_t = torch.from_numpy(np.asarray(data.labels, np.float32)).to(device)
         self.feat_t = torch.from_numpy(inputs.feat).to(device)
         self.text_t = torch.from_numpy(np.asarray(data.texts, np.float32)).to(device)
+        self.target_feat_t, self.target_text_t = self.similarity_inputs(model)  # (N, .) what S is computed from
         train_t = torch.from_numpy(self.train_idx).to(device)
         model.attach_training_set(self.lab_t[train_t])
-        model.attach_training_features(self.feat_t[train_t].float(), self.text_t[train_t])
+        model.attach_training_features(self.target_feat_t[train_t].float(), self.target_text_t[train_t])
         self.opt = None if closed_form else OptimizerSet(model.make_optimizer())
         self.img_src = inputs.image_source(self.spec)
         # the image input on the device when it fits (2 GiB); a larger memory-mapped cache is read per batch
@@ -151,6 +153,22 @@ class Trainer:
         self.n_batches = len(self.train_idx) // tc.batch_size
         self.state = TrainState()
         self.progress = progress
+
+    def similarity_inputs(self, model) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image and text vectors a method's similarity targets are computed from (``train.targets``,
+        ``train/targets.py``): the frozen features, or their canonical projections."""
+        tc = self.tc
+        model.targets = tc.targets
+        if tc.targets == "features":
+            return self.feat_t, self.text_t
+        if not model.canonical_targets:
+            able = ", ".join(n for n in METHODS.names() if METHODS.get(n).canonical_targets)
+            raise CmhashError(f"{self.cfg.method} has no similarity targets to compute in the canonical space "
+                              f"(train.targets: canonical); methods that do: {able}")
+        labels = np.asarray(self.inputs.data.labels, np.float32) if self.scorable else None
+        feat, text, self.canonical = canonical_space(self.inputs.feat, self.inputs.data.texts, labels,
+                                                     self.train_idx, self.val_idx, tc.canonical_dims or self.cfg.bits)
+        return (torch.from_numpy(feat).float().to(self.device), torch.from_numpy(text).float().to(self.device))
 
     # --- checkpoints ---------------------------------------------------------------------------
     def resume(self, ck: dict) -> None:
@@ -192,7 +210,7 @@ class Trainer:
             image = torch.from_numpy(self.inputs.data.image_rows(idx)).to(self.device)
         row = torch.from_numpy(np.searchsorted(self.train_idx, idx)).to(self.device)  # positions in the training set
         return {"image": image, "feat": self.feat_t[it], "text": self.text_t[it], "label": self.lab_t[it],
-                "index": it, "row": row}
+                "index": it, "row": row, "target_feat": self.target_feat_t[it], "target_text": self.target_text_t[it]}
 
     def nan_cause(self, batch: dict) -> str:
         """The likely cause of a non-finite loss on ``batch``, and where the run can restart."""
