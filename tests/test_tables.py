@@ -109,3 +109,19 @@ def test_a_results_file_with_a_bom_or_missing_is_handled(tmp_path):
     for p, words in ((tmp_path / "nope.json", "not found"), (tmp_path, "is a folder")):
         res = cmhash_tables("--print", p)
         assert res.exit_code == 2 and words in res.stderr
+
+
+def test_gap_table_chooses_on_validation_and_says_when_a_gap_exceeds_twice_the_spread():
+    def row(name, seed, i2t, t2i, val=None):
+        r = {"name": name, "bits": 16, "seed": seed, "i2t": {"map": i2t}, "t2i": {"map": t2i}}
+        return {**r, "best_val": {"map": val}} if val is not None else r
+
+    rows = [row("CCA-ITQ", s, 0.80 + d, 0.90 + d) for s, d in ((0, 0.0), (1, 0.01), (2, -0.01))]
+    # A: best on the queries, worse on validation; B: chosen (validation .7 > .6), I->T +.10 (> 2 x .01),
+    # T->I +.005 (within)
+    rows += [row("A", s, 0.99, 0.99, 0.6) for s in (0, 1, 2)]
+    rows += [row("B", s, 0.90 + d, 0.905 + d, 0.7) for s, d in ((0, 0.0), (1, 0.01), (2, -0.01))]
+    got = tables.render({"sections": {"s": {"rows": rows}}}, {"kind": "gap", "sections": "s", "bits": "16"})
+    line = got.splitlines()[2]
+    assert "| s | 16 | B (0.700) |" in line
+    assert "I→T above (+0.100, 2 std 0.020)" in line and "T→I within (+0.005, 2 std 0.020)" in line

@@ -18,6 +18,10 @@ What the marker's settings mean:
   "I→T / T→I" (a side-by-side of text encoders).
 - ``kind=short``: the typed-query table (``short_queries``: a sweep's ``label_queries``).
 - ``kind=table``: a speed benchmark's table as it measured it (a section of ``header`` and ``cells``).
+- ``kind=gap`` with ``sections=`` and ``bits=``: per section and code length, the trained row
+  with the best mean validation score (``best_val``'s ``select``, default ``map``: chosen without
+  the queries) against CCA-ITQ, each direction's gap in ``metric`` and whether it is larger than
+  twice the larger of the two rows' stds over seeds (``gap_table``).
 
 Rows of several training seeds show mean ± std, and a one-seed cell among them is marked *
 (``runner.markdown_table``).
@@ -82,8 +86,10 @@ def render(results: dict, opts: dict) -> str:
             raise CmhashError(f"no table section {opts.get('section')!r} in the results")
         return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in [sec["header"], ["---"] * len(sec["header"]),
                                                                         *sec["cells"]])
+    if kind == "gap":
+        return gap_table(results, opts)
     if kind != "metric":
-        raise CmhashError(f"unknown table kind {kind!r}; known: metric, short, table")
+        raise CmhashError(f"unknown table kind {kind!r}; known: metric, short, table, gap")
     metric = opts.get("metric", "map")
     if "sections" in opts:
         return side_by_side(results, opts["sections"].split(","), metric, opts)
@@ -106,6 +112,42 @@ def side_by_side(results: dict, sections: list[str], metric: str, opts: dict) ->
             r = per[sec].get(n)
             cells.append("–" if r is None else f"{cell(r, 'i2t', metric, several)} / {cell(r, 't2i', metric, several)}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gap_table(results: dict, opts: dict, against: str = "CCA-ITQ") -> str:
+    """The trained row chosen on validation against ``against``, per section and code length."""
+    metric, select = opts.get("metric", "map"), opts.get("select", "map")
+    sections = opts.get("sections", "").split(",")
+    bits = [int(b) for b in opts.get("bits", "").split(",") if b]
+    if not sections[0] or not bits:
+        raise CmhashError("a gap table needs sections= and bits=")
+    lines = [f"| set | bits | chosen on validation (val. {select}) | {metric} I→T: it / {against} | "
+             f"{metric} T→I: it / {against} | more than 2 std? |", "|---|---|---|---|---|---|"]
+    for sec in sections:
+        raw = _rows(results, sec, {})
+        summary = {(r["name"], r["bits"]): r for r in seed_summary(raw)}
+        for b in bits:
+            val: dict[str, list[float]] = {}
+            for r in raw:
+                if r["bits"] == b and r["name"] not in BASELINE_ROWS and select in (r.get("best_val") or {}):
+                    val.setdefault(r["name"], []).append(r["best_val"][select])
+            base = summary.get((against, b))
+            if not val or base is None:
+                continue
+            name = max(val, key=lambda n: (np.mean(val[n]), n))
+            row, verdict, cells = summary[(name, b)], [], []
+            for task, arrow in (("i2t", "I→T"), ("t2i", "T→I")):
+                gap = row[task][metric] - base[task][metric]
+                spread = 2 * max(row[f"{task}_std"][metric], base[f"{task}_std"][metric])
+                cells.append(f"{cell(row, task, metric, True)} / {cell(base, task, metric, True)}")
+                if len(row["seeds"]) < 2:
+                    verdict.append(f"{arrow} one seed")
+                else:
+                    word = "above" if gap > spread else "below" if gap < -spread else "within"
+                    verdict.append(f"{arrow} {word} ({gap:+.3f}, 2 std {spread:.3f})")
+            lines.append(f"| {sec} | {b} | {name} ({np.mean(val[name]):.3f}) | {cells[0]} | {cells[1]} | "
+                         f"{'; '.join(verdict)} |")
     return "\n".join(lines)
 
 

@@ -138,6 +138,12 @@ class HashMethod(nn.Module):
         if memory is not None:
             memory.attach(len(labels))
 
+    @staticmethod
+    def target_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, .) image and text vectors the similarity targets are computed from: the trainer's
+        "target_feat" / "target_text" (``train.targets``), else F_I and the text vectors."""
+        return batch.get("target_feat", batch["feat"]), batch.get("target_text", batch["text"])
+
     def attach_training_features(self, feat: torch.Tensor, text: torch.Tensor) -> None:
         """(N, D) frozen image features F_I and (N, d) text vectors of the training items (their
         canonical projections under ``train.targets: canonical``), in the order of batch["row"], called once before training (after ``attach_training_set``) for

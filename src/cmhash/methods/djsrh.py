@@ -40,7 +40,7 @@ class DJSRH(HashMethod):
     def loss(self, batch):
         code_i = self.img_net(batch["image"])  # (b, K) this rank's rows
         code_t = self.txt_net(batch["text"])  # (b, K)
-        code_i, code_t, feat, text = self.gather(code_i, code_t, batch["target_feat"], batch["target_text"])  # (B, .)
+        code_i, code_t, feat, text = self.gather(code_i, code_t, *self.target_inputs(batch))  # (B, .)
         with torch.no_grad():
             s = self.similarity({"feat": feat, "text": text})  # (B, B)
         return djsrh_loss(code_i, code_t, s, self.cfg.lambda1, self.cfg.lambda2)

@@ -55,8 +55,7 @@ class DSAH(HashMethod):
         recon_i = self.dec_img(self._binary(code_i))  # (b, d)
         recon_t = self.dec_txt(self._binary(code_t))  # (b, D)
         code_i, code_t, recon_i, recon_t, feat, text, t_feat, t_text = self.gather(
-            code_i, code_t, recon_i, recon_t, batch["feat"], batch["text"], batch["target_feat"],
-            batch["target_text"])  # (B, .) global batch
+            code_i, code_t, recon_i, recon_t, batch["feat"], batch["text"], *self.target_inputs(batch))  # (B, .)
         with torch.no_grad():
             s, s_i, s_t = dsah_similarity(t_feat, t_text, c.mu, c.beta)  # (B, B)
         return dsah_loss(code_i, code_t, s, s_i, s_t, recon_i, text, recon_t, feat, c.mu,

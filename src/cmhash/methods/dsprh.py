@@ -121,10 +121,10 @@ class DSPRH(HashMethod):
         # every rank's rows (the global batch) for the batch-level targets; identity in one process
         if need_rec:
             code_i, code_t, rec_i, rec_t, feat, text, t_feat, t_text = self.gather(
-                code_i, code_t, rec_i, rec_t, batch["feat"], batch["text"], batch["target_feat"], batch["target_text"])
+                code_i, code_t, rec_i, rec_t, batch["feat"], batch["text"], *self.target_inputs(batch))
         else:
             code_i, code_t, feat, text, t_feat, t_text = self.gather(code_i, code_t, batch["feat"], batch["text"],
-                                                                     batch["target_feat"], batch["target_text"])
+                                                                     *self.target_inputs(batch))
         batch = dict(batch, feat=feat, text=text)
         with torch.no_grad():
             s, s_i, s_t = dsah_similarity(t_feat, t_text, c.mu, c.lam)  # (B, B) each

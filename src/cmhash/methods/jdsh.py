@@ -55,7 +55,7 @@ class JDSH(HashMethod):
 
     def loss(self, batch):
         code_i, code_t = self.img_net(batch["image"]), self.txt_net(batch["text"])  # (b, K) this rank's rows
-        code_i, code_t, feat, text = self.gather(code_i, code_t, batch["target_feat"], batch["target_text"])  # (B, .)
+        code_i, code_t, feat, text = self.gather(code_i, code_t, *self.target_inputs(batch))  # (B, .)
         with torch.no_grad():
             s = self.similarity({"feat": feat, "text": text})  # (B, B)
         return jdsh_loss(code_i, code_t, s, self.cfg.intra)
