@@ -174,6 +174,7 @@ def test_every_method_trained_briefly_beats_random_codes(tmp_path):
         scores[name] = got = (m["i2t"]["map"] + m["t2i"]["map"]) / 2
         assert got > chance + 0.2, f"mAP {got:.3f}, random codes {chance:.3f}"
 
-    bad = each(METHODS.names(), check)
+    shipped = [n for n in METHODS.names() if METHODS.get(n).__module__.startswith("cmhash.")]  # not tests' toys
+    bad = each(shipped, check)
     print({k: round(v, 3) for k, v in scores.items()}, "random", round(chance, 3))
     assert not bad

@@ -176,3 +176,38 @@ def test_epochs_scale_with_the_training_set_size():
     cfg = build_config("djsrh", "folder", 16, None, {"train": {"epochs": 5}})
     assert cfg.train.epochs == 5 and cfg.train.epochs_at_items == 0  # epochs given by the user stay as given
     assert build_config("djsrh", "folder", 16).train.epochs_at_items == 2000
+
+
+def test_cca_itq_refitted_on_a_finetuned_backbone(tmp_path):
+    """The fine-tuned regime's linear row (``eval.refit``): the trained backbone's pooled features
+    differ from the frozen ones, and CCA-ITQ fitted on them scores on the same protocol."""
+    import warnings
+
+    import numpy as np
+
+    from cmhash.eval.refit import finetuned_features, refit_cca_itq
+
+    cfg = build_config("djsrh", "synthetic", 8,
+                       {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
+                        "backbone": {"name": "alexnet", "image_size": 64, "finetune": True,
+                                     "cache_dir": str(tmp_path / "cache")},
+                        "data": {"options": {"n_items": 40, "image_size": 32}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = prepare_inputs(cfg)
+        train_run(cfg, tmp_path / "ft", inputs, progress=False)
+        feat = finetuned_features(tmp_path / "ft", inputs, 8)
+        m = refit_cca_itq(tmp_path / "ft", inputs, 8)
+    assert feat.shape == inputs.feat.shape and not np.allclose(feat, inputs.feat)
+    assert 0 <= m["i2t"]["map"] <= 1 and 0 <= m["t2i"]["map"] <= 1
+    with pytest.raises(CmhashError, match="no backbone it trained through"):
+        finetuned_features(_frozen_run(tmp_path), inputs, 8)
+
+
+def _frozen_run(tmp_path):
+    cfg = build_config("djsrh", "synthetic", 8, {"train": {"epochs": 1, "batch_size": 8},
+                                                  "method": {"img_hidden": 8, "txt_hidden": 8},
+                                                  "data": {"options": {"n_items": 40, "image_size": 32}},
+                                                  "backbone": {"cache_dir": str(tmp_path / "cache2")}})
+    train_run(cfg, tmp_path / "frozen", prepare_inputs(cfg), progress=False)
+    return tmp_path / "frozen"

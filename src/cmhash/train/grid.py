@@ -112,9 +112,12 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
     def run_one(p, b, seed, cfg, run_dir, lock_wait: float) -> bool:
         row = stored.get((p.name, b, seed))
         read_only = collect or (only is not None and p.name not in only)
+        refit = spec.refit_linear and cfg.backbone.finetune and spec.score == "queries"
         if not (run_dir / METRICS).exists() and (row is not None or read_only):
             if row is not None:
                 report.rows.append(row)  # measured before (the results file)
+                if refit and (f"{REFIT} {p.name}", b, seed) in stored:
+                    report.rows.append(stored[f"{REFIT} {p.name}", b, seed])
             return True
         device, point_inputs = prepared[_input_key(cfg)]
         first = seed == spec.seeds_for(b)[0]
@@ -126,6 +129,8 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
             run_into(report, p.name, cfg, run_dir, point_inputs, device, resume=not overwrite, overwrite=overwrite,
                      progress=progress, curves=spec.curves and b == max(spec.bits) and first, echo=echo,
                      score=spec.score, param=p.param, value=p.value, **({"seed": seed} if seed is not None else {}))
+            if refit:
+                _add_refit(report, f"{REFIT} {p.name}", run_dir, point_inputs, b, seed, device, echo)
         if lq and b == lq.get("bits") and first and spec.score == "queries":
             from ..eval.queries import label_query_precision
 
@@ -151,6 +156,26 @@ def _run_section(spec: Spec, name: str | None, section, root, out: Path, stored:
     echo("")
     echo(report.table())
     return report
+
+
+REFIT = "CCA-ITQ on the backbone of"  # the name of a refit row: REFIT + the fine-tuned point's name
+REFIT_FILE = "refit-cca-itq.json"  # its metrics, kept in the run folder (computed once)
+
+
+def _add_refit(report, name: str, run_dir: Path, inputs, bits: int, seed, device, echo) -> None:
+    """CCA-ITQ fitted on a fine-tuned run's backbone features (``eval.refit``), as a row beside it."""
+    from ..eval.refit import refit_cca_itq
+    from ..utils import write_json_atomic
+
+    f = run_dir / REFIT_FILE
+    if f.exists():
+        m = json.loads(f.read_text())
+    else:
+        m = refit_cca_itq(run_dir, inputs, bits, seed or 0, device)
+        m.pop("curves", None)
+        write_json_atomic(f, m)
+    report.add(name, bits, m, **({"seed": seed} if seed is not None else {}))
+    echo(f"  {name}, {bits} bits: I->T mAP {m['i2t']['map']:.3f} | T->I mAP {m['t2i']['map']:.3f}")
 
 
 def _input_key(cfg) -> str:

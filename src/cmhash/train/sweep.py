@@ -21,6 +21,7 @@ A spec is YAML (a file, or a built-in name from ``presets/sweeps``)::
       method.beta: [0.003, 0.03, 0.3]
     curves: true                         # PR / precision@top-K of every point at the largest length
     baselines: true                      # random codes, CCA-ITQ, CCA-RR and real CCA beside, per seed
+    refit_linear: true                   # beside each fine-tuned run: CCA-ITQ on its backbone's features
     score: queries                       # or validation: choose settings, the queries never encoded
     metrics: [map, map@50]               # the table's columns
     label_queries: {bits: 64, k: 10, queries: {tenniscourt: tennis court}}   # typed queries
@@ -45,7 +46,8 @@ from ..overrides import flatten, nest
 from ..utils import CmhashError
 
 SPEC_KEYS = {"title", "method", "dataset", "datasets", "bits", "set", "variants", "grid", "one_at_a_time", "curves",
-             "data_root", "seeds", "seeds_at", "baselines", "score", "metrics", "label_queries", "results"}
+             "data_root", "seeds", "seeds_at", "baselines", "score", "metrics", "label_queries", "results",
+             "refit_linear"}
 SCORES = ("queries", "validation")
 
 
@@ -85,6 +87,7 @@ class Spec:
     metrics: tuple = ("map", "map@50", "ndcg@50")
     label_queries: dict | None = None
     results: str | None = None
+    refit_linear: bool = False  # beside each fine-tuned run, CCA-ITQ fitted on its backbone (eval.refit)
 
     def datasets(self) -> dict[str | None, Section]:
         """section name (None for a one-dataset sweep) -> its dataset."""
@@ -176,7 +179,7 @@ def load_spec(spec: str | Path | dict) -> Spec:
     return Spec(str(raw.get("title") or f"{method} sweep"), method, raw.get("dataset", "synthetic"), bits, common,
                 points, bool(raw.get("curves", False)), raw.get("data_root"), raw, seeds, _sections(raw),
                 seeds_at, bool(raw.get("baselines", False)), raw.get("score", "queries"), tuple(metrics), lq,
-                raw.get("results"))
+                raw.get("results"), bool(raw.get("refit_linear", False)))
 
 
 def _mapping(v, where: str) -> dict:
