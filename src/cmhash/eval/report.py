@@ -86,19 +86,25 @@ class Report:
 def write_results_file(path: str | Path, sections: dict, script: str, **extra) -> Path:
     """A published results file (``benchmarks/results/<name>.json``, from which the README's and
     docs' tables are rendered): per section (a dataset) its title, label prior, split, every row
-    (each seed's, without curves) and their mean ± std per name and length (``summary``). A
+    (each seed's, without curves, its validation scores reduced to their means) and their mean ± std per name and length (``summary``). A
     section given as a dict is kept as it was (read from the file before)."""
     out = {}
     for key, r in sections.items():
         if isinstance(r, dict):
             out[key] = r
             continue
-        rows = [{k: v for k, v in row.items() if k not in ("curves", "best_val")} for row in r.rows]
+        rows = [{k: (_validation(v) if k == "best_val" else v) for k, v in row.items() if k != "curves"}
+                for row in r.rows]
         out[key] = {"title": r.title, "label_prior": r.label_prior, "split": r.inputs.split.sizes(),
                     "info": r.inputs.info, "rows": rows, "summary": seed_summary(rows)}
     path = Path(path)
     write_json_atomic(path, {"script": script, "sections": out, **extra})
     return path
+
+
+def _validation(best_val: dict) -> dict:
+    """A row's best validation scores as published: the means of both directions (what chooses)."""
+    return {k: v for k, v in best_val.items() if isinstance(v, float) and not k.endswith(("_i2t", "_t2i"))}
 
 
 def read_results(path: str | Path) -> dict:
