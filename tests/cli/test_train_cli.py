@@ -129,15 +129,20 @@ def test_cli_demo_small(tmp_path):
     assert res2.exit_code == 0, res2.output
 
 
+def finetune_cfg(tmp_path):
+    """DJSRH through a trainable AlexNet on 40 tiny images: the fine-tuning path on the CPU."""
+    return build_config("djsrh", "synthetic", 8,
+                        {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
+                         "backbone": {"name": "alexnet", "image_size": 64, "finetune": True,
+                                      "cache_dir": str(tmp_path / "cache")},
+                         "data": {"options": {"n_items": 40, "image_size": 32}}})
+
+
 def test_finetune_path_through_a_backbone(tmp_path):
     """Raw pixels through a trainable backbone (the GPU path), on a few tiny images on the CPU."""
     import warnings
 
-    cfg = build_config("djsrh", "synthetic", 8,
-                       {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
-                        "backbone": {"name": "alexnet", "image_size": 64, "finetune": True,
-                                     "cache_dir": str(tmp_path / "cache")},
-                        "data": {"options": {"n_items": 40, "image_size": 32}}})
+    cfg = finetune_cfg(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = prepare_inputs(cfg)
@@ -187,11 +192,7 @@ def test_cca_itq_refitted_on_a_finetuned_backbone(tmp_path):
 
     from cmhash.eval.refit import finetuned_features, refit_cca_itq
 
-    cfg = build_config("djsrh", "synthetic", 8,
-                       {"train": {"epochs": 1, "batch_size": 8, "val_fraction": 0.0},
-                        "backbone": {"name": "alexnet", "image_size": 64, "finetune": True,
-                                     "cache_dir": str(tmp_path / "cache")},
-                        "data": {"options": {"n_items": 40, "image_size": 32}}})
+    cfg = finetune_cfg(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = prepare_inputs(cfg)
